@@ -1,0 +1,31 @@
+"""Shared test fixtures: paths to the golden tensors and the real media clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+GOLDEN = FIXTURES / "golden"
+# The two released clips stay outside the repo; tests that use them skip when it is absent.
+SHARED_MEDIA = (REPO_ROOT.parent / "shared" / "media").resolve()
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    return GOLDEN
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def shared_media() -> Path:
+    """Folder with landscape.mp4 and audioset.mp4; skips the test when it is missing."""
+    if not (SHARED_MEDIA / "landscape.mp4").is_file():
+        pytest.skip(f"real media folder {SHARED_MEDIA} is absent (needs ../shared/media)")
+    return SHARED_MEDIA
