@@ -1,0 +1,162 @@
+"""Small shared layers: float32 GroupNorm, timestep embedding, conv wrappers with official keys.
+
+Video tensors are ``[B, F, C, H, W]`` (frames before channels), audio ``[B, C, L]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "timestep_embedding", "TimeEmbed", "group_norm_fp32", "video_group_norm", "Norm",
+    "VideoConv2p1", "VideoConv3d", "AudioConv", "pointwise",
+]
+
+GROUPS = 32
+EPS = 1e-5
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding ``[B] -> [B, dim]``, cosine half first, real-valued ``t`` allowed."""
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half
+    )
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class TimeEmbed(nn.Sequential):
+    """``Linear(D -> E), SiLU, Linear(E -> E)`` (keys ``0`` and ``2``), always run in float32."""
+
+    def __init__(self, dim: int, embed_dim: int) -> None:
+        super().__init__(nn.Linear(dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
+        self.dim = dim
+
+    def forward(self, t: Tensor) -> Tensor:  # type: ignore[override]
+        """``t [B]`` -> ``[B, E]`` float32."""
+        return super().forward(timestep_embedding(t, self.dim))
+
+
+def group_norm_fp32(x: Tensor, gn: nn.GroupNorm) -> Tensor:
+    """GroupNorm of ``[N, C, ...]`` evaluated in float32, result in ``x``'s dtype."""
+    return F.group_norm(x.float(), gn.num_groups, gn.weight, gn.bias, gn.eps).to(x.dtype)
+
+
+def video_group_norm(x: Tensor, gn: nn.GroupNorm) -> Tensor:
+    """GroupNorm of video ``[B, F, C, H, W]`` with statistics over group channels x all frames.
+
+    Computed on the native layout (no permute copy): statistics from a reshaped view, then one
+    fused scale-and-shift per (sample, channel).
+    """
+    b, f, c, h, w = x.shape
+    g = gn.num_groups
+    xf = x.float()
+    var, mean = torch.var_mean(xf.reshape(b, f, g, (c // g) * h * w), dim=(1, 3), unbiased=False)
+    rstd = torch.rsqrt(var + gn.eps)  # [B, G]
+    scale = gn.weight.float().view(1, g, c // g) * rstd[:, :, None]  # [B, G, C/G]
+    shift = gn.bias.float().view(1, g, c // g) - mean[:, :, None] * scale
+    scale = scale.reshape(b, 1, c, 1, 1)
+    shift = shift.reshape(b, 1, c, 1, 1)
+    return torch.addcmul(shift, xf, scale).to(x.dtype)
+
+
+class Norm(nn.Module):
+    """Base-model norm wrapper: holds ``GroupNorm`` (keys ``*.GroupNorm.{weight,bias}``).
+
+    Video input ``[B, F, C, H, W]`` is normalised jointly over frames; 3-D input ``[N, C, T]``
+    is an ordinary GroupNorm. Always evaluated in float32.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.GroupNorm = nn.GroupNorm(GROUPS, channels, eps=EPS)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 5:
+            return video_group_norm(x, self.GroupNorm)
+        return group_norm_fp32(x, self.GroupNorm)
+
+
+def pointwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """Channel mix on axis ``-3`` of ``[..., C, H, W]`` or ``-2`` of ``[..., C, T]``.
+
+    ``weight`` is any conv weight ``[Co, Ci, 1, ...]``. Used for 1x1(x1) convolutions so the
+    video never has to be permuted to ``[B, C, F, H, W]``.
+    """
+    w2 = weight.reshape(weight.shape[0], weight.shape[1])
+    if x.dim() == 5:
+        b, f, c, h, wd = x.shape
+        out = F.conv2d(x.reshape(b * f, c, h, wd), w2[:, :, None, None], bias)
+        return out.reshape(b, f, -1, h, wd)
+    return F.conv1d(x, w2[:, :, None], bias)
+
+
+class VideoConv2p1(nn.Module):
+    """Factorised "2d+1d" video conv: per-frame Conv2d(k) then per-pixel temporal Conv1d(k).
+
+    ``[B, F, Ci, H, W] -> [B, F, Co, H, W]``; keys ``video_conv_spatial``, ``video_conv_temporal``.
+    """
+
+    def __init__(self, cin: int, cout: int, k: int = 3) -> None:
+        super().__init__()
+        self.video_conv_spatial = nn.Conv2d(cin, cout, k, padding=k // 2)
+        self.video_conv_temporal = nn.Conv1d(cout, cout, k, padding=k // 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, f, c, h, w = x.shape
+        y = self.video_conv_spatial(x.reshape(b * f, c, h, w))
+        co = y.shape[1]
+        return temporal_conv(y.reshape(b, f, co, h * w), self.video_conv_temporal).reshape(
+            b, f, co, h, w
+        )
+
+
+def temporal_conv(x: Tensor, conv: nn.Conv1d) -> Tensor:
+    """Conv1d along frames of ``x [B, F, C, S]`` for every pixel, as one batched GEMM.
+
+    Zero "same" padding; equals applying ``conv`` to the ``[B*S, C, F]`` view.
+    """
+    b, f, c, s = x.shape
+    k = conv.kernel_size[0]
+    pad = k // 2
+    xp = F.pad(x, (0, 0, 0, 0, pad, pad))  # [B, F + 2p, C, S]
+    cols = torch.cat([xp[:, i:i + f] for i in range(k)], dim=2)  # [B, F, k*C, S]
+    w = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, k * c)  # tap-major
+    out = torch.matmul(w, cols)  # [B, F, Co, S]
+    if conv.bias is not None:
+        out = out + conv.bias[:, None]
+    return out
+
+
+class VideoConv3d(nn.Module):
+    """"3d" video conv wrapper (key ``video_conv``): Conv3d over (F, H, W), "same" padding."""
+
+    def __init__(self, cin: int, cout: int, k: int = 1) -> None:
+        super().__init__()
+        self.video_conv = nn.Conv3d(cin, cout, k, padding=k // 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.video_conv.kernel_size == (1, 1, 1):
+            return pointwise(x, self.video_conv.weight, self.video_conv.bias)
+        y = self.video_conv(x.transpose(1, 2))  # [B, C, F, H, W]
+        return y.transpose(1, 2).contiguous()
+
+
+class AudioConv(nn.Module):
+    """Audio conv wrapper (key ``audio_conv``): Conv1d(k, dilation d), zero "same" padding."""
+
+    def __init__(self, cin: int, cout: int, k: int = 3, dilation: int = 1) -> None:
+        super().__init__()
+        self.audio_conv = nn.Conv1d(cin, cout, k, padding=dilation * (k - 1) // 2,
+                                    dilation=dilation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.audio_conv(x)

@@ -1,0 +1,265 @@
+"""The coupled audio-video U-Net of MM-Diffusion (ARCHITECTURE.md section 3).
+
+``video [B, F, C, H, W]`` and ``audio [B, C, L]`` in, eps predictions of the same shapes out.
+Key names match the official checkpoints (``checkpoint-layout-base.tsv``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model.attention import CrossAttention, SelfAttention, ShiftSource
+from model.config import UNetConfig
+from model.nn import AudioConv, Norm, TimeEmbed, VideoConv2p1, VideoConv3d
+
+__all__ = ["AVUNet", "AVResBlock", "InitialBlock", "AVSequential"]
+
+
+def _video_conv(cfg: UNetConfig, cin: int, cout: int, k: int) -> nn.Module:
+    return VideoConv2p1(cin, cout, k) if cfg.video_type == "2d+1d" else VideoConv3d(cin, cout, k)
+
+
+class InitialBlock(nn.Module):
+    """``input_blocks.0.0``: video conv(3) 3 -> C0 and audio conv(3) 1 -> C0."""
+
+    def __init__(self, cfg: UNetConfig, ch: int) -> None:
+        super().__init__()
+        self.video_conv = _video_conv(cfg, cfg.video_size[1], ch, 3)
+        self.audio_conv = AudioConv(cfg.audio_size[0], ch, 3)
+
+    def forward(self, video: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
+        return self.video_conv(video), self.audio_conv(audio)
+
+
+def _video_down(x: Tensor) -> Tensor:
+    b, f, c, h, w = x.shape
+    return F.avg_pool2d(x.reshape(b * f, c, h, w), 2).reshape(b, f, c, h // 2, w // 2)
+
+
+def _video_up(x: Tensor) -> Tensor:
+    b, f, c, h, w = x.shape
+    y = F.interpolate(x.reshape(b * f, c, h, w), scale_factor=2.0, mode="nearest")
+    return y.reshape(b, f, c, 2 * h, 2 * w)
+
+
+class AVResBlock(nn.Module):
+    """Coupled residual block (3.3): both modalities, one FiLM projection, optional resampling
+    (after the in-conv), optional video spatial+temporal and audio self-attention."""
+
+    def __init__(
+        self, cfg: UNetConfig, cin: int, cout: int, *, dilation: int, updown: str = "",
+        video_attention: bool = False, audio_attention: bool = False,
+    ) -> None:
+        super().__init__()
+        self.updown = updown
+        self.scale_shift = cfg.use_scale_shift_norm
+        e = cfg.time_embed_dim
+        self.video_in_layers = nn.Sequential(Norm(cin), nn.SiLU(), _video_conv(cfg, cin, cout, 3))
+        self.audio_in_layers = nn.Sequential(
+            Norm(cin), nn.SiLU(), AudioConv(cin, cout, 3, dilation)
+        )
+        self.emb_layers = nn.Sequential(
+            nn.SiLU(), nn.Linear(e, 2 * cout if self.scale_shift else cout)
+        )
+        self.video_out_layers = nn.Sequential(
+            Norm(cout), nn.SiLU(), nn.Dropout(cfg.dropout), VideoConv3d(cout, cout, 1)
+        )
+        self.audio_out_layers = nn.Sequential(
+            Norm(cout), nn.SiLU(), nn.Dropout(cfg.dropout), AudioConv(cout, cout, 1)
+        )
+        if cin != cout:
+            self.video_skip_connection: nn.Module = VideoConv3d(cin, cout, 1)
+            self.audio_skip_connection: nn.Module = AudioConv(cin, cout, 1)
+        else:
+            self.video_skip_connection = nn.Identity()
+            self.audio_skip_connection = nn.Identity()
+        if video_attention:
+            self.spatial_attention_block = SelfAttention(cout, cfg.num_heads)
+            self.temporal_attention_block = SelfAttention(cout, cfg.num_heads)
+        if audio_attention:
+            self.audio_attention_block = SelfAttention(cout, cfg.num_heads)
+        self.video_attention = video_attention
+        self.audio_attention = audio_attention
+
+    def _film(self, norm: nn.Module, h: Tensor, e: Tensor, shape: Sequence[int]) -> Tensor:
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)
+            return torch.addcmul(shift.view(shape), norm(h), 1 + scale.view(shape))
+        return norm(h + e.view(shape))
+
+    def forward(self, video: Tensor, audio: Tensor, emb: Tensor) -> tuple[Tensor, Tensor]:
+        hv = self.video_in_layers(video)
+        ha = self.audio_in_layers(audio)
+        if self.updown == "down":
+            hv, video = _video_down(hv), _video_down(video)
+            ha, audio = F.avg_pool1d(ha, 4), F.avg_pool1d(audio, 4)
+        elif self.updown == "up":
+            hv, video = _video_up(hv), _video_up(video)
+            ha, audio = ha.repeat_interleave(4, dim=-1), audio.repeat_interleave(4, dim=-1)
+        e = self.emb_layers(emb).to(hv.dtype)  # [B, 2Co]
+        b, co = e.shape[0], hv.shape[2]
+        ov, oa = self.video_out_layers, self.audio_out_layers
+        hv = self._film(ov[0], hv, e, (b, 1, -1, 1, 1))
+        ha = self._film(oa[0], ha, e, (b, -1, 1))
+        hv = ov[3](ov[2](ov[1](hv)))
+        ha = oa[3](oa[2](oa[1](ha)))
+        video = self.video_skip_connection(video) + hv
+        audio = self.audio_skip_connection(audio) + ha
+        if self.video_attention:
+            video = self._video_attention(video)
+        if self.audio_attention:
+            audio = self.audio_attention_block(audio)
+        return video, audio
+
+    def _video_attention(self, x: Tensor) -> Tensor:
+        b, f, c, h, w = x.shape
+        x = self.spatial_attention_block(x.reshape(b * f, c, h * w))  # per-frame tokens
+        x = x.reshape(b, f, c, h * w).permute(0, 3, 2, 1).reshape(b * h * w, c, f)
+        x = self.temporal_attention_block(x)  # per-pixel tokens over frames
+        return x.reshape(b, h * w, c, f).permute(0, 3, 2, 1).reshape(b, f, c, h, w)
+
+
+class AVSequential(nn.Sequential):
+    """A U-Net block: layers run in order, each given what it needs."""
+
+    def forward(  # type: ignore[override]
+        self, video: Tensor, audio: Tensor, emb: Tensor, shifts: ShiftSource
+    ) -> tuple[Tensor, Tensor]:
+        for layer in self:
+            if isinstance(layer, AVResBlock):
+                video, audio = layer(video, audio, emb)
+            elif isinstance(layer, CrossAttention):
+                video, audio = layer(video, audio, shifts)
+            else:
+                video, audio = layer(video, audio)
+        return video, audio
+
+
+class AVUNet(nn.Module):
+    """Coupled audio-video U-Net. Build with :func:`model.build_unet`."""
+
+    def __init__(self, cfg: UNetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.working_dtype = torch.float32
+        m, mult, r = cfg.model_channels, cfg.channel_mult, cfg.num_res_blocks
+        nframes = cfg.video_size[0]
+
+        def heads(c: int) -> int:
+            return c // cfg.num_head_channels if cfg.num_head_channels != -1 else cfg.num_heads
+
+        def cross(c: int, ds: int, name: str) -> CrossAttention:
+            win = cfg.cross_attention_windows[cfg.cross_attention_resolutions.index(ds)]
+            return CrossAttention(c, heads(c), win, cfg.cross_attention_shift, name)
+
+        self.time_embed = TimeEmbed(m, cfg.time_embed_dim)
+        ch = mult[0] * m
+        self.input_blocks = nn.ModuleList([AVSequential(InitialBlock(cfg, ch))])
+        stack, ds, n = [ch], 1, 1
+        for level, k in enumerate(mult):
+            for _ in range(r):
+                name = f"input_blocks.{len(self.input_blocks)}"
+                layers: list[nn.Module] = [AVResBlock(
+                    cfg, ch, k * m, dilation=2 ** (n % 10),
+                    video_attention=ds in cfg.video_attention_resolutions,
+                    audio_attention=ds in cfg.audio_attention_resolutions,
+                )]
+                n += 1
+                ch = k * m
+                if ds in cfg.cross_attention_resolutions:
+                    layers.append(cross(ch, ds, f"{name}.1"))
+                self.input_blocks.append(AVSequential(*layers))
+                stack.append(ch)
+            if level != len(mult) - 1:
+                self.input_blocks.append(
+                    AVSequential(AVResBlock(cfg, ch, ch, dilation=2 ** (n % 10), updown="down"))
+                )
+                n += 1
+                stack.append(ch)
+                ds *= 2
+        mid_dil = 2 ** (n % 10)
+        middle: list[nn.Module] = [AVResBlock(cfg, ch, ch, dilation=mid_dil, video_attention=True,
+                                              audio_attention=True)]
+        if tuple(cfg.cross_attention_windows) == (1, 4, 8):
+            middle.append(CrossAttention(ch, heads(ch), nframes, False, "middle_blocks.1"))
+        middle.append(AVResBlock(cfg, ch, ch, dilation=mid_dil, video_attention=True,
+                                 audio_attention=True))
+        self.middle_blocks = AVSequential(*middle)
+        n -= 1
+        self.output_blocks = nn.ModuleList()
+        for level, k in list(enumerate(mult))[::-1]:
+            for i in range(r + 1):
+                name = f"output_blocks.{len(self.output_blocks)}"
+                layers = [AVResBlock(
+                    cfg, ch + stack.pop(), k * m, dilation=2 ** (n % 10),
+                    video_attention=ds in cfg.video_attention_resolutions,
+                    audio_attention=ds in cfg.audio_attention_resolutions,
+                )]
+                n -= 1
+                ch = k * m
+                if ds in cfg.cross_attention_resolutions:
+                    layers.append(cross(ch, ds, f"{name}.1"))
+                if level and i == r:
+                    layers.append(AVResBlock(cfg, ch, ch, dilation=2 ** (n % 10), updown="up"))
+                    ds //= 2
+                self.output_blocks.append(AVSequential(*layers))
+        self.audio_out = nn.Sequential(
+            Norm(ch), nn.SiLU(), AudioConv(ch, cfg.audio_out_channels, 3)
+        )
+        self.video_out = nn.Sequential(
+            Norm(ch), nn.SiLU(), VideoConv3d(ch, cfg.video_out_channels, 3)
+        )
+        self.last_window_shifts: list[int] = []
+
+    def check_inputs(self, video: Tensor, audio: Tensor, timesteps: Tensor) -> Tensor:
+        """Validate shapes (cheap, before any compute); returns timesteps as ``[B]``."""
+        cfg = self.cfg
+        nf, c, h, w = cfg.video_size
+        ca, length = cfg.audio_size
+        if video.dim() != 5 or video.shape[1] != nf or video.shape[2] != c:
+            raise ValueError(f"video must be [B, {nf}, {c}, H, W] (frames before channels); "
+                             f"got {list(video.shape)}")
+        down = cfg.total_downsample
+        if video.shape[3] % down or video.shape[4] % down:
+            raise ValueError(f"video H and W must be divisible by {down} (e.g. [B, {nf}, {c}, "
+                             f"{h}, {w}]); got {list(video.shape)}")
+        b = video.shape[0]
+        if audio.dim() != 3 or tuple(audio.shape) != (b, ca, length):
+            raise ValueError(f"audio must be [{b}, {ca}, {length}] to match the video batch and "
+                             f"the config; got {list(audio.shape)}")
+        t = torch.as_tensor(timesteps, device=video.device)
+        if t.dim() == 0:
+            t = t.expand(b)
+        if t.shape != (b,):
+            raise ValueError(f"timesteps must be [{b}] (one per sample); got {list(t.shape)}")
+        return t
+
+    def forward(
+        self, video: Tensor, audio: Tensor, timesteps: Tensor, *,
+        window_shifts: Sequence[int] | None = None, generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """eps predictions for ``video [B, F, C, H, W]``, ``audio [B, C, L]``, ``timesteps [B]``.
+
+        ``window_shifts``: one int per cross-attention call in forward order (unshifted blocks
+        as 0) overriding the random shifts; otherwise shifts are drawn from ``generator``. The
+        shifts used are left in ``self.last_window_shifts``. Outputs are in the working dtype.
+        """
+        t = self.check_inputs(video, audio, timesteps)
+        shifts = ShiftSource(window_shifts, generator)
+        emb = self.time_embed(t)
+        v, a = video.to(self.working_dtype), audio.to(self.working_dtype)
+        saved: list[tuple[Tensor, Tensor]] = []
+        for block in self.input_blocks:
+            v, a = block(v, a, emb, shifts)
+            saved.append((v, a))
+        v, a = self.middle_blocks(v, a, emb, shifts)
+        for block in self.output_blocks:
+            sv, sa = saved.pop()
+            v, a = block(torch.cat([v, sv], dim=2), torch.cat([a, sa], dim=1), emb, shifts)
+        shifts.check_consumed()
+        self.last_window_shifts = shifts.used
+        return self.video_out(v), self.audio_out(a)
