@@ -1,0 +1,55 @@
+"""The FastAPI application factory for the gateway (no torch import anywhere below)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from redis import Redis
+
+from service.deps import AppState
+from service.jobs import JobStore
+from service.metrics import HTTP_LATENCY
+from service.routes import health, jobs, submit
+from service.settings import Settings, get_settings
+from service.storage import Storage, make_storage
+
+
+def create_app(settings: Settings | None = None, *, redis: Redis | None = None,
+               storage: Storage | None = None) -> FastAPI:
+    """Build the gateway. ``settings`` defaults to :func:`get_settings`; ``redis`` to
+    ``MMD_REDIS_URL``; ``storage`` to ``MMD_STORAGE_BACKEND``."""
+    settings = settings or get_settings()
+    if redis is None:
+        if not settings.redis_url:
+            raise ValueError("MMD_REDIS_URL is not set: point it at Redis "
+                             "(redis://host:6379/0), or use `mmd serve` for an embedded one")
+        redis = Redis.from_url(settings.redis_url, health_check_interval=30)
+    app = FastAPI(
+        title="mmd-serve",
+        version="0.1.0",
+        description="MM-Diffusion inference: submit a job, poll it, download the MP4.",
+    )
+    app.state.mmd = AppState(settings=settings, redis=redis, store=JobStore(redis, settings),
+                             storage=storage or make_storage(settings))
+    app.include_router(submit.router)
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+
+    @app.middleware("http")
+    async def _latency(request: Request,
+                       call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            HTTP_LATENCY.labels(method=request.method, route=path,
+                                status=str(status)).observe(time.perf_counter() - start)
+
+    return app

@@ -1,0 +1,34 @@
+"""What route handlers get injected: the settings, the job store and the storage backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis import Redis
+
+from service.jobs import JobStore
+from service.settings import Settings
+from service.storage import Storage
+
+
+@dataclass(frozen=True)
+class AppState:
+    settings: Settings
+    redis: Redis
+    store: JobStore
+    storage: Storage
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.mmd
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+def base_url(request: Request, settings: Settings) -> str:
+    """Where clients reach the gateway: ``MMD_PUBLIC_URL`` or the request's own base URL."""
+    return (settings.public_url or str(request.base_url)).rstrip("/")

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per resource: submit (POST jobs and uploads), jobs, health."""

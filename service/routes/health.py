@@ -1,0 +1,48 @@
+"""``GET /healthz``, ``GET /readyz``, ``GET /metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from redis.exceptions import RedisError
+from rq.registry import StartedJobRegistry
+
+from service import metrics
+from service.deps import State
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(state: State) -> JSONResponse:
+    """Ready when Redis answers and at least one worker has a fresh readiness heartbeat."""
+    try:
+        state.redis.ping()
+        workers = state.store.ready_workers()
+    except RedisError as exc:
+        return JSONResponse({"status": "unready", "reason": f"redis unreachable: {exc}"}, 503)
+    if workers < 1:
+        return JSONResponse({"status": "unready", "reason": "no worker is ready (still loading "
+                             "models, or none running: start `mmd worker`)", "workers": 0}, 503)
+    return JSONResponse({"status": "ready", "workers": workers})
+
+
+@router.get("/metrics", include_in_schema=False)
+def prometheus_metrics(state: State) -> Response:
+    """Prometheus exposition; queue gauges are read from Redis now (this also lets RQ clean up
+    jobs whose worker died)."""
+    try:
+        queue = state.store.queue
+        metrics.QUEUE_DEPTH.set(queue.count)
+        metrics.JOBS_RUNNING.set(StartedJobRegistry(queue=queue).count)
+        metrics.WORKERS_READY.set(state.store.ready_workers())
+    except RedisError:
+        pass
+    body, ctype = metrics.render()
+    return Response(body, media_type=ctype)

@@ -1,0 +1,100 @@
+"""``GET /jobs/{id}``, ``GET /jobs/{id}/result``, ``POST /jobs/{id}/cancel``, ``DELETE /jobs/{id}``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from service.deps import State, base_url
+from service.metrics import JOBS_CANCEL_REQUESTS
+from service.schemas import JobResult, JobStatus, JobView, SampleFile
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+def result_key(job_id: str, sample: int) -> str:
+    """Where the worker writes sample ``sample`` of job ``job_id``."""
+    return f"results/{job_id}/sample_{sample}.mp4"
+
+
+def _absolute(view: JobView, base: str) -> JobView:
+    """Result URLs are stored as paths (the worker does not know the public address)."""
+    if view.result is None:
+        return view
+    r = view.result
+    samples = [SampleFile(url=_abs(s.url, base), bytes=s.bytes, sha256=s.sha256)
+               for s in r.samples]
+    result = JobResult.model_validate({**r.model_dump(), "url": _abs(r.url, base),
+                                       "samples": [s.model_dump() for s in samples]})
+    return view.model_copy(update={"result": result})
+
+
+def _abs(url: str, base: str) -> str:
+    return base + url if url.startswith("/") else url
+
+
+def _not_found(job_id: str) -> HTTPException:
+    return HTTPException(404, f"no job with id {job_id!r} (ids expire after MMD_RESULT_TTL_S)")
+
+
+@router.get("/{job_id}", response_model=JobView)
+def get_job(job_id: str, request: Request, state: State) -> JobView:
+    """Status, progress, timestamps, queue position, error or result, and the request."""
+    view = state.store.view(job_id)
+    if view is None:
+        raise _not_found(job_id)
+    return _absolute(view, base_url(request, state.settings))
+
+
+@router.get("/{job_id}/result", response_class=Response,
+            responses={200: {"content": {"video/mp4": {}}}, 307: {"description": "S3 URL"},
+                       404: {"description": "unknown job"}, 409: {"description": "not done"}})
+def get_result(job_id: str, state: State,
+               sample: Annotated[int, Query(ge=0)] = 0) -> Response:
+    """The MP4: streamed with range requests (local storage) or a redirect to a presigned URL
+    (S3). ``?sample=i`` selects one of ``num_samples`` outputs."""
+    view = state.store.view(job_id)
+    if view is None:
+        raise _not_found(job_id)
+    if view.status is not JobStatus.succeeded or view.result is None:
+        raise HTTPException(409, f"job {job_id} is {view.status.value}, not succeeded; poll "
+                                 f"GET /jobs/{job_id} until status is 'succeeded'")
+    if sample >= view.result.num_samples:
+        raise HTTPException(404, f"sample={sample} is out of range: the job has "
+                                 f"{view.result.num_samples} sample(s), 0..{view.result.num_samples - 1}")
+    key = result_key(job_id, sample)
+    filename = f"{job_id}-{sample}.mp4"
+    path = state.storage.local_path(key)
+    if path is not None:
+        return FileResponse(path, media_type="video/mp4", filename=filename)
+    url = state.storage.presigned_url(key, filename=filename, content_type="video/mp4")
+    if url is None:
+        raise HTTPException(404, f"the result file of job {job_id} is missing from storage")
+    return RedirectResponse(url, status_code=307)
+
+
+def _cancel(job_id: str, request: Request, state: State) -> JobView:
+    status = state.store.cancel(job_id)
+    if status is None:
+        raise _not_found(job_id)
+    JOBS_CANCEL_REQUESTS.labels(status=status.value).inc()
+    if status in (JobStatus.succeeded, JobStatus.failed):
+        raise HTTPException(409, f"job {job_id} already {status.value}; nothing to cancel")
+    view = state.store.view(job_id)
+    assert view is not None
+    return _absolute(view, base_url(request, state.settings))
+
+
+@router.post("/{job_id}/cancel", response_model=JobView, status_code=202)
+def cancel_job(job_id: str, request: Request, state: State) -> JobView:
+    """A queued job never runs; a running job stops within one sampler step (status turns
+    ``canceled`` once the worker has stopped)."""
+    return _cancel(job_id, request, state)
+
+
+@router.delete("/{job_id}", response_model=JobView, status_code=202)
+def delete_job(job_id: str, request: Request, state: State) -> JobView:
+    """Same as ``POST /jobs/{id}/cancel``."""
+    return _cancel(job_id, request, state)

@@ -1,0 +1,179 @@
+"""``POST /generate``, ``POST /video-to-audio``, ``POST /audio-to-video`` and ``POST /uploads``."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import AppState, State, base_url
+from service.metrics import UPLOAD_BYTES
+from service.probe import check_upload, probe_upload
+from service.schemas import ConditionalRequest, GenerateRequest, SubmitResponse, UploadResponse
+from service.submit import Idempotency, check_limits, enqueue, fingerprint, new_id, replay
+from service.submit import unprocessable
+from service.uploads import ParsedForm, form_params, parse_multipart
+
+router = APIRouter(tags=["submit"])
+
+IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
+_ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"model": SubmitResponse, "description": "queued; poll the `self` URL"},
+    413: {"description": "upload or clip too large"},
+    422: {"description": "invalid parameters (the detail says which and why)"},
+}
+_MULTIPART_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "params": {"type": "string", "description": "JSON object of the parameters"},
+                "seed": {"type": "integer"}, "num_samples": {"type": "integer"},
+                "model": {"type": "string"}, "start_s": {"type": "number"},
+                "sampler.steps": {"type": "integer"}, "super_resolution.enabled": {"type": "boolean"},
+                "webhook_url": {"type": "string"},
+            },
+        }}},
+    }
+}
+
+
+def _upload_key(upload_id: str, filename: str | None) -> str:
+    ext = os.path.splitext(filename or "")[1].lower()
+    ext = ext if ext[1:].isalnum() and len(ext) <= 6 else ""
+    return f"uploads/{upload_id}/input{ext}"
+
+
+async def _store_upload(state: AppState, form: ParsedForm, upload_id: str) -> str:
+    key = _upload_key(upload_id, form.filename)
+    assert form.file_path is not None
+    try:
+        await run_in_threadpool(state.storage.put_file, key, form.file_path,
+                                content_type=form.content_type or "application/octet-stream")
+    finally:
+        form.cleanup()
+    UPLOAD_BYTES.inc(form.file_bytes)
+    return key
+
+
+@router.post("/generate", status_code=202, responses=_ACCEPTED)
+def generate(body: GenerateRequest, request: Request, state: State,
+             idempotency_key: IdemHeader = None) -> JSONResponse:
+    """Joint audio+video generation, or ``mode: "audio-to-video"`` with an ``upload_id`` (from
+    ``POST /uploads``) or an ``audio_url``."""
+    base = base_url(request, state.settings)
+    idem = Idempotency(state, "/generate", idempotency_key)
+    print_ = fingerprint(body.model_dump(mode="json"))
+    if (job_id := idem.existing(print_)) is not None:
+        return replay(state, base, job_id)
+    model = check_limits(body, state.settings)
+    input_key = input_filename = input_url = None
+    if body.mode == "joint":
+        if body.upload_id or body.audio_url:
+            raise HTTPException(422, "upload_id/audio_url are only used with mode "
+                                     "'audio-to-video'; remove them for joint generation")
+    else:
+        if (body.upload_id is None) == (body.audio_url is None):
+            raise HTTPException(422, "mode 'audio-to-video' needs exactly one of upload_id "
+                                     "(from POST /uploads) or audio_url")
+        if body.upload_id is not None:
+            meta = state.redis.get(state.settings.key("upload", body.upload_id))
+            if meta is None:
+                raise HTTPException(422, f"upload_id {body.upload_id!r} is unknown or expired; "
+                                         "upload again with POST /uploads")
+            info = json.loads(meta)
+            if not info.get("has_audio"):
+                raise HTTPException(422, "the upload has no audio stream; audio-to-video needs "
+                                         "an audio file")
+            input_key, input_filename = info["key"], info["filename"]
+        else:
+            input_url = str(body.audio_url)
+    job_id = new_id()
+    if (other := idem.reserve(job_id, print_)) is not None:
+        return replay(state, base, other)
+    return enqueue(state, base, job_id=job_id, mode=body.mode, model=model, params=body,
+                   input_key=input_key, input_filename=input_filename, input_url=input_url)
+
+
+async def _conditional(request: Request, state: AppState, idempotency_key: str | None,
+                       mode: str, need: str) -> JSONResponse:
+    settings = state.settings
+    base = base_url(request, settings)
+    idem = Idempotency(state, f"/{mode}", idempotency_key)
+    if (job_id := await run_in_threadpool(idem.existing)) is not None:
+        return await run_in_threadpool(replay, state, base, job_id)
+    form = await parse_multipart(request, max_bytes=settings.max_upload_bytes)
+    try:
+        try:
+            params = ConditionalRequest.model_validate(form_params(form.fields))
+        except ValidationError as exc:
+            raise unprocessable(exc) from exc
+        model = check_limits(params, settings)
+        assert form.file_path is not None
+        await run_in_threadpool(check_upload, form.file_path, need=need,
+                                max_duration_s=settings.max_clip_duration_s)
+    except BaseException:
+        form.cleanup()
+        raise
+    job_id = new_id()
+    key = await _store_upload(state, form, job_id)
+    if (other := await run_in_threadpool(idem.reserve, job_id)) is not None:
+        await run_in_threadpool(state.storage.delete, key)
+        return await run_in_threadpool(replay, state, base, other)
+    return await run_in_threadpool(
+        lambda: enqueue(state, base, job_id=job_id, mode=mode, model=model,  # type: ignore[arg-type]
+                        params=params, input_key=key, input_filename=form.filename))
+
+
+@router.post("/video-to-audio", status_code=202, responses=_ACCEPTED, openapi_extra=_MULTIPART_DOC)
+async def video_to_audio(request: Request, state: State,
+                         idempotency_key: IdemHeader = None) -> JSONResponse:
+    """Upload a clip (multipart ``file``); the soundtrack is generated for its first 1.6 s (or
+    from ``start_s``). Parameters as form fields or a JSON ``params`` part."""
+    return await _conditional(request, state, idempotency_key, "video-to-audio", "video")
+
+
+@router.post("/audio-to-video", status_code=202, responses=_ACCEPTED, openapi_extra=_MULTIPART_DOC)
+async def audio_to_video(request: Request, state: State,
+                         idempotency_key: IdemHeader = None) -> JSONResponse:
+    """Upload audio (wav, mp3, m4a/aac, flac, ogg); the video is generated for it."""
+    return await _conditional(request, state, idempotency_key, "audio-to-video", "audio")
+
+
+@router.post("/uploads", status_code=201, response_model=UploadResponse,
+             openapi_extra=_MULTIPART_DOC)
+async def upload(request: Request, state: State, idempotency_key: IdemHeader = None) -> Any:
+    """Store a media file for a later ``POST /generate`` (``upload_id``)."""
+    settings = state.settings
+    idem = Idempotency(state, "/uploads", idempotency_key)
+    if (upload_id := await run_in_threadpool(idem.existing)) is not None:
+        raw = state.redis.get(settings.key("upload", upload_id))
+        if raw is not None:
+            return UploadResponse(upload_id=upload_id, bytes=json.loads(raw)["bytes"])
+    form = await parse_multipart(request, max_bytes=settings.max_upload_bytes)
+    try:
+        assert form.file_path is not None
+        info = await run_in_threadpool(probe_upload, form.file_path)
+        if info.duration_s is not None and info.duration_s > settings.max_clip_duration_s:
+            raise HTTPException(413, f"the upload lasts {info.duration_s:.1f} s, more than "
+                                     f"MMD_MAX_CLIP_DURATION_S={settings.max_clip_duration_s:g} s")
+    except BaseException:
+        form.cleanup()
+        raise
+    upload_id = new_id()
+    size, filename = form.file_bytes, form.filename
+    key = await _store_upload(state, form, upload_id)
+    meta = {"key": key, "filename": filename, "bytes": size,
+            "has_audio": info.has_audio, "has_video": info.has_video}
+    state.redis.set(settings.key("upload", upload_id), json.dumps(meta), ex=settings.result_ttl_s)
+    if (other := await run_in_threadpool(idem.reserve, upload_id)) is not None:
+        upload_id = other
+    return JSONResponse(UploadResponse(upload_id=upload_id, bytes=size).model_dump(),
+                        status_code=201)

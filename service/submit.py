@@ -1,0 +1,124 @@
+"""Turning a validated request into a queued job: limit checks, idempotency, ids, enqueueing."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from fastapi import HTTPException
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from service.deps import AppState
+from service.jobs import utcnow
+from service.metrics import JOBS_SUBMITTED
+from service.schemas import JobSpec, JobStatus, JobUrls, Mode, SubmitResponse
+from service.settings import Settings
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def new_id() -> str:
+    """A random, unguessable id (128 bits, URL-safe)."""
+    return secrets.token_urlsafe(16)
+
+
+def unprocessable(exc: ValidationError) -> HTTPException:
+    """A pydantic error as a 422 whose detail lists each bad field and why."""
+    return HTTPException(422, jsonable_encoder(exc.errors(include_url=False, include_context=False)))
+
+
+def check_limits(params: Any, settings: Settings) -> str:
+    """Enforce the configured limits on a request's parameters; returns the model name.
+    Raises 422 naming the field, the value and the allowed maximum."""
+    model = params.model or settings.default_model
+    if model not in settings.models:
+        raise HTTPException(422, f"unknown model {model!r}; configured models: "
+                                 f"{sorted(settings.models)}")
+    checks = [
+        ("num_samples", params.num_samples, settings.max_num_samples, "MMD_MAX_NUM_SAMPLES"),
+        ("sampler.steps", params.sampler.steps, settings.max_steps, "MMD_MAX_STEPS"),
+        ("super_resolution.steps", params.super_resolution.steps, settings.max_sr_steps,
+         "MMD_MAX_SR_STEPS"),
+        ("start_s", params.start_s, settings.max_start_s, "MMD_MAX_START_S"),
+    ]
+    for name, value, limit, env in checks:
+        if value > limit:
+            raise HTTPException(422, f"{name}={value} is above the limit {limit} ({env})")
+    if params.super_resolution.enabled and settings.models[model].resolved_sr_preset() is None:
+        raise HTTPException(422, f"model {model!r} has no super-resolution network; send "
+                                 "super_resolution.enabled=false")
+    return str(model)
+
+
+def fingerprint(payload: Any) -> str:
+    return hashlib.sha256(repr(payload).encode()).hexdigest()[:32]
+
+
+class Idempotency:
+    """``Idempotency-Key`` -> job id in Redis (TTL ``MMD_IDEMPOTENCY_TTL_S``), per route."""
+
+    def __init__(self, state: AppState, route: str, key: str | None) -> None:
+        if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
+            raise HTTPException(422, f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters")
+        self.state = state
+        self.key = key
+        digest = hashlib.sha256(f"{route}\n{key}".encode()).hexdigest()
+        self.redis_key = state.settings.key("idem", digest)
+
+    def existing(self, print_: str | None = None) -> str | None:
+        """The job id stored for this key (422 when the same key came with another request)."""
+        if self.key is None:
+            return None
+        raw = self.state.redis.get(self.redis_key)
+        if raw is None:
+            return None
+        job_id, _, stored_print = raw.decode().partition(" ")
+        if print_ is not None and stored_print and stored_print != print_:
+            raise HTTPException(422, "this Idempotency-Key was already used with a different "
+                                     "request body; use a new key for a new request")
+        return job_id
+
+    def reserve(self, job_id: str, print_: str = "") -> str | None:
+        """Bind the key to ``job_id``; returns the other job id if a concurrent request won."""
+        if self.key is None:
+            return None
+        ttl = self.state.settings.idempotency_ttl_s
+        if self.state.redis.set(self.redis_key, f"{job_id} {print_}", nx=True, ex=ttl):
+            return None
+        return self.existing()
+
+
+def job_urls(base: str, job_id: str) -> JobUrls:
+    return JobUrls(self=f"{base}/jobs/{job_id}", result=f"{base}/jobs/{job_id}/result",
+                   cancel=f"{base}/jobs/{job_id}/cancel")
+
+
+def replay(state: AppState, base: str, job_id: str) -> JSONResponse:
+    """The answer to a retried submission: the original job, as it is now."""
+    status = state.store.status(job_id) or JobStatus.queued
+    body = SubmitResponse(id=job_id, status=status, urls=job_urls(base, job_id))
+    return JSONResponse(body.model_dump(mode="json"), status_code=200,
+                        headers={"Location": body.urls.self, "Idempotent-Replayed": "true"})
+
+
+def enqueue(state: AppState, base: str, *, job_id: str, mode: Mode, model: str, params: Any,
+            input_key: str | None = None, input_filename: str | None = None,
+            input_url: str | None = None) -> JSONResponse:
+    """Store the job spec, enqueue it and answer ``202`` with its URLs."""
+    seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
+    spec = JobSpec(
+        id=job_id, mode=mode, model=model, seed=seed, num_samples=params.num_samples,
+        sampler=params.sampler, super_resolution=params.super_resolution,
+        guidance=params.guidance, guidance_scale=params.guidance_scale, start_s=params.start_s,
+        input_key=input_key, input_filename=input_filename, input_url=input_url,
+        webhook_url=str(params.webhook_url) if params.webhook_url else None,
+        created_at=utcnow(),
+    )
+    state.store.create_and_enqueue(spec)
+    JOBS_SUBMITTED.labels(mode=mode).inc()
+    body = SubmitResponse(id=job_id, status=JobStatus.queued, urls=job_urls(base, job_id))
+    return JSONResponse(body.model_dump(mode="json"), status_code=202,
+                        headers={"Location": body.urls.self})
