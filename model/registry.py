@@ -1,0 +1,103 @@
+"""Build the networks of one model family once: config preset -> weights -> precision -> device.
+
+>>> models = load_models("landscape", preset="landscape", checkpoint="weights/landscape.pt",
+...                      sr_checkpoint="weights/landscape_sr.pt", device="cuda", precision="fp16")
+
+Without a checkpoint the preset is randomly initialised (deterministically: the same random
+weights in every process, so a seed reproduces its output across workers) and a WARNING says
+that the output is noise; ``LoadedModels.random_weights`` is then True.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from model import build_sr, build_unet
+from model.checkpoint import load
+from model.config import SRConfig, UNetConfig
+from model.pipeline import LoadedModels
+from model.precision import apply_precision
+
+log = logging.getLogger(__name__)
+
+# Seeds of the deterministic random initialisation used when no checkpoint is given.
+RANDOM_INIT_SEED_UNET = 0
+RANDOM_INIT_SEED_SR = 1
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+Source = str | os.PathLike[str] | Mapping[str, Any]
+
+
+def default_sr_preset(preset: str) -> str:
+    """The SR preset that goes with a base preset: ``tiny`` -> ``tiny``, else ``official``."""
+    return "tiny" if preset.lower() == "tiny" else "official"
+
+
+def _prepare(
+    build: Callable[[], nn.Module], source: Source | None, seed: int, what: str,
+    device: torch.device, precision: str,
+) -> nn.Module:
+    # Build under a fixed seed without touching the global RNG: random weights are then the
+    # same in every process (and building a module that gets a checkpoint costs no RNG state).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = build()
+    if source is None:
+        log.warning(
+            "%s: no checkpoint given, using RANDOM weights: the output will be noise "
+            "(pass a checkpoint for real samples)", what,
+        )
+    else:
+        load(module, source)
+    module = apply_precision(module, precision)
+    module.eval().requires_grad_(False)
+    return module.to(device)
+
+
+def load_models(
+    name: str,
+    *,
+    preset: str,
+    checkpoint: Source | None = None,
+    sr_preset: str | None = None,
+    sr_checkpoint: Source | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    sr: bool = True,
+) -> LoadedModels:
+    """Build, load, cast and move the base U-Net (and the SR U-Net unless ``sr=False``).
+
+    :param name: label of this model set (shown in logs/metrics, e.g. ``"landscape"``).
+    :param preset: :meth:`UNetConfig.preset` name (``landscape``, ``aist++``, ``tiny``).
+    :param checkpoint: base weights (path or state dict); None = random weights.
+    :param sr_preset: :meth:`SRConfig.preset` name; default :func:`default_sr_preset`.
+    :param sr_checkpoint: SR weights; None = random weights.
+    :param precision: ``fp32``, ``fp16`` or ``bf16`` (``model.precision.apply_precision``).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use device='cpu'")
+    unet_cfg = UNetConfig.preset(preset)
+    unet = _prepare(lambda: build_unet(unet_cfg), checkpoint, RANDOM_INIT_SEED_UNET, f"{name} base U-Net",
+                    dev, precision)
+    sr_cfg: SRConfig | None = None
+    sr_net: nn.Module | None = None
+    if sr:
+        sr_cfg = SRConfig.preset(sr_preset or default_sr_preset(preset))
+        sr_net = _prepare(lambda: build_sr(sr_cfg), sr_checkpoint, RANDOM_INIT_SEED_SR, f"{name} SR U-Net",
+                          dev, precision)
+    elif sr_checkpoint is not None:
+        raise ValueError("sr_checkpoint given with sr=False; drop one of them")
+    random_weights = checkpoint is None or (sr and sr_checkpoint is None)
+    return LoadedModels(
+        name=name, unet=unet, unet_cfg=unet_cfg, sr=sr_net, sr_cfg=sr_cfg, device=dev,
+        precision=precision, random_weights=random_weights,
+    )

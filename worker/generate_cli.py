@@ -1,0 +1,177 @@
+"""``mmd generate``: run the generation pipeline locally and write an MP4 (H.264 + AAC).
+
+Examples::
+
+    mmd generate --out noise.mp4                       # tiny random-weights model on CPU
+    mmd generate --checkpoint landscape.pt --sr-checkpoint landscape_sr.pt --device cuda \\
+        --precision fp16 --seed 3 --out sample.mp4
+    mmd generate --checkpoint landscape.pt --no-sr --mode video-to-audio --input clip.mp4 \\
+        --start-s 2.5 --out with_sound.mp4
+    mmd generate --checkpoint landscape.pt --no-sr --mode audio-to-video --input song.mp3 --out v.mp4
+
+Without ``--checkpoint`` the ``tiny`` preset is randomly initialised and the output is noise
+(said plainly on stderr). With ``--num-samples N > 1`` the files are ``<out stem>-<i><suffix>``.
+Exit status: 0 done, 2 bad arguments/input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+SAMPLERS = ("dpm_solver", "dpm_solver++", "ddim", "ddpm")
+MODES = ("joint", "video-to-audio", "audio-to-video")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``mmd generate`` (no torch import here: ``mmd --help`` stays fast)."""
+    g = parser.add_argument_group("model")
+    g.add_argument("--checkpoint", type=Path, help="base U-Net weights (.pt state dict); "
+                   "omitted: random weights, the output is noise")
+    g.add_argument("--sr-checkpoint", type=Path, help="super-resolution U-Net weights (.pt)")
+    g.add_argument("--preset", help="base preset: landscape, aist++ or tiny "
+                   "(default: tiny without --checkpoint, landscape with it)")
+    g.add_argument("--sr-preset", help="SR preset: official or tiny (default: tiny for the tiny "
+                   "base preset, official otherwise)")
+    g.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default: cpu)")
+    g.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    r = parser.add_argument_group("request")
+    r.add_argument("--mode", default="joint", choices=MODES)
+    r.add_argument("--input", type=Path, help="video clip (video-to-audio) or audio/video file "
+                   "(audio-to-video)")
+    r.add_argument("--start-s", type=float, default=0.0, help="where in --input to start (seconds)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--num-samples", type=int, default=1)
+    r.add_argument("--sampler", default="dpm_solver", choices=SAMPLERS, help="base sampler")
+    r.add_argument("--steps", type=int, default=20, help="base sampler steps (default 20)")
+    r.add_argument("--order", type=int, default=3, choices=(1, 2, 3), help="DPM-Solver order")
+    r.add_argument("--method", default="singlestep", choices=("singlestep", "multistep", "adaptive"),
+                   help="DPM-Solver method")
+    r.add_argument("--guidance", default="gradient", choices=("gradient", "replacement"),
+                   help="conditional modes: gradient guidance or replacement")
+    r.add_argument("--guidance-scale", type=float, default=3.0)
+    r.add_argument("--no-sr", action="store_true", help="skip super-resolution (64x64 output)")
+    r.add_argument("--sr-sampler", default="ddim", choices=SAMPLERS)
+    r.add_argument("--sr-steps", type=int, default=25, help="SR sampler steps (default 25)")
+    r.add_argument("--sr-chunk-frames", type=int, default=16, help="frames per SR batch")
+    parser.add_argument("--out", type=Path, default=Path("sample.mp4"), help="output MP4 path")
+
+
+def output_paths(out: Path, num_samples: int) -> list[Path]:
+    """``out`` itself for one sample, else ``<stem>-<i><suffix>`` for each."""
+    if num_samples == 1:
+        return [out]
+    suffix = out.suffix or ".mp4"
+    return [out.with_name(f"{out.stem}-{i}{suffix}") for i in range(num_samples)]
+
+
+class _Bars:
+    """One tqdm bar per pipeline stage (stderr)."""
+
+    def __init__(self) -> None:
+        self.stage: str | None = None
+        self.bar: Any = None
+
+    def __call__(self, stage: str, step: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=f"{stage:>4}", unit="step", file=sys.stderr,
+                            dynamic_ncols=True)
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _err(message: str) -> int:
+    print(f"mmd generate: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from worker.media import MediaError, decode_audio, decode_video_clip, mux_mp4
+
+    if args.mode == "joint" and args.input is not None:
+        return _err("--input is only used with --mode video-to-audio or audio-to-video")
+    if args.mode != "joint" and args.input is None:
+        return _err(f"--mode {args.mode} needs --input (a video clip or an audio file)")
+    if args.num_samples < 1:
+        return _err(f"--num-samples must be >= 1; got {args.num_samples}")
+
+    from model.pipeline import FPS, SAMPLE_RATE, GenerationRequest, generate
+    from model.registry import load_models
+    from model.samplers import SamplerSpec
+
+    preset = args.preset or ("landscape" if args.checkpoint is not None else "tiny")
+    try:
+        base_spec = SamplerSpec(name=args.sampler, steps=args.steps, order=args.order,
+                                method=args.method)
+        # SR with DPM-Solver: the official alternative (order 2, multistep, time_uniform).
+        sr_spec = (SamplerSpec(name=args.sr_sampler, steps=args.sr_steps, order=2,
+                               method="multistep", skip_type="time_uniform")
+                   if args.sr_sampler.startswith("dpm")
+                   else SamplerSpec(name=args.sr_sampler, steps=args.sr_steps))
+        models = load_models(
+            preset, preset=preset, checkpoint=args.checkpoint, sr_preset=args.sr_preset,
+            sr_checkpoint=args.sr_checkpoint, device=args.device, precision=args.precision,
+            sr=not args.no_sr,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        return _err(str(exc))
+    if models.random_weights:
+        missing = "--checkpoint" if args.checkpoint is None else "--sr-checkpoint"
+        print(f"mmd generate: NOTE: no {missing}: running RANDOM weights; the output is noise, "
+              "not a real sample.", file=sys.stderr)
+
+    frames, channels, height, width = models.unet_cfg.video_size
+    condition: dict[str, np.ndarray] = {}
+    try:
+        if args.mode == "video-to-audio":
+            if height != width:
+                return _err(f"the model's frames are {height}x{width}; only square models are supported")
+            condition["condition_video"] = decode_video_clip(
+                args.input, start_s=args.start_s, num_frames=frames, fps=FPS, size=height)
+        elif args.mode == "audio-to-video":
+            condition["condition_audio"] = decode_audio(
+                args.input, start_s=args.start_s, num_samples=models.unet_cfg.audio_size[1],
+                sample_rate=SAMPLE_RATE)
+    except MediaError as exc:
+        return _err(f"{args.input}: {exc} [{exc.code}]")
+
+    bars = _Bars()
+    try:
+        request = GenerationRequest(
+            mode=args.mode, seed=args.seed, num_samples=args.num_samples, base_sampler=base_spec,
+            super_resolution=not args.no_sr, sr_sampler=sr_spec,
+            sr_chunk_frames=args.sr_chunk_frames, guidance=args.guidance,
+            guidance_scale=args.guidance_scale, **condition,
+        )
+        result = generate(request, models, progress=bars)
+    except ValueError as exc:
+        return _err(str(exc))
+    except KeyboardInterrupt:
+        print("mmd generate: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        bars.close()
+
+    paths = output_paths(args.out, args.num_samples)
+    for path, video, audio in zip(paths, result.frames, result.audio):
+        mux_mp4(path, video, audio, fps=result.fps, sample_rate=result.sample_rate)
+        print(path)
+    timing = ", ".join(f"{k} {v:.2f} s" for k, v in result.stage_seconds.items())
+    print(f"mmd generate: {len(paths)} file(s), {result.frames.shape[2]}x{result.frames.shape[3]} "
+          f"{result.frames.shape[1]} frames, NFE {result.nfe}, {timing}"
+          + (" (RANDOM weights: noise)" if result.random_weights else ""), file=sys.stderr)
+    return 0
