@@ -46,6 +46,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def result_key(job_id: str, sample: int) -> str:
+    """The storage key of sample ``sample`` of job ``job_id``'s result MP4."""
+    return f"results/{job_id}/sample_{sample}.mp4"
+
+
 class JobStore:
     """Reads and writes job records; every method is one or two Redis round trips."""
 

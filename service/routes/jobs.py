@@ -8,15 +8,11 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from service.deps import State, base_url
+from service.jobs import result_key
 from service.metrics import JOBS_CANCEL_REQUESTS
 from service.schemas import JobResult, JobStatus, JobView, SampleFile
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-
-
-def result_key(job_id: str, sample: int) -> str:
-    """Where the worker writes sample ``sample`` of job ``job_id``."""
-    return f"results/{job_id}/sample_{sample}.mp4"
 
 
 def _absolute(view: JobView, base: str) -> JobView:

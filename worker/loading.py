@@ -1,0 +1,56 @@
+"""Loading every configured model once per worker, and a short warm-up generation."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from service.settings import Settings
+from worker import metrics
+
+log = logging.getLogger(__name__)
+
+
+def load_all(settings: Settings) -> dict[str, Any]:
+    """``{name: LoadedModels}`` for every entry of ``MMD_MODELS`` on ``MMD_DEVICE`` /
+    ``MMD_PRECISION``. Models without a checkpoint are randomly initialised (logged loudly)."""
+    from model.registry import load_models
+
+    loaded: dict[str, Any] = {}
+    for name, spec in settings.models.items():
+        t0 = time.perf_counter()
+        sr_preset = spec.resolved_sr_preset()
+        models = load_models(name, preset=spec.preset, checkpoint=spec.checkpoint,
+                             sr_preset=sr_preset, sr_checkpoint=spec.sr_checkpoint,
+                             device=settings.device, precision=settings.precision,
+                             sr=sr_preset is not None)
+        seconds = time.perf_counter() - t0
+        metrics.MODEL_LOAD_SECONDS.labels(model=name, phase="load").set(seconds)
+        if models.random_weights:
+            log.warning("model %r: NO CHECKPOINT configured -> RANDOM weights of preset %r; "
+                        "outputs are noise-like and every result says random_weights=true",
+                        name, spec.preset)
+        log.info("model %r loaded in %.2f s (preset %s, sr %s, device %s, %s)", name, seconds,
+                 spec.preset, sr_preset, settings.device, settings.precision)
+        loaded[name] = models
+    return loaded
+
+
+def warm_up(models: dict[str, Any], generate: Any) -> None:
+    """One 1-step generation per model (allocates buffers, triggers lazy init and kernels)."""
+    from model.pipeline import GenerationRequest
+    from model.samplers import SamplerSpec
+
+    for name, m in models.items():
+        t0 = time.perf_counter()
+        request = GenerationRequest(
+            mode="joint", seed=0, num_samples=1,
+            base_sampler=SamplerSpec(name="ddim", steps=1),
+            super_resolution=m.sr is not None,
+            sr_sampler=SamplerSpec(name="ddim", steps=1),
+        )
+        generate(request, m)
+        seconds = time.perf_counter() - t0
+        metrics.MODEL_LOAD_SECONDS.labels(model=name, phase="warmup").set(seconds)
+        log.info("model %r warmed up in %.2f s", name, seconds)

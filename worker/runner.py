@@ -1,0 +1,267 @@
+"""The job function's body: spec -> inputs -> pipeline -> MP4s -> storage -> result.
+
+:class:`JobRunner` holds what a worker process loaded once (models, storage, the job store) and
+the generation function (``model.pipeline.generate`` in production; unit tests inject a small
+fake). Progress is written at every sampler step, and the same callback raises
+``SamplingCancelled`` once a cancel was asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from service.jobs import JobStore, result_key, utcnow
+from service.schemas import JobError, JobResult, JobSpec, JobStatus, Progress, SampleFile
+from service.settings import Settings
+from service.storage import Storage, StorageError
+from worker import metrics
+from worker.webhooks import WebhookSender
+
+log = logging.getLogger(__name__)
+
+# generate(request, models, *, progress) -> GenerationResult (see model/pipeline.py)
+GenerateFn = Callable[..., Any]
+ProgressFn = Callable[[str, int, int], None]
+
+
+class JobFailed(Exception):
+    """A failure with a code for ``GET /jobs/{id}`` (bad input, storage, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class JobRunner:
+    settings: Settings
+    store: JobStore
+    storage: Storage
+    models: dict[str, Any]  # name -> model.pipeline.LoadedModels
+    generate: GenerateFn
+    webhooks: WebhookSender | None = None
+    on_progress: Callable[[Progress], None] | None = None  # e.g. RQ job meta
+    # per-job bookkeeping, reset by run() (a worker runs one job at a time)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    _last_fraction: float = 0.0
+
+    # --- entry point ------------------------------------------------------------------
+    def run(self, job_id: str) -> str:
+        """Run one job to a terminal status; returns it. Never raises for a job's own failure
+        (RQ's retries are kept for jobs whose worker died)."""
+        spec = self.store.spec(job_id)
+        if spec is None:
+            log.warning("job %s has no record (expired?); skipping", job_id)
+            return "missing"
+        if not self.store.claim(job_id):
+            log.info("job %s was canceled before it started; skipping", job_id)
+            return JobStatus.canceled.value
+        started = time.monotonic()
+        self.stage_seconds = {}
+        self._last_fraction = 0.0
+        metrics.QUEUE_WAIT.observe(max(0.0, (utcnow() - spec.created_at).total_seconds()))
+        metrics.JOBS_IN_PROGRESS.inc()
+        status = JobStatus.failed
+        try:
+            if self.store.cancel_requested(job_id):
+                raise _cancelled()
+            result = self._execute(spec)
+            status = JobStatus.succeeded if self.store.succeed(job_id, result) else status
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded status
+            status = self._record_failure(spec, exc)
+        finally:
+            metrics.JOBS_IN_PROGRESS.dec()
+            metrics.JOB_SECONDS.labels(mode=spec.mode).observe(time.monotonic() - started)
+            metrics.JOBS_FINISHED.labels(mode=spec.mode, status=status.value).inc()
+        self._notify(spec)
+        log.info("job %s %s in %.1f s", job_id, status.value, time.monotonic() - started)
+        return status.value
+
+    # --- the stages -------------------------------------------------------------------
+    def _execute(self, spec: JobSpec) -> JobResult:
+        from model.samplers import SamplerSpec
+
+        from model.pipeline import GenerationRequest
+
+        models = self.models.get(spec.model)
+        if models is None:
+            raise JobFailed("unknown_model", f"model {spec.model!r} is not loaded by this "
+                            f"worker (loaded: {sorted(self.models)}); check MMD_MODELS")
+        sr_on = spec.super_resolution.enabled and models.sr is not None
+        with tempfile.TemporaryDirectory(prefix=f"mmd-{spec.id[:8]}-") as tmp_name:
+            tmp = Path(tmp_name)
+            cond_video = cond_audio = None
+            if spec.mode != "joint":
+                src = self._stage(spec, "fetch", lambda: self._fetch_input(spec, tmp))
+                cond_video, cond_audio = self._stage(
+                    spec, "decode", lambda: self._decode(spec, src, models.unet_cfg))
+            s = spec.sampler
+            request = GenerationRequest(
+                mode=spec.mode, seed=spec.seed, num_samples=spec.num_samples,
+                base_sampler=SamplerSpec(name=s.name, steps=s.steps, order=s.order,
+                                         method=s.method, eta=s.eta),
+                super_resolution=sr_on,
+                sr_sampler=SamplerSpec(name=spec.super_resolution.sampler,
+                                       steps=spec.super_resolution.steps),
+                guidance=spec.guidance, guidance_scale=spec.guidance_scale,
+                condition_video=cond_video, condition_audio=cond_audio,
+            )
+            gen = self.generate(request, models, progress=self._progress_fn(spec, sr_on))
+            for stage, seconds in gen.stage_seconds.items():
+                self.stage_seconds[stage] = seconds
+                metrics.STAGE_SECONDS.labels(stage=stage).observe(seconds)
+            for stage, count in gen.nfe.items():
+                metrics.NFE.labels(stage=stage).inc(count)
+            paths = self._stage(spec, "mux", lambda: self._mux(gen, tmp))
+            samples = self._stage(spec, "upload", lambda: self._upload(spec, paths))
+        frames = gen.frames
+        return JobResult(
+            url=samples[0].url, bytes=samples[0].bytes, sha256=samples[0].sha256,
+            duration_s=round(frames.shape[1] / gen.fps, 6), random_weights=bool(gen.random_weights),
+            model=spec.model, num_samples=len(samples), width=int(frames.shape[3]),
+            height=int(frames.shape[2]), fps=int(gen.fps), sample_rate=int(gen.sample_rate),
+            samples=samples, nfe={k: int(v) for k, v in gen.nfe.items()},
+            stage_seconds={k: round(v, 4) for k, v in self.stage_seconds.items()},
+        )
+
+    def _stage(self, spec: JobSpec, stage: str, fn: Callable[[], Any]) -> Any:
+        self._report(spec.id, Progress(stage=stage, fraction=self._last_fraction))
+        if self.store.cancel_requested(spec.id):
+            raise _cancelled()
+        t0 = time.perf_counter()
+        out = fn()
+        seconds = time.perf_counter() - t0
+        self.stage_seconds[stage] = seconds
+        metrics.STAGE_SECONDS.labels(stage=stage).observe(seconds)
+        return out
+
+    def _progress_fn(self, spec: JobSpec, sr_on: bool) -> ProgressFn:
+        stages = ["base", "sr"] if sr_on else ["base"]
+        job_id = spec.id
+
+        def progress(stage: str, step: int, total: int) -> None:
+            idx = stages.index(stage) if stage in stages else 0
+            within = step / total if total > 0 else 0.0
+            fraction = min(1.0, (idx + min(within, 1.0)) / len(stages))
+            self._last_fraction = fraction
+            self._report(job_id, Progress(stage=stage, step=step, total=total,
+                                          fraction=round(fraction, 4)))
+            if self.store.cancel_requested(job_id):
+                raise _cancelled()
+
+        return progress
+
+    def _report(self, job_id: str, progress: Progress) -> None:
+        self.store.set_progress(job_id, progress)
+        if self.on_progress is not None:
+            self.on_progress(progress)
+
+    def _fetch_input(self, spec: JobSpec, tmp: Path) -> Path:
+        limit = self.settings.max_upload_bytes
+        if spec.input_key:
+            dst = tmp / ("input" + Path(spec.input_key).suffix)
+            try:
+                self.storage.download(spec.input_key, dst)
+            except StorageError as exc:
+                raise JobFailed("input_missing", f"the upload is gone from storage: {exc}") from exc
+            return dst
+        if not spec.input_url:
+            raise JobFailed("no_input", f"mode {spec.mode!r} needs an upload or an input URL")
+        dst = tmp / "input"
+        size = 0
+        try:
+            with httpx.stream("GET", spec.input_url, follow_redirects=True,
+                              timeout=self.settings.webhook_timeout_s * 3) as r:
+                if r.status_code != 200:
+                    raise JobFailed("fetch_failed", f"GET {spec.input_url} answered "
+                                    f"{r.status_code}; the URL must serve the file directly")
+                with open(dst, "wb") as fh:
+                    for chunk in r.iter_bytes(1 << 20):
+                        size += len(chunk)
+                        if size > limit:
+                            raise JobFailed("input_too_large", f"{spec.input_url} is larger "
+                                            f"than MMD_MAX_UPLOAD_BYTES={limit}")
+                        fh.write(chunk)
+        except httpx.HTTPError as exc:
+            raise JobFailed("fetch_failed", f"could not download {spec.input_url}: {exc}") from exc
+        return dst
+
+    def _decode(self, spec: JobSpec, src: Path, unet_cfg: Any) -> tuple[Any, Any]:
+        from worker import media
+
+        frames, _channels, height, _width = unet_cfg.video_size
+        if spec.mode == "video-to-audio":
+            video = media.decode_video_clip(src, start_s=spec.start_s, num_frames=frames,
+                                            fps=10, size=height)
+            return video, None
+        audio = media.decode_audio(src, start_s=spec.start_s,
+                                   num_samples=unet_cfg.audio_size[1], sample_rate=16000)
+        return None, audio
+
+    def _mux(self, gen: Any, tmp: Path) -> list[Path]:
+        from worker import media
+
+        paths = []
+        for i in range(gen.frames.shape[0]):
+            path = tmp / f"sample_{i}.mp4"
+            media.mux_mp4(path, gen.frames[i], gen.audio[i], fps=gen.fps,
+                          sample_rate=gen.sample_rate)
+            paths.append(path)
+        return paths
+
+    def _upload(self, spec: JobSpec, paths: list[Path]) -> list[SampleFile]:
+        samples = []
+        for i, path in enumerate(paths):
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            size = self.storage.put_file(result_key(spec.id, i), path, content_type="video/mp4")
+            url = f"/jobs/{spec.id}/result" + (f"?sample={i}" if i else "")
+            samples.append(SampleFile(url=url, bytes=size, sha256=digest))
+        return samples
+
+    # --- endings ----------------------------------------------------------------------
+    def _record_failure(self, spec: JobSpec, exc: Exception) -> JobStatus:
+        from model.samplers import SamplingCancelled
+
+        if isinstance(exc, SamplingCancelled):
+            self.store.mark_canceled(spec.id)
+            return JobStatus.canceled
+        code = getattr(exc, "code", None)
+        if isinstance(exc, JobFailed | ValueError) and isinstance(code, str):
+            error = JobError(code=code, message=str(exc))
+        elif isinstance(exc, StorageError):
+            error = JobError(code="storage_error", message=str(exc))
+        elif type(exc).__name__ == "JobTimeoutException":
+            error = JobError(code="timeout", message=f"the job ran past MMD_JOB_TIMEOUT_S="
+                             f"{self.settings.job_timeout_s} s; use fewer steps or samples")
+        else:
+            log.exception("job %s failed", spec.id)
+            error = JobError(code="internal", message=f"{type(exc).__name__}: {exc}")
+        self.store.fail(spec.id, error)
+        return JobStatus.failed
+
+    def _notify(self, spec: JobSpec) -> None:
+        if not spec.webhook_url or self.webhooks is None:
+            return
+        view = self.store.view(spec.id)
+        if view is None:
+            return
+        payload = view.model_dump(mode="json")
+        base = (self.settings.public_url or "").rstrip("/")
+        if base and payload.get("result"):
+            payload["result"]["url"] = base + payload["result"]["url"]
+        self.webhooks.send(spec.webhook_url, f"job.{view.status.value}", payload)
+
+
+def _cancelled() -> Exception:
+    from model.samplers import SamplingCancelled
+
+    return SamplingCancelled("canceled by request")

@@ -1,0 +1,84 @@
+"""Webhook delivery: JSON POST signed with HMAC-SHA256 over the body, retried with exponential
+backoff in a background thread so that the job result never waits for the receiver.
+
+Headers: ``X-MMD-Signature: sha256=<hex>`` (present when ``MMD_WEBHOOK_SECRET`` is set),
+``X-MMD-Event: job.<status>``, ``X-MMD-Delivery: <uuid>`` (the same on every retry).
+Receivers verify with ``hmac.compare_digest(sign(body, secret), header)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from worker.metrics import WEBHOOKS
+
+log = logging.getLogger(__name__)
+SIGNATURE_HEADER = "X-MMD-Signature"
+
+
+def sign(body: bytes, secret: str) -> str:
+    """``sha256=<hex HMAC-SHA256 of body>``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _retryable(status: int) -> bool:
+    return status >= 500 or status in (408, 425, 429)
+
+
+class WebhookSender:
+    """Delivers webhooks on a small thread pool; :meth:`close` waits for pending deliveries."""
+
+    def __init__(self, *, secret: str | None, timeout_s: float, retries: int, backoff_s: float,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.secret = secret
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self._sleep = sleep
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook")
+
+    def send(self, url: str, event: str, payload: dict[str, Any]) -> Future[bool]:
+        """Queue one delivery; the future resolves to True once the receiver answered 2xx."""
+        body = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        return self._pool.submit(self.deliver, url, event, body)
+
+    def deliver(self, url: str, event: str, body: bytes) -> bool:
+        """POST ``body`` with up to ``retries`` retries (backoff ``backoff_s * 2**attempt``)."""
+        headers = {"Content-Type": "application/json", "X-MMD-Event": event,
+                   "X-MMD-Delivery": str(uuid.uuid4()), "User-Agent": "mmd-serve-webhook/0.1"}
+        if self.secret:
+            headers[SIGNATURE_HEADER] = sign(body, self.secret)
+        for attempt in range(self.retries + 1):
+            try:
+                r = httpx.post(url, content=body, headers=headers, timeout=self.timeout_s)
+                if 200 <= r.status_code < 300:
+                    WEBHOOKS.labels(outcome="delivered").inc()
+                    return True
+                if not _retryable(r.status_code):
+                    log.warning("webhook %s answered %d; not retrying", url, r.status_code)
+                    break
+                reason = f"HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            if attempt < self.retries:
+                WEBHOOKS.labels(outcome="retried").inc()
+                delay = self.backoff_s * 2**attempt
+                log.info("webhook %s failed (%s); retry %d in %.1f s", url, reason, attempt + 1,
+                         delay)
+                self._sleep(delay)
+        WEBHOOKS.labels(outcome="failed").inc()
+        log.warning("webhook %s gave up after %d attempt(s)", url, attempt + 1)
+        return False
+
+    def close(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait)

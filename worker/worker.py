@@ -1,0 +1,116 @@
+"""``MMDWorker``: an RQ worker that never forks (CUDA cannot be re-initialised in a forked
+child), keeps the models of its process, and advertises readiness three ways: a Redis sorted-set
+entry with a TTL heartbeat (read by the gateway's ``/readyz``), the ``mmd_worker_ready`` gauge, and
+a readiness file for Kubernetes exec probes.
+
+While a job runs, a side thread renews RQ's started-registry entry with a short TTL, so a job
+whose worker died (crash, OOM kill, node loss) is detected as abandoned within about a minute and
+retried (``MMD_JOB_RETRIES``) instead of after the whole job timeout. SIGTERM: the current job
+finishes, no new one is taken (RQ's warm shutdown); readiness is withdrawn at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from rq import SimpleWorker
+from rq.job import Job
+from rq.queue import Queue
+
+from service.jobs import JobStore
+from worker import metrics
+
+log = logging.getLogger(__name__)
+
+
+def default_name() -> str:
+    return f"mmd-{socket.gethostname()}-{os.getpid()}"
+
+
+class MMDWorker(SimpleWorker):
+    """SimpleWorker + readiness heartbeat + short job heartbeats."""
+
+    def __init__(self, queues: list[Queue], *, store: JobStore, ready_file: Path | None,
+                 heartbeat_ttl_s: int = 30, **kwargs: Any) -> None:
+        kwargs.setdefault("name", default_name())
+        kwargs.setdefault("maintenance_interval", max(30, heartbeat_ttl_s * 2))
+        super().__init__(queues, **kwargs)
+        self.store = store
+        self.ready_file = ready_file
+        self.heartbeat_ttl_s = heartbeat_ttl_s
+        self._ready = threading.Event()
+        self._ready_stop = threading.Event()
+        self._ready_thread: threading.Thread | None = None
+
+    # --- readiness ----------------------------------------------------------------------
+    def mark_ready(self) -> None:
+        """Start advertising readiness (call once models are loaded and warmed up)."""
+        self._ready.set()
+        self._beat_ready()
+        metrics.WORKER_READY.set(1)
+        self._ready_thread = threading.Thread(target=self._ready_loop, name="mmd-ready",
+                                              daemon=True)
+        self._ready_thread.start()
+        log.info("worker %s ready", self.name)
+
+    def mark_unready(self) -> None:
+        """Withdraw readiness (shutdown requested, or exiting)."""
+        self._ready.clear()
+        self._ready_stop.set()
+        metrics.WORKER_READY.set(0)
+        try:
+            self.store.worker_gone(self.name)
+        except Exception:  # noqa: BLE001 - Redis may be gone at exit
+            log.debug("could not withdraw readiness from Redis", exc_info=True)
+        if self.ready_file is not None:
+            self.ready_file.unlink(missing_ok=True)
+
+    def _beat_ready(self) -> None:
+        self.store.worker_heartbeat(self.name, self.heartbeat_ttl_s)
+        if self.ready_file is not None:
+            self.ready_file.parent.mkdir(parents=True, exist_ok=True)
+            self.ready_file.touch()
+
+    def _ready_loop(self) -> None:
+        while not self._ready_stop.wait(self.heartbeat_ttl_s / 3):
+            if self._ready.is_set():
+                try:
+                    self._beat_ready()
+                except Exception:  # noqa: BLE001 - keep trying; /readyz shows the gap
+                    log.warning("readiness heartbeat failed", exc_info=True)
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        """SIGTERM/SIGINT: stop advertising readiness, finish the current job, take no new one."""
+        log.info("worker %s: shutdown requested; finishing the current job", self.name)
+        self.mark_unready()
+        super().request_stop(signum, frame)
+
+    # --- job heartbeats -----------------------------------------------------------------
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        """Short TTL for RQ's started-registry entry; :meth:`execute_job` keeps renewing it."""
+        return max(60, self.heartbeat_ttl_s * 2)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        stop = threading.Event()
+        beat = threading.Thread(target=self._job_heartbeats, args=(job, stop),
+                                name="mmd-job-heartbeat", daemon=True)
+        beat.start()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            stop.set()
+            beat.join(timeout=5)
+
+    def _job_heartbeats(self, job: Job, stop: threading.Event) -> None:
+        while not stop.wait(max(1.0, self.heartbeat_ttl_s / 3)):
+            if self.execution is None:
+                continue
+            try:
+                self.maintain_heartbeats(job)
+            except Exception:  # noqa: BLE001 - a missed beat only shortens the margin
+                log.debug("job heartbeat failed", exc_info=True)
