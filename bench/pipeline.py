@@ -1,0 +1,125 @@
+"""Seconds per pipeline stage (decode, base, sr, mux) for one preset, printed as one table.
+
+    python3 bench/pipeline.py                          # tiny preset, CPU, fast settings
+    python3 bench/pipeline.py --official               # official settings (DPM-Solver 20 / SR DDIM 25)
+    python3 bench/pipeline.py --device cpu --device cuda --official --mode all
+
+Stages: ``decode`` = decoding the conditioning input at the model size (a 16-frame clip and its
+audio, from ``--input`` or the released landscape clip, else a clip written on the fly), ``base``
+and ``sr`` = the pipeline's own stage timers (CUDA-synchronised), ``mux`` = writing the MP4.
+Weights are random (timing does not depend on them). The first run per device is a warm-up
+(not reported) unless ``--no-warmup``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model.pipeline import FPS, SAMPLE_RATE, GenerationRequest, generate  # noqa: E402
+from model.registry import load_models  # noqa: E402
+from model.samplers import SamplerSpec  # noqa: E402
+from worker.media import decode_audio, decode_video_clip, mux_mp4  # noqa: E402
+
+DEFAULT_CLIP = Path(__file__).resolve().parent.parent.parent / "shared" / "media" / "landscape.mp4"
+MODES = ("joint", "video-to-audio", "audio-to-video")
+
+
+def _input_clip(path: Path | None, folder: Path) -> Path:
+    if path is not None:
+        return path
+    if DEFAULT_CLIP.is_file():
+        return DEFAULT_CLIP
+    clip = folder / "input.mp4"
+    rng = np.random.default_rng(0)
+    mux_mp4(clip, rng.integers(0, 256, (40, 256, 256, 3), dtype=np.uint8),
+            rng.uniform(-0.5, 0.5, 4 * SAMPLE_RATE).astype(np.float32))
+    return clip
+
+
+def bench_one(args: argparse.Namespace, device: str, mode: str, clip: Path, folder: Path) -> dict:
+    models = load_models(args.preset, preset=args.preset, device=device, precision=args.precision)
+    frames, _, size, _ = models.unet_cfg.video_size
+    length = models.unet_cfg.audio_size[1]
+    if args.official:
+        base, sr = SamplerSpec(), SamplerSpec(name="ddim", steps=25)
+    else:
+        base = SamplerSpec(name="dpm_solver", steps=args.steps, order=min(args.order, args.steps))
+        sr = SamplerSpec(name="ddim", steps=args.sr_steps)
+    runs = [False, True] if args.warmup else [True]
+    row: dict = {}
+    for report in runs:
+        t0 = time.perf_counter()
+        video = decode_video_clip(clip, start_s=1.0, num_frames=frames, fps=FPS, size=size)
+        audio = decode_audio(clip, start_s=1.0, num_samples=length, sample_rate=SAMPLE_RATE)
+        decode_s = time.perf_counter() - t0
+        cond = {"video-to-audio": {"condition_video": video},
+                "audio-to-video": {"condition_audio": audio}}.get(mode, {})
+        request = GenerationRequest(mode=mode, seed=0, base_sampler=base, sr_sampler=sr,
+                                    sr_chunk_frames=args.sr_chunk_frames, **cond)
+        result = generate(request, models)
+        t0 = time.perf_counter()
+        mux_mp4(folder / "out.mp4", result.frames[0], result.audio[0])
+        mux_s = time.perf_counter() - t0
+        if report:
+            row = {
+                "device": device, "mode": mode, "decode": decode_s,
+                "base": result.stage_seconds["base"], "sr": result.stage_seconds.get("sr", 0.0),
+                "mux": mux_s, "nfe": result.nfe,
+                "size": f"{result.frames.shape[2]}x{result.frames.shape[3]}",
+            }
+    row["total"] = row["decode"] + row["base"] + row["sr"] + row["mux"]
+    return row
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--device", action="append", help="cpu, cuda (repeatable; default cpu, and "
+                   "cuda too when available)")
+    p.add_argument("--mode", default="joint", choices=(*MODES, "all"))
+    p.add_argument("--official", action="store_true",
+                   help="official settings: DPM-Solver 20 steps order 3, SR DDIM 25 steps")
+    p.add_argument("--steps", type=int, default=3, help="plain mode: DPM-Solver steps (default 3)")
+    p.add_argument("--order", type=int, default=3)
+    p.add_argument("--sr-steps", type=int, default=3, help="plain mode: SR DDIM steps (default 3)")
+    p.add_argument("--sr-chunk-frames", type=int, default=16)
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--input", type=Path, help="clip to decode (default: the released landscape clip)")
+    p.add_argument("--no-warmup", dest="warmup", action="store_false")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    modes = list(MODES) if args.mode == "all" else [args.mode]
+    settings = ("official (dpm_solver 20/3, SR ddim 25)" if args.official
+                else f"plain (dpm_solver {args.steps}/{args.order}, SR ddim {args.sr_steps})")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        clip = _input_clip(args.input, folder)
+        rows = [bench_one(args, d, m, clip, folder) for d in devices for m in modes]
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    print(f"preset={args.preset} precision={args.precision} settings={settings} "
+          f"threads={args.threads} gpu={gpu} torch={torch.__version__}")
+    header = f"{'device':<7}{'mode':<16}{'size':>8}{'decode':>9}{'base':>9}{'sr':>9}{'mux':>8}" \
+             f"{'total':>9}  NFE (base fwd/bwd, sr per frame, sr calls)"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        nfe = r["nfe"]
+        print(f"{r['device']:<7}{r['mode']:<16}{r['size']:>8}{r['decode']:>9.3f}{r['base']:>9.3f}"
+              f"{r['sr']:>9.3f}{r['mux']:>8.3f}{r['total']:>9.3f}  {nfe['base']}/"
+              f"{nfe['base_backward']}, {nfe.get('sr', 0)}, {nfe.get('sr_calls', 0)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

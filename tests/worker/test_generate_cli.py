@@ -1,0 +1,134 @@
+"""`mmd generate` in-process (service.cli.main) and once as a subprocess; MP4s decoded back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from service.cli import main
+from tests.conftest import REPO_ROOT
+from worker.generate_cli import output_paths
+from worker.media import AAC_FRAME_SAMPLES, decode_audio, decode_video_clip, mux_mp4
+
+FAST = ["--steps", "2", "--order", "2", "--sr-steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path) -> tuple[Path, Path]:
+    """The golden tiny state dicts as plain .pt checkpoints (what a user would pass)."""
+    folder = tmp_path_factory.mktemp("weights")
+    out = []
+    for name in ("unet_tiny", "sr_tiny"):
+        sd = torch.load(golden_dir / f"{name}.pt", map_location="cpu", weights_only=False)["state_dict"]
+        torch.save(sd, folder / f"{name}.pt")
+        out.append(folder / f"{name}.pt")
+    return out[0], out[1]
+
+
+def _read(path: Path) -> tuple[list[np.ndarray], float, int, int]:
+    """Frames, fps, audio sample rate and decoded audio sample count of an MP4."""
+    with av.open(str(path)) as c:
+        fps = float(c.streams.video[0].average_rate)
+        rate = c.streams.audio[0].codec_context.sample_rate
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    with av.open(str(path)) as c:
+        samples = sum(f.samples for f in c.decode(audio=0))
+    return frames, fps, rate, samples
+
+
+def test_output_paths() -> None:
+    assert output_paths(Path("a/b.mp4"), 1) == [Path("a/b.mp4")]
+    assert output_paths(Path("a/b.mp4"), 2) == [Path("a/b-0.mp4"), Path("a/b-1.mp4")]
+
+
+def test_joint_with_sr_writes_a_playable_mp4(weights: tuple[Path, Path], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    unet, sr = weights
+    out = tmp_path / "joint.mp4"
+    rc = main(["generate", "--checkpoint", str(unet), "--sr-checkpoint", str(sr), "--preset",
+               "tiny", "--seed", "1", *FAST, "--out", str(out)])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "RANDOM" not in err and "base" in err and "sr" in err  # tqdm bars on stderr
+    frames, fps, rate, samples = _read(out)
+    assert len(frames) == 8 and frames[0].shape == (64, 64, 3)
+    assert (fps, rate) == (10.0, 16000)
+    assert abs(samples - 2048) < AAC_FRAME_SAMPLES
+
+
+def test_video_to_audio_from_a_real_clip(weights: tuple[Path, Path], tmp_path: Path,
+                                         shared_media: Path) -> None:
+    unet, _ = weights
+    out = tmp_path / "v2a.mp4"
+    clip = shared_media / "landscape.mp4"
+    rc = main(["generate", "--checkpoint", str(unet), "--preset", "tiny", "--no-sr", "--mode",
+               "video-to-audio", "--input", str(clip), "--start-s", "12.5", *FAST, "--out", str(out)])
+    assert rc == 0
+    expected = decode_video_clip(clip, start_s=12.5, num_frames=8, fps=10, size=16)
+    frames, fps, _, samples = _read(out)
+    assert len(frames) == 8 and fps == 10.0 and abs(samples - 2048) < AAC_FRAME_SAMPLES
+    # The output keeps the input frames (through H.264 at 16x16: small coding error only).
+    assert np.abs(np.stack(frames).astype(int) - expected).mean() < 6
+
+
+def test_audio_to_video_from_a_wav(weights: tuple[Path, Path], tmp_path: Path) -> None:
+    unet, _ = weights
+    wav = tmp_path / "tone.wav"
+    rate = 44100
+    tone = (0.4 * np.sin(2 * np.pi * 660 * np.arange(rate) / rate) * 32767).astype(np.int16)
+    with av.open(str(wav), "w") as c:
+        s = c.add_stream("pcm_s16le", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(tone[None], format="s16", layout="mono")
+        frame.sample_rate = rate
+        for p in [*s.encode(frame), *s.encode(None)]:
+            c.mux(p)
+    out = tmp_path / "a2v.mp4"
+    rc = main(["generate", "--checkpoint", str(unet), "--preset", "tiny", "--no-sr", "--mode",
+               "audio-to-video", "--input", str(wav), "--num-samples", "2", *FAST, "--out", str(out)])
+    assert rc == 0
+    for path in output_paths(out, 2):
+        frames, _, _, _ = _read(path)
+        assert len(frames) == 8 and frames[0].shape == (16, 16, 3)
+        back = decode_audio(path, num_samples=2048)
+        expected = decode_audio(wav, num_samples=2048)
+        assert np.corrcoef(back[300:1800], expected[300:1800])[0, 1] > 0.95  # the input audio
+
+
+def test_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", "--mode", "video-to-audio", "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "needs --input" in capsys.readouterr().err
+    wav = tmp_path / "silence.mp4"
+    mux_mp4(wav, np.zeros((2, 8, 8, 3), np.uint8), np.zeros(1600, np.float32))
+    assert main(["generate", "--input", str(wav), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "only used with" in capsys.readouterr().err
+    text = tmp_path / "notes.txt"
+    text.write_text("not media")
+    rc = main(["generate", "--no-sr", "--mode", "audio-to-video", "--input", str(text),
+               "--out", str(tmp_path / "x.mp4")])
+    assert rc == 2 and "[unsupported_container]" in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_subprocess_random_weights(tmp_path: Path) -> None:
+    out = tmp_path / "noise.mp4"
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "service.cli", "generate", "--no-sr", "--seed", "3", "--num-samples",
+         "2", *FAST, "--out", str(out)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "RANDOM weights" in proc.stderr and "noise" in proc.stderr
+    written = [Path(line) for line in proc.stdout.split()]
+    assert written == output_paths(out, 2)
+    for path in written:
+        frames, fps, _, samples = _read(path)
+        assert len(frames) == 8 and frames[0].shape == (16, 16, 3) and fps == 10.0
+        assert abs(samples - 2048) < AAC_FRAME_SAMPLES
