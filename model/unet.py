@@ -215,6 +215,11 @@ class AVUNet(nn.Module):
         )
         self.last_window_shifts: list[int] = []
 
+    @property
+    def num_cross_calls(self) -> int:
+        """Cross-attention calls per forward = the length ``window_shifts`` must have."""
+        return sum(isinstance(mod, CrossAttention) for mod in self.modules())
+
     def check_inputs(self, video: Tensor, audio: Tensor, timesteps: Tensor) -> Tensor:
         """Validate shapes (cheap, before any compute); returns timesteps as ``[B]``."""
         cfg = self.cfg
@@ -249,6 +254,12 @@ class AVUNet(nn.Module):
         shifts used are left in ``self.last_window_shifts``. Outputs are in the working dtype.
         """
         t = self.check_inputs(video, audio, timesteps)
+        if window_shifts is not None and len(window_shifts) != self.num_cross_calls:
+            raise ValueError(
+                f"window_shifts has {len(window_shifts)} values; this model makes "
+                f"{self.num_cross_calls} cross-attention calls per forward (one value per call "
+                "in forward order, unshifted blocks included as 0)"
+            )
         shifts = ShiftSource(window_shifts, generator)
         emb = self.time_embed(t)
         v, a = video.to(self.working_dtype), audio.to(self.working_dtype)

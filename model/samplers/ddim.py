@@ -1,0 +1,79 @@
+"""DDIM sampling (eta = 0 deterministic, eta > 0 stochastic) over a discrete schedule.
+
+The learned-range channels of the SR model are ignored. eps is re-derived from the clipped x0,
+so the last step (abar_prev = 1) returns exactly the clipped x0.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from model.denoiser import Denoiser
+from model.samplers.common import Callback, NoiseFn, generator_noise, notify
+from model.samplers.ddpm import evaluate, gather, index_tensor, x0_from_eps
+from model.schedule import DiscreteSchedule
+from model.state import State, bcast, tmap
+
+
+def ddim_step(
+    denoiser: Denoiser,
+    sched: DiscreteSchedule,
+    x: State,
+    index: Tensor,
+    *,
+    eta: float = 0.0,
+    noise: Optional[State] = None,
+    clip: bool = True,
+) -> tuple[State, State]:
+    """One DDIM step from respaced index ``index [B]``; returns ``(x_prev, pred_x0)``.
+
+    ``noise`` is only needed (and only read) when ``eta > 0``.
+    """
+    eps, _ = evaluate(denoiser, sched, x, index)
+    x0 = x0_from_eps(sched, x, index, eps, clip)
+    nonzero = (index != 0).float()
+
+    def one(xt: Tensor, x0_: Tensor, z: Optional[Tensor]) -> Tensor:
+        e = (gather(sched, "sqrt_recip_alphas_cumprod", index, xt) * xt - x0_) / gather(
+            sched, "sqrt_recipm1_alphas_cumprod", index, xt
+        )
+        ab = gather(sched, "alphas_cumprod", index, xt)
+        ab_prev = gather(sched, "alphas_cumprod_prev", index, xt)
+        sigma = eta * torch.sqrt((1 - ab_prev) / (1 - ab)) * torch.sqrt(1 - ab / ab_prev)
+        out = x0_ * torch.sqrt(ab_prev) + torch.sqrt(1 - ab_prev - sigma**2) * e
+        if eta > 0:
+            assert z is not None
+            out = out + bcast(nonzero, out) * sigma * z
+        return out
+
+    if eta > 0:
+        if noise is None:
+            raise ValueError("ddim_step with eta > 0 needs a noise state")
+        return tmap(one, x, x0, noise), x0
+    return tmap(lambda xt, x0_: one(xt, x0_, None), x, x0), x0
+
+
+def ddim_sample(
+    denoiser: Denoiser,
+    sched: DiscreteSchedule,
+    x_T: State,
+    *,
+    eta: float = 0.0,
+    generator: Optional[torch.Generator] = None,
+    noise_fn: Optional[NoiseFn] = None,
+    callback: Optional[Callback] = None,
+    clip: bool = True,
+) -> State:
+    """DDIM loop over ``k = K-1 .. 0``. With ``eta = 0`` no noise is drawn (the official loop
+    drew and discarded one ``randn_like`` per step; the result is identical)."""
+    draw = noise_fn if noise_fn is not None else generator_noise(generator)
+    x = x_T
+    total = sched.num_steps
+    for step, k in enumerate(range(total - 1, -1, -1)):
+        noise = draw(step, x) if eta > 0 else None
+        x, _ = ddim_step(denoiser, sched, x, index_tensor(k, x), eta=eta, noise=noise, clip=clip)
+        notify(callback, step + 1, total, x)
+    return x
