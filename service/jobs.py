@@ -96,6 +96,7 @@ class JobStore:
             retry=Retry(max=retries) if retries > 0 else None,
             on_failure=Callback(FAILURE_CALLBACK),
             description=f"{spec.mode} {spec.id}",
+            meta={"key_prefix": self.settings.key_prefix},
         )
 
     def exists(self, job_id: str) -> bool:
@@ -229,7 +230,11 @@ def on_rq_failure(job: Any, connection: Redis, exc_type: Any, exc: Any, tb: Any)
     abandoned job (its worker died), detected by RQ's started-job registry cleanup. With retries
     left the job goes back to queued (RQ re-enqueues it), otherwise it fails with
     ``worker_lost``. Errors inside the job function never get here: the job catches them."""
-    store = JobStore(connection, get_settings())
+    settings = get_settings()
+    prefix = (getattr(job, "meta", None) or {}).get("key_prefix", settings.key_prefix)
+    if prefix != settings.key_prefix:
+        settings = settings.model_copy(update={"key_prefix": prefix})
+    store = JobStore(connection, settings)
     if store.status(job.id) not in (JobStatus.queued, JobStatus.running):
         return
     if store.cancel_requested(job.id):

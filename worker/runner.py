@@ -237,6 +237,8 @@ class JobRunner:
         code = getattr(exc, "code", None)
         if isinstance(exc, JobFailed | ValueError) and isinstance(code, str):
             error = JobError(code=code, message=str(exc))
+        elif isinstance(exc, ValueError):  # the pipeline's input validation
+            error = JobError(code="invalid_request", message=str(exc))
         elif isinstance(exc, StorageError):
             error = JobError(code="storage_error", message=str(exc))
         elif type(exc).__name__ == "JobTimeoutException":

@@ -1,0 +1,188 @@
+"""The job runner against a real Redis and local storage, with a small fake generation function
+(the real pipeline runs in tests/e2e). Real MP4s are muxed and probed back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from redis import Redis
+
+from model.pipeline import GenerationResult
+from service.jobs import JobStore, result_key, utcnow
+from service.schemas import JobSpec, JobStatus, Progress, SamplerParams, SuperResolutionParams
+from service.settings import Settings
+from service.storage import LocalStorage
+from tests.e2e.fixtures import write_clip
+from worker import media
+from worker.runner import JobRunner
+
+F, H = 4, 32
+
+
+def fake_models(sr: bool = True) -> SimpleNamespace:
+    cfg = SimpleNamespace(video_size=(F, 3, 16, 16), audio_size=(1, 2048))
+    return SimpleNamespace(unet_cfg=cfg, sr=object() if sr else None, random_weights=True)
+
+
+class FakeGenerate:
+    """Records requests, reports base (3 steps) and sr (2 steps) progress, returns noise."""
+
+    def __init__(self, on_step: Any = None, error: Exception | None = None) -> None:
+        self.requests: list[Any] = []
+        self.on_step = on_step
+        self.error = error
+
+    def __call__(self, request: Any, models: Any, *, progress: Any = None) -> GenerationResult:
+        self.requests.append(request)
+        stages = [("base", 3)] + ([("sr", 2)] if request.super_resolution else [])
+        for stage, total in stages:
+            for step in range(1, total + 1):
+                if self.on_step is not None:
+                    self.on_step(stage, step)
+                if progress is not None:
+                    progress(stage, step, total)
+        if self.error is not None:
+            raise self.error
+        rng = np.random.default_rng(request.seed)
+        n = request.num_samples
+        return GenerationResult(
+            frames=rng.integers(0, 255, (n, F, H, H, 3), dtype=np.uint8),
+            audio=(rng.standard_normal((n, 6400)) * 0.1).astype(np.float32),
+            fps=10, sample_rate=16000, nfe={"base": 3, "sr": 2}, stage_seconds={"base": 0.01},
+            random_weights=True)
+
+
+def make_spec(mode: str = "joint", **kw: Any) -> JobSpec:
+    from service.submit import new_id
+
+    fields = dict(id=new_id(), mode=mode, model="default", seed=3, num_samples=1,
+                  sampler=SamplerParams(steps=3), super_resolution=SuperResolutionParams(steps=2),
+                  created_at=utcnow())
+    fields.update(kw)
+    return JobSpec(**fields)
+
+
+@pytest.fixture
+def store(settings: Settings, redis_conn: Redis) -> JobStore:
+    return JobStore(redis_conn, settings)
+
+
+def make_runner(settings: Settings, store: JobStore, gen: FakeGenerate, **kw: Any) -> JobRunner:
+    return JobRunner(settings=settings, store=store, storage=LocalStorage(settings.data_dir),
+                     models={"default": fake_models(**kw)}, generate=gen)
+
+
+def test_success_writes_mp4s_progress_and_result(settings: Settings, store: JobStore) -> None:
+    gen = FakeGenerate()
+    runner = make_runner(settings, store, gen)
+    seen: list[Progress] = []
+    runner.on_progress = seen.append
+    spec = make_spec(num_samples=2)
+    store.create_and_enqueue(spec)
+    assert runner.run(spec.id) == "succeeded"
+    view = store.view(spec.id)
+    assert view is not None and view.status is JobStatus.succeeded
+    assert view.started_at is not None and view.finished_at >= view.started_at
+    r = view.result
+    assert r is not None and r.num_samples == 2 and len(r.samples) == 2
+    assert (r.width, r.height, r.fps, r.sample_rate) == (H, H, 10, 16000)
+    assert r.random_weights is True and r.duration_s == pytest.approx(F / 10)
+    assert r.nfe == {"base": 3, "sr": 2} and "mux" in r.stage_seconds
+    storage = LocalStorage(settings.data_dir)
+    for i, sample in enumerate(r.samples):
+        path = storage.local_path(result_key(spec.id, i))
+        assert path is not None and path.stat().st_size == sample.bytes
+        import hashlib
+
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == sample.sha256
+        info = media.probe(path)
+        video = [s for s in info.streams if s.type == "video"][0]
+        audio = [s for s in info.streams if s.type == "audio"][0]
+        assert (video.width, video.height, video.fps) == (H, H, 10.0)
+        assert audio.sample_rate == 16000
+    assert r.samples[1].url.endswith("?sample=1")
+    sampled = [p for p in seen if p.stage in ("base", "sr")]
+    assert [(p.stage, p.step) for p in sampled] == [("base", 1), ("base", 2), ("base", 3),
+                                                    ("sr", 1), ("sr", 2)]
+    fractions = [p.fraction for p in sampled]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and fractions[2] == 0.5
+    request = gen.requests[0]
+    assert request.seed == 3 and request.base_sampler.steps == 3 and request.sr_sampler.steps == 2
+
+
+def test_cancel_while_running_stops_at_next_step(settings: Settings, store: JobStore) -> None:
+    spec = make_spec()
+    steps: list[tuple[str, int]] = []
+
+    def on_step(stage: str, step: int) -> None:
+        steps.append((stage, step))
+        if (stage, step) == ("base", 2):
+            assert store.cancel(spec.id) is JobStatus.running  # the gateway's side
+
+    runner = make_runner(settings, store, FakeGenerate(on_step=on_step))
+    store.create_and_enqueue(spec)
+    assert runner.run(spec.id) == "canceled"
+    assert steps == [("base", 1), ("base", 2)]  # stopped within one step
+    view = store.view(spec.id)
+    assert view is not None and view.status is JobStatus.canceled and view.result is None
+    assert LocalStorage(settings.data_dir).size(result_key(spec.id, 0)) is None
+
+
+def test_canceled_before_start_never_runs(settings: Settings, store: JobStore) -> None:
+    gen = FakeGenerate()
+    spec = make_spec()
+    store.create_and_enqueue(spec)
+    assert store.cancel(spec.id) is JobStatus.canceled
+    assert make_runner(settings, store, gen).run(spec.id) == "canceled"
+    assert gen.requests == []
+
+
+def test_failures_get_codes(settings: Settings, store: JobStore, tmp_path: Path) -> None:
+    boom = make_spec()
+    store.create_and_enqueue(boom)
+    make_runner(settings, store, FakeGenerate(error=RuntimeError("kaput"))).run(boom.id)
+    view = store.view(boom.id)
+    assert view is not None and view.status is JobStatus.failed
+    assert view.error is not None and view.error.code == "internal" and "kaput" in view.error.message
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"definitely not a video")
+    LocalStorage(settings.data_dir).put_file("uploads/x/input.mp4", bad, content_type="video/mp4")
+    spec = make_spec("video-to-audio", input_key="uploads/x/input.mp4")
+    store.create_and_enqueue(spec)
+    make_runner(settings, store, FakeGenerate()).run(spec.id)
+    view = store.view(spec.id)
+    assert view is not None and view.error is not None
+    assert view.error.code in ("decode_failed", "unsupported_container", "no_video_stream")
+
+    missing = make_spec(model="other")
+    store.create_and_enqueue(missing)
+    make_runner(settings, store, FakeGenerate()).run(missing.id)
+    view = store.view(missing.id)
+    assert view is not None and view.error is not None and view.error.code == "unknown_model"
+
+
+def test_conditional_inputs_are_decoded_at_model_size(settings: Settings, store: JobStore,
+                                                      tmp_path: Path) -> None:
+    storage = LocalStorage(settings.data_dir)
+    storage.put_file("uploads/v/input.mp4", write_clip(tmp_path / "c.mp4"),
+                     content_type="video/mp4")
+    storage.put_file("uploads/a/input.wav", write_clip(tmp_path / "a.wav", video=False),
+                     content_type="audio/wav")
+    gen = FakeGenerate()
+    runner = make_runner(settings, store, gen, sr=False)
+    v2a = make_spec("video-to-audio", input_key="uploads/v/input.mp4", start_s=0.5)
+    a2v = make_spec("audio-to-video", input_key="uploads/a/input.wav")
+    for spec in (v2a, a2v):
+        store.create_and_enqueue(spec)
+        assert runner.run(spec.id) == "succeeded"
+    cv = gen.requests[0].condition_video
+    assert cv.dtype == np.uint8 and cv.shape == (F, 16, 16, 3) and gen.requests[0].mode == \
+        "video-to-audio"
+    ca = gen.requests[1].condition_audio
+    assert ca.dtype == np.float32 and ca.shape == (2048,) and np.abs(ca).max() > 0.1
+    assert gen.requests[0].super_resolution is False  # the model has no SR network
