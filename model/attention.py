@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.nn import AudioConv, Norm, VideoConv3d, group_norm_fp32, pointwise
+from model.nn import AudioConv, Norm, VideoConv3d, group_norm_fp32
 
 __all__ = ["SelfAttention", "LegacyAttention", "CrossAttention", "ShiftSource", "sdpa"]
 
@@ -37,6 +37,15 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, *, upcast: bool) -> Tensor:
     return F.scaled_dot_product_attention(q, k, v, scale=_scale(d))
 
 
+def _w2(conv: nn.Conv1d) -> Tensor:
+    return conv.weight.reshape(conv.weight.shape[0], conv.weight.shape[1])
+
+
+def tokens_linear(x: Tensor, conv: nn.Conv1d) -> Tensor:
+    """1x1 conv of channel-major ``x [..., C, T]`` returned token-major ``[..., T, Co]``."""
+    return F.linear(x.transpose(-1, -2), _w2(conv), conv.bias)
+
+
 class SelfAttention(nn.Module):
     """Base-model single-modal attention: ``x [N, C, T] -> x + proj_out(attn(qkv(GN(x))))``.
 
@@ -56,11 +65,10 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n, c, t = x.shape
         h, d = self.num_heads, c // self.num_heads
-        qkv = pointwise(self.norm(x), self.qkv.weight, self.qkv.bias)  # [N, 3C, T]
-        qkv = qkv.reshape(n, 3, h, d, t).transpose(-1, -2)  # [N, 3, H, T, d]
-        out = sdpa(qkv[:, 0], qkv[:, 1], qkv[:, 2], upcast=True)  # [N, H, T, d]
-        out = out.transpose(-1, -2).reshape(n, c, t)
-        return x + pointwise(out, self.proj_out.weight, self.proj_out.bias)
+        qkv = tokens_linear(self.norm(x), self.qkv).view(n, t, 3, h, d)  # [N, T, 3, H, d]
+        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # [N, H, T, d]
+        out = sdpa(q, k, v, upcast=True).transpose(1, 2).reshape(n, t, c)
+        return x + F.linear(out, _w2(self.proj_out), self.proj_out.bias).transpose(1, 2)
 
 
 class LegacyAttention(nn.Module):
@@ -84,11 +92,10 @@ class LegacyAttention(nn.Module):
         t = hh * ww
         h, d = self.num_heads, c // self.num_heads
         xt = x.reshape(b, c, t)
-        qkv = pointwise(group_norm_fp32(xt, self.norm), self.qkv.weight, self.qkv.bias)
-        qkv = qkv.reshape(b, h, 3, d, t).transpose(-1, -2)  # [B, H, 3, T, d]
-        out = sdpa(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], upcast=True)  # [B, H, T, d]
-        out = out.transpose(-1, -2).reshape(b, c, t)
-        out = pointwise(out, self.proj_out.weight, self.proj_out.bias)
+        qkv = tokens_linear(group_norm_fp32(xt, self.norm), self.qkv).view(b, t, h, 3, d)
+        q, k, v = (qkv[:, :, :, i].transpose(1, 2) for i in range(3))  # [B, H, T, d]
+        out = sdpa(q, k, v, upcast=True).transpose(1, 2).reshape(b, t, c)
+        out = F.linear(out, _w2(self.proj_out), self.proj_out.bias).transpose(1, 2)
         return x + out.reshape(b, c, hh, ww)
 
 
@@ -176,27 +183,31 @@ class CrossAttention(nn.Module):
         p = length // nf
         s = shifts.next(self.name, nf - self.window, self.shift)
 
-        qv = pointwise(self.v_norm(video), self.v_qkv.weight, self.v_qkv.bias)  # [B,F,3C,H,W]
-        qv = qv.reshape(b, nf, 3, nh, d, s_tok).permute(2, 0, 3, 1, 5, 4)  # [3,B,nh,F,S,d]
-        qa = pointwise(self.a_norm(audio), self.a_qkv.weight, self.a_qkv.bias)  # [B,3C,L]
-        qa = qa.reshape(b, 3, nh, d, length).permute(1, 0, 2, 4, 3)  # [3,B,nh,L,d]
+        # token-major projections: head dim innermost so SDPA can use its fused CPU kernel
+        qkv_v = tokens_linear(self.v_norm(video).reshape(b, nf, c, s_tok), self.v_qkv)
+        qkv_v = qkv_v.view(b, nf, s_tok, 3, nh, d)
+        qkv_a = tokens_linear(self.a_norm(audio), self.a_qkv).view(b, length, 3, nh, d)
 
-        # video -> audio: every frame's S queries see a window of audio samples
+        def frames(x: Tensor) -> Tensor:  # [B, F, T, nh, d] -> [B*F, nh, T, d]
+            return x.transpose(2, 3).reshape(b * nf, nh, x.shape[2], d)
+
+        # video -> audio: the S queries of frame f see a window of W*p audio samples
         idx_a = _window_index(nf, p, length, self.window, s, audio.device)  # [F, W*p]
-        ka, va = qa[1][:, :, idx_a], qa[2][:, :, idx_a]  # [B,nh,F,W*p,d]
-        out_v = sdpa(qv[0], ka, va, upcast=False)  # [B,nh,F,S,d]
-        out_v = out_v.permute(0, 2, 1, 4, 3).reshape(b, nf, c, hh, ww)
+        ka, va = frames(qkv_a[:, idx_a, 1]), frames(qkv_a[:, idx_a, 2])
+        out_v = sdpa(frames(qkv_v[:, :, :, 0]), ka, va, upcast=False)  # [B*F, nh, S, d]
+        out_v = out_v.permute(0, 1, 3, 2).reshape(b, nf, c, hh, ww)
 
-        # audio -> video: audio segment f sees the video frames of its window
+        # audio -> video: audio segment f sees the W*S video tokens of its window
         idx_v = _window_index(nf, s_tok, nv, self.window, s, video.device)  # [F, W*S]
-        kv = qv[1].reshape(b, nh, nv, d)[:, :, idx_v]  # [B,nh,F,W*S,d]
-        vv = qv[2].reshape(b, nh, nv, d)[:, :, idx_v]
-        qa_main = qa[0][:, :, : nf * p].reshape(b, nh, nf, p, d)
-        out_a = sdpa(qa_main, kv, vv, upcast=False).reshape(b, nh, nf * p, d)
+        kv_all = qkv_v[:, :, :, 1:].reshape(b, nv, 2, nh, d)[:, idx_v]  # [B, F, W*S, 2, nh, d]
+        kv, vv = frames(kv_all[:, :, :, 0]), frames(kv_all[:, :, :, 1])
+        qa = qkv_a[:, :, 0]  # [B, L, nh, d]
+        out_a = sdpa(frames(qa[:, : nf * p].reshape(b, nf, p, nh, d)), kv, vv, upcast=False)
+        out_a = out_a.view(b, nf, nh, p, d).permute(0, 2, 4, 1, 3).reshape(b, c, nf * p)
         if length > nf * p:  # the last segment absorbs the remainder
-            rest = sdpa(qa[0][:, :, nf * p:], kv[:, :, -1], vv[:, :, -1], upcast=False)
-            out_a = torch.cat([out_a, rest], dim=2)
-        out_a = out_a.transpose(-1, -2).reshape(b, c, length)
+            last = (kv.reshape(b, nf, nh, -1, d)[:, -1], vv.reshape(b, nf, nh, -1, d)[:, -1])
+            rest = sdpa(qa[:, nf * p:].transpose(1, 2), *last, upcast=False)  # [B, nh, r, d]
+            out_a = torch.cat([out_a, rest.transpose(-1, -2).reshape(b, c, -1)], dim=2)
 
         return video + self.video_proj_out(out_v), audio + self.audio_proj_out(out_a)
 

@@ -102,6 +102,13 @@ class UNetConfig:
                 f"video_type must be '2d+1d' or '3d' and audio_type '1d' or 'linear'; got "
                 f"{self.video_type!r}, {self.audio_type!r}"
             )
+        down = 2 ** (len(self.channel_mult) - 1)
+        if self.audio_size[1] % (down * down) or self.audio_size[1] // (down * down) < \
+                self.video_size[0]:
+            raise ValueError(
+                f"audio length {self.audio_size[1]} must be a multiple of {down * down} (audio is "
+                f"downsampled x4 per level) with at least one sample per frame at the deepest level"
+            )
         if self.model_channels % 32:
             raise ValueError(f"model_channels must be a multiple of 32 (GroupNorm(32)); got "
                              f"{self.model_channels}")

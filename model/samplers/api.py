@@ -12,7 +12,6 @@ from typing import Callable, Literal, Optional
 import torch
 from torch import Tensor
 
-from model.conditional import conditional_denoiser, modalities, official_conditional_loop
 from model.denoiser import Denoiser, joint_denoiser, sr_denoiser
 from model.samplers.common import Callback, NoiseFn
 from model.samplers.ddim import ddim_sample
@@ -153,6 +152,9 @@ def sample_conditional(
     The returned condition modality always equals ``condition`` except in the official-compat
     DDPM case.
     """
+    # imported here: model.conditional builds on this package (avoids an import cycle)
+    from model.conditional import conditional_denoiser, modalities, official_conditional_loop
+
     check_state(x_T, "x_T")
     c, _ = modalities(direction)
     if guidance not in ("replacement", "gradient"):
