@@ -38,7 +38,7 @@ def load_all(settings: Settings) -> dict[str, Any]:
 
 
 def warm_up(models: dict[str, Any], generate: Any) -> None:
-    """One 1-step generation per model (allocates buffers, triggers lazy init and kernels)."""
+    """One 2-step generation per model (allocates buffers, triggers lazy init and kernels)."""
     from model.pipeline import GenerationRequest
     from model.samplers import SamplerSpec
 
@@ -46,9 +46,9 @@ def warm_up(models: dict[str, Any], generate: Any) -> None:
         t0 = time.perf_counter()
         request = GenerationRequest(
             mode="joint", seed=0, num_samples=1,
-            base_sampler=SamplerSpec(name="ddim", steps=1),
+            base_sampler=SamplerSpec(name="ddim", steps=2),
             super_resolution=m.sr is not None,
-            sr_sampler=SamplerSpec(name="ddim", steps=1),
+            sr_sampler=SamplerSpec(name="ddim", steps=2),
         )
         generate(request, m)
         seconds = time.perf_counter() - t0

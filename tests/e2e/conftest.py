@@ -1,0 +1,99 @@
+"""The end-to-end stack: real redis-server, a real `mmd worker` process running the real
+pipeline with the random ``tiny`` preset, and a real `mmd gateway` (uvicorn) process."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from subprocess import Popen
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.fixtures import redis_url, s3_endpoint  # noqa: F401
+from tests.e2e.servers import free_port, mmd_process, redis_server, stop, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Stack:
+    base: str  # gateway URL
+    env: dict[str, str]
+    worker: Popen
+    gateway: Popen
+    worker_metrics: str
+    logs: Path
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base, timeout=30)
+
+    def wait(self, job_id: str, *, timeout: float = 180, until: Any = None) -> dict[str, Any]:
+        """Poll ``GET /jobs/{id}`` until terminal (or until ``until(view)`` is true)."""
+        deadline = time.monotonic() + timeout
+        with self.client() as c:
+            while time.monotonic() < deadline:
+                view = c.get(f"/jobs/{job_id}").json()
+                if until(view) if until else view["status"] in ("succeeded", "failed", "canceled"):
+                    return view
+                time.sleep(0.1)
+        raise AssertionError(f"job {job_id} not done after {timeout} s: {view}\n"
+                             + self.log_tail())
+
+    def log_tail(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-2500:]}"
+                         for p in sorted(self.logs.glob("*.log")))
+
+
+def stack_env(redis: str, tmp: Path, **extra: str) -> dict[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    env = {
+        "MMD_REDIS_URL": redis, "MMD_DATA_DIR": str(tmp / "data"), "MMD_KEY_PREFIX": f"e{tag}",
+        "MMD_QUEUE_NAME": f"e{tag}", "MMD_WORKER_READY_FILE": str(tmp / "ready"),
+        "MMD_WORKER_HEARTBEAT_TTL_S": "3", "MMD_WORKER_METRICS_PORT": str(free_port()),
+        "MMD_PORT": str(free_port()), "MMD_MAX_UPLOAD_BYTES": "5000000",
+        "MMD_WEBHOOK_RETRIES": "0", "MMD_LOG_LEVEL": "INFO", "OMP_NUM_THREADS": "2",
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def e2e_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("e2e-redis")) as url:
+        yield url
+
+
+def start_stack(redis: str, tmp: Path, **extra: str) -> Stack:
+    env = stack_env(redis, tmp, **extra)
+    tmp.mkdir(parents=True, exist_ok=True)
+    worker = mmd_process(["worker"], env, tmp / "worker.log")
+    gateway = mmd_process(["gateway"], env, tmp / "gateway.log")
+    stack = Stack(base=f"http://127.0.0.1:{env['MMD_PORT']}", env=env, worker=worker,
+                  gateway=gateway, logs=tmp,
+                  worker_metrics=f"http://127.0.0.1:{env['MMD_WORKER_METRICS_PORT']}/metrics")
+    try:
+        wait_for(lambda: httpx.get(stack.base + "/healthz").status_code == 200, 60, "gateway",
+                 gateway, tmp / "gateway.log")
+        wait_for(lambda: httpx.get(stack.base + "/readyz").status_code == 200, 120,
+                 "worker readiness", worker, tmp / "worker.log")
+    except BaseException:
+        stop_stack(stack)
+        raise
+    return stack
+
+
+def stop_stack(stack: Stack) -> None:
+    stop(stack.gateway)
+    stop(stack.worker, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def stack(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = start_stack(e2e_redis, tmp_path_factory.mktemp("stack"))
+    yield s
+    stop_stack(s)
