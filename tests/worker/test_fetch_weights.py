@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -18,6 +19,10 @@ from tests.conftest import REPO_ROOT
 from worker.fetch_weights import FetchError, fetch, fetch_all, make_s3_client, parse_source
 
 BUCKET = "mmd-weights"  # created by `weed mini -bucket=...`, as docker-compose.yml does
+# The compose stack's SeaweedFS identities: the server enforces them, so credentials are checked.
+S3_CONFIG = REPO_ROOT / "deploy" / "seaweedfs-s3.json"
+_CREDS = json.loads(S3_CONFIG.read_text())["identities"][0]["credentials"][0]
+ACCESS_KEY, SECRET_KEY = _CREDS["accessKey"], _CREDS["secretKey"]
 WEED_PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
               "filer.port.grpc", "s3.port", "s3.port.grpc", "webdav.port", "admin.port",
               "admin.port.grpc", "debug.port")
@@ -38,12 +43,13 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ports = {name: _free_port() for name in WEED_PORTS}
     cmd = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
            "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-bucket={BUCKET}",
+           f"-s3.config={S3_CONFIG}",
            *(f"-{k}={v}" for k, v in ports.items())]
     log = open(data / "weed.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{ports['s3.port']}"
-    client = make_s3_client(endpoint_url=endpoint, region="us-east-1", access_key_id="test",
-                            secret_access_key="test")
+    client = make_s3_client(endpoint_url=endpoint, region="us-east-1", access_key_id=ACCESS_KEY,
+                            secret_access_key=SECRET_KEY)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -68,8 +74,8 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def s3(s3_endpoint: str):  # noqa: ANN201 - a boto3 client
-    return make_s3_client(endpoint_url=s3_endpoint, region="us-east-1", access_key_id="test",
-                          secret_access_key="test")
+    return make_s3_client(endpoint_url=s3_endpoint, region="us-east-1", access_key_id=ACCESS_KEY,
+                          secret_access_key=SECRET_KEY)
 
 
 def _put(s3, key: str, payload: bytes) -> str:  # noqa: ANN001
@@ -125,6 +131,14 @@ def test_missing_key_names_the_uri(s3, tmp_path: Path) -> None:  # noqa: ANN001
         fetch(parse_source(f"s3://{BUCKET}/nope/base.pt"), tmp_path, s3_client=s3)
 
 
+def test_wrong_credentials_are_reported(s3_endpoint: str, tmp_path: Path) -> None:
+    bad = make_s3_client(endpoint_url=s3_endpoint, region="us-east-1", access_key_id="nobody",
+                         secret_access_key="wrong")
+    with pytest.raises(FetchError, match="denied.*MMD_S3_ACCESS_KEY_ID"):
+        fetch(parse_source(f"s3://{BUCKET}/landscape/base.pt"), tmp_path, s3_client=bad)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_local_path_is_copied_and_verified(tmp_path: Path) -> None:
     src = tmp_path / "mounted" / "base.pt"
     src.parent.mkdir()
@@ -158,7 +172,7 @@ def test_cli_uses_mmd_s3_settings(s3, s3_endpoint: str, tmp_path: Path) -> None:
     """The exact command line of the k8s init container, configured only through MMD_ env."""
     sha = _put(s3, "cli/base.pt", b"cli-weights")
     env = {**os.environ, "MMD_S3_ENDPOINT_URL": s3_endpoint, "MMD_S3_REGION": "us-east-1",
-           "MMD_S3_ACCESS_KEY_ID": "test", "MMD_S3_SECRET_ACCESS_KEY": "test"}
+           "MMD_S3_ACCESS_KEY_ID": ACCESS_KEY, "MMD_S3_SECRET_ACCESS_KEY": SECRET_KEY}
     cmd = [sys.executable, "-m", "service.cli", "fetch-weights", "--dest", str(tmp_path),
            f"s3://{BUCKET}/cli/base.pt#sha256={sha}"]
     ok = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
