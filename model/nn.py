@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "timestep_embedding", "TimeEmbed", "group_norm_fp32", "video_group_norm", "Norm",
+    "timestep_embedding", "TimeEmbed", "group_norm_fp32", "group_norm_act", "video_group_norm",
+    "Norm",
     "VideoConv2p1", "VideoConv3d", "AudioConv", "pointwise",
 ]
 
@@ -50,22 +51,39 @@ def group_norm_fp32(x: Tensor, gn: nn.GroupNorm) -> Tensor:
     return F.group_norm(x.float(), gn.num_groups, gn.weight, gn.bias, gn.eps).to(x.dtype)
 
 
-def video_group_norm(x: Tensor, gn: nn.GroupNorm) -> Tensor:
-    """GroupNorm of video ``[B, F, C, H, W]`` with statistics over group channels x all frames.
+def group_norm_act(
+    x: Tensor, gn: nn.GroupNorm, scale: Tensor | None = None, shift: Tensor | None = None,
+    *, silu: bool = False,
+) -> Tensor:
+    """GroupNorm (float32 statistics) with optional FiLM and SiLU fused into one pass.
 
-    Computed on the native layout (no permute copy): statistics from a reshaped view, then one
-    fused scale-and-shift per (sample, channel).
+    ``x`` is video ``[B, F, C, H, W]`` (statistics over group channels x all frames, computed on
+    the native layout without a permute copy) or ``[N, C, T]``. ``scale``/``shift`` ``[B, C]``
+    give ``GN(x) * (1 + scale) + shift``. Returns ``x``'s dtype.
     """
-    b, f, c, h, w = x.shape
+    video = x.dim() == 5
+    n, c = x.shape[0], x.shape[2 if video else 1]
     g = gn.num_groups
     xf = x.float()
-    var, mean = torch.var_mean(xf.reshape(b, f, g, (c // g) * h * w), dim=(1, 3), unbiased=False)
-    rstd = torch.rsqrt(var + gn.eps)  # [B, G]
-    scale = gn.weight.float().view(1, g, c // g) * rstd[:, :, None]  # [B, G, C/G]
-    shift = gn.bias.float().view(1, g, c // g) - mean[:, :, None] * scale
-    scale = scale.reshape(b, 1, c, 1, 1)
-    shift = shift.reshape(b, 1, c, 1, 1)
-    return torch.addcmul(shift, xf, scale).to(x.dtype)
+    grouped = xf.reshape(n, x.shape[1], g, -1) if video else xf.reshape(n, g, -1)
+    dims = (1, 3) if video else (2,)
+    var, mean = torch.var_mean(grouped, dim=dims, unbiased=False)  # [N, G]
+    rstd = torch.rsqrt(var + gn.eps)
+    a = (gn.weight.float().view(1, g, c // g) * rstd[:, :, None]).reshape(n, c)
+    b = gn.bias.float().view(1, c) - (mean[:, :, None] * a.view(n, g, c // g)).reshape(n, c)
+    if scale is not None and shift is not None:
+        a = a * (1 + scale.float())
+        b = b * (1 + scale.float()) + shift.float()
+    view = (n, 1, c, 1, 1) if video else (n, c, 1)
+    out = torch.addcmul(b.view(view), xf, a.view(view)).to(x.dtype)
+    if silu:
+        out = F.silu(out, inplace=not torch.is_grad_enabled())
+    return out
+
+
+def video_group_norm(x: Tensor, gn: nn.GroupNorm) -> Tensor:
+    """GroupNorm of video ``[B, F, C, H, W]`` jointly over frames (see :func:`group_norm_act`)."""
+    return group_norm_act(x, gn)
 
 
 class Norm(nn.Module):
@@ -81,7 +99,7 @@ class Norm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 5:
-            return video_group_norm(x, self.GroupNorm)
+            return group_norm_act(x, self.GroupNorm)
         return group_norm_fp32(x, self.GroupNorm)
 
 
@@ -94,9 +112,14 @@ def pointwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     w2 = weight.reshape(weight.shape[0], weight.shape[1])
     if x.dim() == 5:
         b, f, c, h, wd = x.shape
-        out = F.conv2d(x.reshape(b * f, c, h, wd), w2[:, :, None, None], bias)
-        return out.reshape(b, f, -1, h, wd)
-    return F.conv1d(x, w2[:, :, None], bias)
+        out = torch.matmul(w2, x.reshape(b, f, c, h * wd)).view(b, f, -1, h, wd)
+        if bias is not None:
+            out += bias.view(-1, 1, 1)
+        return out
+    out = torch.matmul(w2, x)  # plain GEMM: about 2x faster than a 1x1 mkldnn conv here
+    if bias is not None:
+        out += bias.view(-1, *([1] * (x.dim() - 2)))
+    return out
 
 
 class VideoConv2p1(nn.Module):
@@ -120,19 +143,28 @@ class VideoConv2p1(nn.Module):
 
 
 def temporal_conv(x: Tensor, conv: nn.Conv1d) -> Tensor:
-    """Conv1d along frames of ``x [B, F, C, S]`` for every pixel, as one batched GEMM.
+    """Conv1d along frames of ``x [B, F, C, S]`` for every pixel, zero "same" padding.
 
-    Zero "same" padding; equals applying ``conv`` to the ``[B*S, C, F]`` view.
+    Equals applying ``conv`` to the ``[B*S, C, F]`` view, without the permute copies or a padded
+    copy: the centre tap is one batched GEMM over all frames, each other tap accumulates into
+    the frames it reaches (``baddbmm_``, loops only over batch and taps).
     """
     b, f, c, s = x.shape
     k = conv.kernel_size[0]
-    pad = k // 2
-    xp = F.pad(x, (0, 0, 0, 0, pad, pad))  # [B, F + 2p, C, S]
-    cols = torch.cat([xp[:, i:i + f] for i in range(k)], dim=2)  # [B, F, k*C, S]
-    w = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, k * c)  # tap-major
-    out = torch.matmul(w, cols)  # [B, F, Co, S]
+    w = conv.weight  # [Co, C, k]
+    centre = k // 2
+    out = torch.matmul(w[:, :, centre], x)  # [B, F, Co, S]
     if conv.bias is not None:
-        out = out + conv.bias[:, None]
+        out += conv.bias[:, None]
+    for i in range(k):
+        off = i - centre
+        if i == centre or abs(off) >= f:
+            continue
+        n = f - abs(off)
+        wi = w[:, :, i].expand(n, -1, -1)
+        for j in range(b):
+            dst = out[j, max(0, -off):max(0, -off) + n]
+            dst.baddbmm_(wi, x[j, max(0, off):max(0, off) + n])
     return out
 
 

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from model.attention import CrossAttention, SelfAttention, ShiftSource
 from model.config import UNetConfig
-from model.nn import AudioConv, Norm, TimeEmbed, VideoConv2p1, VideoConv3d
+from model.nn import AudioConv, Norm, TimeEmbed, VideoConv2p1, VideoConv3d, group_norm_act
 
 __all__ = ["AVUNet", "AVResBlock", "InitialBlock", "AVSequential"]
 
@@ -85,28 +85,28 @@ class AVResBlock(nn.Module):
         self.video_attention = video_attention
         self.audio_attention = audio_attention
 
-    def _film(self, norm: nn.Module, h: Tensor, e: Tensor, shape: Sequence[int]) -> Tensor:
-        if self.scale_shift:
-            scale, shift = e.chunk(2, dim=1)
-            return torch.addcmul(shift.view(shape), norm(h), 1 + scale.view(shape))
-        return norm(h + e.view(shape))
-
     def forward(self, video: Tensor, audio: Tensor, emb: Tensor) -> tuple[Tensor, Tensor]:
-        hv = self.video_in_layers(video)
-        ha = self.audio_in_layers(audio)
+        vin, ain = self.video_in_layers, self.audio_in_layers
+        hv = vin[2](group_norm_act(video, vin[0].GroupNorm, silu=True))
+        ha = ain[2](group_norm_act(audio, ain[0].GroupNorm, silu=True))
         if self.updown == "down":
             hv, video = _video_down(hv), _video_down(video)
             ha, audio = F.avg_pool1d(ha, 4), F.avg_pool1d(audio, 4)
         elif self.updown == "up":
             hv, video = _video_up(hv), _video_up(video)
             ha, audio = ha.repeat_interleave(4, dim=-1), audio.repeat_interleave(4, dim=-1)
-        e = self.emb_layers(emb).to(hv.dtype)  # [B, 2Co]
-        b, co = e.shape[0], hv.shape[2]
+        e = self.emb_layers(emb).to(hv.dtype)  # [B, 2Co] (or [B, Co] without scale-shift)
         ov, oa = self.video_out_layers, self.audio_out_layers
-        hv = self._film(ov[0], hv, e, (b, 1, -1, 1, 1))
-        ha = self._film(oa[0], ha, e, (b, -1, 1))
-        hv = ov[3](ov[2](ov[1](hv)))
-        ha = oa[3](oa[2](oa[1](ha)))
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)
+            hv = group_norm_act(hv, ov[0].GroupNorm, scale, shift, silu=True)
+            ha = group_norm_act(ha, oa[0].GroupNorm, scale, shift, silu=True)
+        else:
+            b = e.shape[0]
+            hv = group_norm_act(hv + e.view(b, 1, -1, 1, 1), ov[0].GroupNorm, silu=True)
+            ha = group_norm_act(ha + e.view(b, -1, 1), oa[0].GroupNorm, silu=True)
+        hv = ov[3](ov[2](hv))
+        ha = oa[3](oa[2](ha))
         video = self.video_skip_connection(video) + hv
         audio = self.audio_skip_connection(audio) + ha
         if self.video_attention:

@@ -50,7 +50,7 @@ def test_window_shifts_are_validated(unet) -> None:
     model = build_unet(UNetConfig.preset("tiny"))
     with pytest.raises(ValueError, match=r"window_shifts\[0\] = 8 .*expected 0\.\.7"):
         model(v, a, t, window_shifts=[8] + [0] * 9)
-    with pytest.raises(ValueError, match="one per cross-attention call"):
+    with pytest.raises(ValueError, match="has 2 values; this model makes 10 cross-attention"):
         model(v, a, t, window_shifts=[0, 0])
     with pytest.raises(ValueError, match="makes 10 cross-attention calls"):
         model(v, a, t, window_shifts=[0] * 11)

@@ -1,0 +1,140 @@
+"""Time one forward of the official base U-Net (batch 1) and one SR frame forward (1x3x256x256).
+
+    python3 bench/unet_forward.py                      # CPU fp32, 2 threads, optimised + plain
+    python3 bench/unet_forward.py --no-plain           # optimised only
+    python3 bench/unet_forward.py --device cuda --precision fp16
+
+Random weights (timing does not depend on values). FLOPs are counted analytically on the meta
+device with ``torch.utils.flop_counter.FlopCounterMode`` (one multiply-add = 2 FLOP). "plain" is
+math attention, fp32, contiguous (NCHW) activations; "optimised" is the default SDPA kernels
+(plus channels-last convolutions on CPU). Prints a table and the optimised/plain time ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model import build_sr, build_unet  # noqa: E402
+from model.config import SRConfig, UNetConfig  # noqa: E402
+from model.precision import apply_precision, dtype_of  # noqa: E402
+
+REFERENCE_S = {"base": 62.0, "sr": 25.0}  # official code, CPU fp32 2 threads (issue 2)
+
+
+def make_case(name: str, device: str) -> tuple[torch.nn.Module, Callable[[], object]]:
+    """Model on ``device`` and a closure running one forward with fixed inputs."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.device(device):
+        if name == "base":
+            cfg = UNetConfig.preset("landscape")
+            model = build_unet(cfg)
+            shifts = [0] * model.num_cross_calls if device == "meta" else None
+            f, c, h, w = cfg.video_size
+            video = torch.randn(1, f, c, h, w, generator=gen).to(device)
+            audio = torch.randn(1, *cfg.audio_size, generator=gen).to(device)
+            t = torch.tensor([500.0], device=device)
+
+            def run() -> object:
+                kw = {"window_shifts": shifts} if shifts else {"generator": gen}
+                return model(video, audio, t, **kw)
+        else:
+            cfg_sr = SRConfig.preset("official")
+            model = build_sr(cfg_sr)
+            x = torch.randn(1, 3, 256, 256, generator=gen).to(device)
+            low = torch.randn(1, 3, 64, 64, generator=gen).to(device)
+            t = torch.tensor([500.0], device=device)
+
+            def run() -> object:
+                return model(x, t, low)
+    return model, run
+
+
+def count_flops(name: str) -> float:
+    _, run = make_case(name, "meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        run()
+    return float(counter.get_total_flops())
+
+
+@contextlib.contextmanager
+def mode(plain: bool) -> Iterator[None]:
+    if plain:
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
+    else:
+        yield
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_case(name: str, args: argparse.Namespace, plain: bool) -> float:
+    model, run = make_case(name, args.device)
+    precision = "fp32" if plain else args.precision
+    apply_precision(model, precision)
+    if not plain and args.device == "cpu" and not args.no_channels_last:
+        model.to(memory_format=torch.channels_last)
+    best = float("inf")
+    with torch.inference_mode(), mode(plain):
+        if args.device != "cpu" or args.warmup:
+            run()  # warm-up (kernel selection / allocator)
+            sync(args.device)
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            run()
+            sync(args.device)
+            best = min(best, time.perf_counter() - t0)
+    del model
+    return best
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--warmup", action="store_true", help="one untimed forward first (CPU)")
+    p.add_argument("--cases", default="base,sr")
+    p.add_argument("--plain", action="store_true", help="run only the plain mode")
+    p.add_argument("--no-plain", action="store_true", help="skip the plain comparison run")
+    p.add_argument("--no-channels-last", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    dtype_of(args.precision)
+    cases = [c for c in args.cases.split(",") if c]
+    modes = ["plain"] if args.plain else (["optimised"] if args.no_plain else ["optimised", "plain"])
+    print(f"torch {torch.__version__}, device {args.device}, threads {args.threads}, "
+          f"precision {args.precision} (plain: fp32), repeats {args.repeats}")
+    print(f"{'case':<6} {'mode':<10} {'seconds':>9} {'TFLOP':>7} {'GFLOP/s':>9} {'vs official':>12}")
+    times: dict[tuple[str, str], float] = {}
+    for name in cases:
+        flops = count_flops(name)
+        for m in modes:
+            sec = time_case(name, args, plain=(m == "plain"))
+            times[(name, m)] = sec
+            ref = f"{sec / REFERENCE_S[name]:.2f}x" if args.device == "cpu" else "-"
+            print(f"{name:<6} {m:<10} {sec:9.2f} {flops / 1e12:7.3f} {flops / sec / 1e9:9.1f} "
+                  f"{ref:>12}", flush=True)
+    for name in cases:
+        if (name, "optimised") in times and (name, "plain") in times:
+            print(f"{name}: optimised/plain = "
+                  f"{times[(name, 'optimised')] / times[(name, 'plain')]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
