@@ -74,6 +74,7 @@ def test_cpu_override_replaces_the_gpu_worker() -> None:
     gpu_env = dict(services["worker"]["environment"])
     for key in ("MMD_DEVICE", "MMD_PRECISION", "MMD_MODELS"):
         gpu_env.pop(key), cpu["environment"].pop(key)
+    assert cpu["environment"].pop("MMD_WARMUP") == "false"
     assert gpu_env == cpu["environment"]
 
 
