@@ -24,6 +24,15 @@ from tests.model.standins import joint_standin, sr_standin
 TOL = 1e-5
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only add contention on the shared CI cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def golden(golden_dir: Path) -> dict:
     return torch.load(golden_dir / "sampling.pt", weights_only=True)
