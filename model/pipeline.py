@@ -265,7 +265,8 @@ def _base_stage(
     c_v, c_a = cfg.video_size[1], cfg.audio_size[0]
 
     def eps(video: Tensor, audio: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        out_v, out_a = models.unet(video, audio, t, generator=shifts)
+        # The samplers pass integer timesteps (DPM-Solver: int32); the network takes float.
+        out_v, out_a = models.unet(video, audio, t.to(torch.float32), generator=shifts)
         # learn_sigma models also predict variance channels; the samplers use eps only.
         return out_v[:, :, :c_v].float(), out_a[:, :c_a].float()
 
@@ -314,7 +315,7 @@ def _sr_stage(
     sr_net = models.sr
 
     def eps(x: Tensor, t: Tensor, low_res: Tensor) -> Tensor:
-        return sr_net(x, t, low_res).float()
+        return sr_net(x, t.to(torch.float32), low_res).float()
 
     counter = count_nfe(eps)
     noise = _cpu_noise(_cpu_generator(derive_seed(request.seed, "sr-sampler")))

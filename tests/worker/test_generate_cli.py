@@ -17,7 +17,7 @@ from tests.conftest import REPO_ROOT
 from worker.generate_cli import output_paths
 from worker.media import AAC_FRAME_SAMPLES, decode_audio, decode_video_clip, mux_mp4
 
-FAST = ["--steps", "2", "--order", "2", "--sr-steps", "2"]
+FAST = ["--steps", "1", "--order", "1", "--sr-steps", "2"]  # 1 U-Net pass, 2 SR passes
 
 
 @pytest.fixture(scope="module")
