@@ -58,7 +58,7 @@ def group_norm_act(
     """GroupNorm (float32 statistics) with optional FiLM and SiLU fused into one pass.
 
     ``x`` is video ``[B, F, C, H, W]`` (statistics over group channels x all frames, computed on
-    the native layout without a permute copy) or ``[N, C, T]``. ``scale``/``shift`` ``[B, C]``
+    the native layout without a permute copy) or channel-first ``[N, C, ...]`` (images, audio). ``scale``/``shift`` ``[B, C]``
     give ``GN(x) * (1 + scale) + shift``. Returns ``x``'s dtype.
     """
     video = x.dim() == 5
@@ -74,7 +74,7 @@ def group_norm_act(
     if scale is not None and shift is not None:
         a = a * (1 + scale.float())
         b = b * (1 + scale.float()) + shift.float()
-    view = (n, 1, c, 1, 1) if video else (n, c, 1)
+    view = (n, 1, c, 1, 1) if video else (n, c) + (1,) * (x.dim() - 2)
     out = torch.addcmul(b.view(view), xf, a.view(view)).to(x.dtype)
     if silu:
         out = F.silu(out, inplace=not torch.is_grad_enabled())

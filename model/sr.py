@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from model.attention import LegacyAttention
 from model.config import SRConfig
-from model.nn import TimeEmbed, group_norm_fp32
+from model.nn import TimeEmbed, group_norm_act, group_norm_fp32
 
 __all__ = ["SRUNet", "SRResBlock", "SRSequential"]
 
@@ -52,17 +52,17 @@ class SRResBlock(nn.Module):
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         """``x [N, Ci, H, W]``, ``emb [N, E]`` -> ``[N, Co, H', W']``."""
-        norm, act, conv = self.in_layers
-        h = conv(self._resample(act(norm(x))))
+        norm, _, conv = self.in_layers
+        h = conv(self._resample(group_norm_act(x, norm, silu=True)))
         x = self._resample(x)
-        e = self.emb_layers(emb).to(h.dtype)[:, :, None, None]
-        onorm, oact, drop, oconv = self.out_layers
+        e = self.emb_layers(emb).to(h.dtype)
+        onorm, _, drop, oconv = self.out_layers
         if self.scale_shift:
             scale, shift = e.chunk(2, dim=1)
-            h = torch.addcmul(shift, onorm(h), 1 + scale)
+            h = group_norm_act(h, onorm, scale, shift, silu=True)
         else:
-            h = onorm(h + e)
-        return self.skip_connection(x) + oconv(drop(oact(h)))
+            h = group_norm_act(h + e[:, :, None, None], onorm, silu=True)
+        return self.skip_connection(x) + oconv(drop(h))
 
 
 class SRSequential(nn.Sequential):
