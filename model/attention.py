@@ -27,14 +27,22 @@ def _scale(d: int) -> float:
 def sdpa(q: Tensor, k: Tensor, v: Tensor, *, upcast: bool) -> Tensor:
     """Attention over ``[..., T, d]`` tensors with the official ``d^-1/4`` split scale.
 
-    ``upcast`` evaluates in float32 (the official self-attention softmax is float32); the
-    result is returned in ``q``'s dtype.
+    ``upcast`` marks the layers whose softmax the official model evaluates in float32 (the
+    self-attentions). The fused SDPA kernels (CPU flash, CUDA flash / memory-efficient) keep
+    their softmax statistics in float32 for half inputs anyway, so the flag only matters for
+    the math fallback, where half inputs are upcast explicitly. The cross-attention
+    (``upcast=False``) therefore runs at least as precisely as the official fp16 softmax.
     """
     d = q.shape[-1]
-    if upcast and q.dtype != torch.float32:
+    if upcast and q.dtype != torch.float32 and not _fused_ok(q, k, v):
         out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), scale=_scale(d))
         return out.to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, scale=_scale(d))
+
+
+def _fused_ok(q: Tensor, k: Tensor, v: Tensor) -> bool:
+    """True when a fused kernel will likely run: 4-D inputs with a contiguous head dim."""
+    return all(t.dim() == 4 and t.stride(-1) == 1 for t in (q, k, v))
 
 
 def _w2(conv: nn.Conv1d) -> Tensor:

@@ -1,8 +1,9 @@
 """Golden parity: tiny U-Net (unshifted and with recorded shifts) and tiny SR vs the reference.
 
 Half precision figures (measured on CPU, torch 2.13; relative to max |golden|):
-U-Net fp16 video 8.7e-3 / audio 6.5e-3, bf16 6.8e-2 / 5.6e-2; SR fp16 2.3e-3, bf16 1.4e-2.
-The bounds below are those figures rounded up about 2x.
+U-Net fp16 video 7.0e-3 / audio 6.2e-3, bf16 5.6e-2 / 6.1e-2; SR fp16 1.8e-3, bf16 1.9e-2.
+The bounds below are those figures rounded up about 2-3x (they move a little with the thread
+count and the SDPA kernel).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def test_unet_half_precision(unet_golden: dict[str, Any], precision: str, bound:
     assert rel_err(audio, unet_golden["outputs"]["audio"]) <= bound
 
 
-@pytest.mark.parametrize(("precision", "bound"), [("fp16", 5e-3), ("bf16", 3e-2)])
+@pytest.mark.parametrize(("precision", "bound"), [("fp16", 5e-3), ("bf16", 4e-2)])
 def test_sr_half_precision(sr_golden: dict[str, Any], precision: str, bound: float) -> None:
     model = build_sr(SRConfig.preset("tiny"))
     load(model, sr_golden["state_dict"])
