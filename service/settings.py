@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", ...
     precision: Precision = "fp32"
     warmup: bool = True  # run one short generation per model before marking the worker ready
+    torch_threads: int = Field(0, ge=0)  # CPU threads for torch in the worker; 0 = torch default
 
     # --- limits ---------------------------------------------------------------------------
     max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1)

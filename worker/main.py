@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: stacks
     if not settings.redis_url:
         log.error("MMD_REDIS_URL is not set: point it at the gateway's Redis "
                   "(redis://host:6379/0), or use `mmd serve` for a single-machine setup")
@@ -53,6 +56,10 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
         from model.pipeline import generate as pipeline_generate
 
         generate = pipeline_generate
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     store = JobStore(redis, settings)
     models = load_all(settings)
     if warmup:

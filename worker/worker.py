@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from typing import Any
 from rq import SimpleWorker
 from rq.job import Job
 from rq.queue import Queue
+from rq.utils import now
+from rq.exceptions import StopRequested
+from rq.worker.base import WorkerStatus
 
 from service.jobs import JobStore
 from worker import metrics
@@ -43,14 +47,12 @@ class MMDWorker(SimpleWorker):
         self.store = store
         self.ready_file = ready_file
         self.heartbeat_ttl_s = heartbeat_ttl_s
-        self._ready = threading.Event()
         self._ready_stop = threading.Event()
         self._ready_thread: threading.Thread | None = None
 
     # --- readiness ----------------------------------------------------------------------
     def mark_ready(self) -> None:
         """Start advertising readiness (call once models are loaded and warmed up)."""
-        self._ready.set()
         self._beat_ready()
         metrics.WORKER_READY.set(1)
         self._ready_thread = threading.Thread(target=self._ready_loop, name="mmd-ready",
@@ -59,16 +61,25 @@ class MMDWorker(SimpleWorker):
         log.info("worker %s ready", self.name)
 
     def mark_unready(self) -> None:
-        """Withdraw readiness (shutdown requested, or exiting)."""
-        self._ready.clear()
+        """Withdraw readiness and wait for the Redis entry to be gone (not signal-safe)."""
+        self._withdraw_now()
+        if self._ready_thread is not None:
+            self._ready_thread.join(timeout=5)
+        else:
+            self._withdraw_redis()
+
+    def _withdraw_now(self) -> None:
+        """Signal-safe part: a flag and the readiness file (no locks, no Redis)."""
         self._ready_stop.set()
+        if self.ready_file is not None:
+            self.ready_file.unlink(missing_ok=True)
+
+    def _withdraw_redis(self) -> None:
         metrics.WORKER_READY.set(0)
         try:
             self.store.worker_gone(self.name)
         except Exception:  # noqa: BLE001 - Redis may be gone at exit
             log.debug("could not withdraw readiness from Redis", exc_info=True)
-        if self.ready_file is not None:
-            self.ready_file.unlink(missing_ok=True)
 
     def _beat_ready(self) -> None:
         self.store.worker_heartbeat(self.name, self.heartbeat_ttl_s)
@@ -78,17 +89,25 @@ class MMDWorker(SimpleWorker):
 
     def _ready_loop(self) -> None:
         while not self._ready_stop.wait(self.heartbeat_ttl_s / 3):
-            if self._ready.is_set():
-                try:
-                    self._beat_ready()
-                except Exception:  # noqa: BLE001 - keep trying; /readyz shows the gap
-                    log.warning("readiness heartbeat failed", exc_info=True)
+            try:
+                self._beat_ready()
+            except Exception:  # noqa: BLE001 - keep trying; /readyz shows the gap
+                log.warning("readiness heartbeat failed", exc_info=True)
+        self._withdraw_redis()
 
     def request_stop(self, signum: Any, frame: Any) -> None:
-        """SIGTERM/SIGINT: stop advertising readiness, finish the current job, take no new one."""
-        log.info("worker %s: shutdown requested; finishing the current job", self.name)
-        self.mark_unready()
-        super().request_stop(signum, frame)
+        """SIGTERM/SIGINT (warm shutdown): stop advertising readiness, finish the current job,
+        take no new one. Runs inside a signal handler, so it takes no lock and calls no Redis
+        (the main thread may hold the connection pool's lock); the readiness thread withdraws
+        the Redis entry. A second signal is RQ's cold shutdown."""
+        self._shutdown_requested_date = now()
+        signal.signal(signal.SIGINT, self.request_force_stop)
+        signal.signal(signal.SIGTERM, self.request_force_stop)
+        self._withdraw_now()
+        if self.get_state() == WorkerStatus.BUSY:
+            self._stop_requested = True  # RQ's loop stops after this job
+        else:
+            raise StopRequested()
 
     # --- job heartbeats -----------------------------------------------------------------
     def get_heartbeat_ttl(self, job: Job) -> int:

@@ -56,7 +56,8 @@ def stack_env(redis: str, tmp: Path, **extra: str) -> dict[str, str]:
         "MMD_QUEUE_NAME": f"e{tag}", "MMD_WORKER_READY_FILE": str(tmp / "ready"),
         "MMD_WORKER_HEARTBEAT_TTL_S": "3", "MMD_WORKER_METRICS_PORT": str(free_port()),
         "MMD_PORT": str(free_port()), "MMD_MAX_UPLOAD_BYTES": "5000000",
-        "MMD_WEBHOOK_RETRIES": "0", "MMD_LOG_LEVEL": "INFO", "OMP_NUM_THREADS": "2",
+        "MMD_WEBHOOK_RETRIES": "0", "MMD_LOG_LEVEL": "INFO",
+        "OMP_NUM_THREADS": "1", "MMD_TORCH_THREADS": "1",
     }
     env.update(extra)
     return env
