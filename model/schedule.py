@@ -142,6 +142,7 @@ def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
     """Piecewise-linear interpolation of knots ``(xp, fp)`` (xp increasing) at ``x``; the
     outermost segments are extended linearly outside ``[xp[0], xp[-1]]``."""
     k = xp.shape[0]
+    xp, fp = xp.to(x.device), fp.to(x.device)
     idx = torch.searchsorted(xp, x.contiguous(), right=False) - 1
     idx = idx.clamp(0, k - 2)
     xa, xb = xp[idx], xp[idx + 1]

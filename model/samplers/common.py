@@ -53,11 +53,12 @@ def count_nfe(fn: Callable[..., Any]) -> NFECounter:
 def generator_noise(generator: Optional[torch.Generator]) -> NoiseFn:
     """A noise source drawing ``randn`` from ``generator`` (video first, then audio)."""
 
+    def one(x: Tensor) -> Tensor:
+        device = generator.device if generator is not None else x.device
+        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
+
     def draw(step: int, like: State) -> State:
-        return tmap(
-            lambda x: torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device),
-            like,
-        )
+        return tmap(one, like)
 
     return draw
 
