@@ -30,7 +30,8 @@ RUN pip install --no-deps --no-build-isolation . \
 # Containers listen on all interfaces; everything else comes from MMD_* at run time.
 ENV MMD_HOST=0.0.0.0 \
     MMD_PORT=8000 \
-    MMD_DATA_DIR=/data
+    MMD_DATA_DIR=/data \
+    HOME=/tmp
 
 USER 10001:10001
 EXPOSE 8000

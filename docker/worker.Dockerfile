@@ -45,6 +45,7 @@ ENV MMD_DEVICE=cuda \
     MMD_DATA_DIR=/data \
     MMD_WORKER_METRICS_PORT=9100 \
     MMD_WORKER_READY_FILE=/tmp/mmd-worker-ready \
+    HOME=/tmp \
     XDG_CACHE_HOME=/tmp/.cache \
     TORCH_HOME=/tmp/.cache/torch
 
