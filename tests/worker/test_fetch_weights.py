@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,7 @@ def test_download_verifies_and_second_run_skips(s3, tmp_path: Path) -> None:  # 
     assert sorted(p.name for p in dest.iterdir()) == ["base.pt"]  # no partial files left
 
 
-def test_without_hash_skips_on_matching_size_and_refetches_otherwise(s3, tmp_path: Path) -> None:  # noqa: ANN001,E501
+def test_without_hash_skips_on_matching_size_else_refetches(s3: Any, tmp_path: Path) -> None:
     payload = b"sr-weights" * 1000
     _put(s3, "landscape/sr.pt", payload)
     (tmp_path / "sr.pt").write_bytes(b"truncated")
@@ -62,7 +63,7 @@ def test_without_hash_skips_on_matching_size_and_refetches_otherwise(s3, tmp_pat
     assert again.action == "skipped"
 
 
-def test_corrupt_local_copy_is_replaced_when_hash_differs(s3, tmp_path: Path) -> None:  # noqa: ANN001
+def test_corrupt_local_copy_is_replaced_when_hash_differs(s3: Any, tmp_path: Path) -> None:
     payload = b"A" * 5000
     sha = _put(s3, "x/ckpt.pt", payload)
     (tmp_path / "ckpt.pt").write_bytes(b"B" * 5000)  # same size, wrong content
