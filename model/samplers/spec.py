@@ -27,6 +27,8 @@ class SamplerSpec:
     :param official_compat: reproduce the official implementation's defects where we fixed
         them (audio first-order DPM-Solver update, float16 alphas_cumprod in the SR solver,
         the conditional DDPM loop returning the reconstructed condition); see the samplers.
+        Defects that only crash or mis-shape (batch size 1 in the multimodal DPM-Solver, the
+        audio shapes of multistep order 3) are fixed unconditionally and not reproducible.
     """
 
     name: SamplerName = "dpm_solver"
