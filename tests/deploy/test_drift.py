@@ -283,3 +283,14 @@ def test_compose_models_point_into_the_weights_volume() -> None:
     for spec in models.values():
         for key in ("checkpoint", "sr_checkpoint"):
             assert str(Path(spec[key]).parent) in mounts, spec[key]
+
+
+@pytest.mark.parametrize("dockerfile, sub", [("gateway.Dockerfile", "gateway"),
+                                             ("worker.Dockerfile", "worker")])
+def test_image_entrypoint_cmd_and_healthcheck_are_real(dockerfile: str, sub: str) -> None:
+    text = re.sub(r"\\\n", " ", (REPO_ROOT / "docker" / dockerfile).read_text())
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M).group(1))
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))
+    assert entry == ["mmd"] and cmd == [sub] and sub in SUBCOMMANDS
+    health = json.loads(re.search(r"^HEALTHCHECK .*CMD (\[.*\])$", text, re.M).group(1))
+    assert health == ["mmd-healthcheck", sub]
