@@ -134,6 +134,8 @@ def test_worker_is_a_gpu_pod_that_waits_for_models_and_finishes_its_job(
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
     assert spec["nodeSelector"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert 1 <= int(env["MMD_TORCH_THREADS"]) <= int(c["resources"]["limits"]["cpu"])
     startup = c["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 5 * 60  # minutes to load
     assert c["readinessProbe"]["exec"]["command"] == ["mmd-healthcheck", "worker"]
