@@ -186,3 +186,33 @@ def test_conditional_inputs_are_decoded_at_model_size(settings: Settings, store:
     ca = gen.requests[1].condition_audio
     assert ca.dtype == np.float32 and ca.shape == (2048,) and np.abs(ca).max() > 0.1
     assert gen.requests[0].super_resolution is False  # the model has no SR network
+
+
+def test_audio_url_is_fetched_with_a_size_limit(settings: Settings, store: JobStore,
+                                                tmp_path: Path) -> None:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    write_clip(tmp_path / "tone.wav", video=False)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        gen = FakeGenerate()
+        ok = make_spec("audio-to-video", input_url=f"{base}/tone.wav")
+        store.create_and_enqueue(ok)
+        assert make_runner(settings, store, gen).run(ok.id) == "succeeded"
+        assert gen.requests[0].condition_audio.shape == (2048,)
+        small = settings.model_copy(update={"max_upload_bytes": 1000})
+        big = make_spec("audio-to-video", input_url=f"{base}/tone.wav")
+        missing = make_spec("audio-to-video", input_url=f"{base}/nope.wav")
+        for spec, code in ((big, "input_too_large"), (missing, "fetch_failed")):
+            store.create_and_enqueue(spec)
+            make_runner(small, store, FakeGenerate()).run(spec.id)
+            view = store.view(spec.id)
+            assert view is not None and view.error is not None and view.error.code == code
+    finally:
+        server.shutdown()
