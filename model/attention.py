@@ -153,10 +153,15 @@ class ShiftSource:
 def _window_index(
     frames: int, seg: int, total: int, window: int, shift: int, device: torch.device
 ) -> Tensor:
-    """``[F, window*seg]`` positions ``((f + shift)*seg + j) mod total`` (cached)."""
-    f = torch.arange(frames, device=device)[:, None]
-    j = torch.arange(window * seg, device=device)[None]
-    return ((f + shift) * seg + j) % total
+    """``[F, window*seg]`` positions ``((f + shift)*seg + j) mod total`` (cached).
+
+    Built outside inference mode so a table first made under ``torch.inference_mode`` can
+    still be saved for backward later (gradient guidance differentiates through the U-Net).
+    """
+    with torch.inference_mode(False):
+        f = torch.arange(frames, device=device)[:, None]
+        j = torch.arange(window * seg, device=device)[None]
+        return ((f + shift) * seg + j) % total
 
 
 class CrossAttention(nn.Module):

@@ -67,3 +67,15 @@ def test_matches_loop_reference(length: int, window: int, shift: int) -> None:
         ref = reference(mod, video, audio, shift)
     torch.testing.assert_close(ours[0], ref[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours[1], ref[1], rtol=1e-5, atol=1e-5)
+
+
+def test_cached_indices_survive_inference_mode_then_backward() -> None:
+    """Index tables first built under inference_mode must still work with autograd."""
+    mod = CrossAttention(64, 4, 2, shift=True, name="t")
+    video, audio = torch.randn(1, 4, 64, 2, 2), torch.randn(1, 64, 16)
+    with torch.inference_mode():
+        mod(video, audio, ShiftSource([1], None))
+    v = video.clone().requires_grad_()
+    out_v, out_a = mod(v, audio, ShiftSource([1], None))
+    (out_v.sum() + out_a.sum()).backward()
+    assert v.grad is not None and v.grad.abs().sum() > 0
