@@ -132,3 +132,10 @@ def test_subprocess_random_weights(tmp_path: Path) -> None:
         frames, fps, _, samples = _read(path)
         assert len(frames) == 8 and frames[0].shape == (16, 16, 3) and fps == 10.0
         assert abs(samples - 2048) < AAC_FRAME_SAMPLES
+    # Same seed in another process (random init is seeded too): byte-identical files.
+    again = tmp_path / "again.mp4"
+    assert main(["generate", "--no-sr", "--seed", "3", "--num-samples", "2", *FAST,
+                 "--out", str(again)]) == 0
+    for first, second in zip(written, output_paths(again, 2)):
+        assert first.read_bytes() == second.read_bytes()
+    assert written[0].read_bytes() != written[1].read_bytes()
