@@ -154,7 +154,7 @@ async def upload(request: Request, state: State, idempotency_key: IdemHeader = N
     settings = state.settings
     idem = Idempotency(state, "/uploads", idempotency_key)
     if (upload_id := await run_in_threadpool(idem.existing)) is not None:
-        raw = state.redis.get(settings.key("upload", upload_id))
+        raw = await run_in_threadpool(state.redis.get, settings.key("upload", upload_id))
         if raw is not None:
             return UploadResponse(upload_id=upload_id, bytes=json.loads(raw)["bytes"])
     form = await parse_multipart(request, max_bytes=settings.max_upload_bytes)
@@ -172,7 +172,8 @@ async def upload(request: Request, state: State, idempotency_key: IdemHeader = N
     key = await _store_upload(state, form, upload_id)
     meta = {"key": key, "filename": filename, "bytes": size,
             "has_audio": info.has_audio, "has_video": info.has_video}
-    state.redis.set(settings.key("upload", upload_id), json.dumps(meta), ex=settings.result_ttl_s)
+    await run_in_threadpool(lambda: state.redis.set(settings.key("upload", upload_id),
+                                                    json.dumps(meta), ex=settings.result_ttl_s))
     if (other := await run_in_threadpool(idem.reserve, upload_id)) is not None:
         upload_id = other
     return JSONResponse(UploadResponse(upload_id=upload_id, bytes=size).model_dump(),
