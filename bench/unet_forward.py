@@ -32,12 +32,15 @@ from model.precision import apply_precision, dtype_of  # noqa: E402
 REFERENCE_S = {"base": 62.0, "sr": 25.0}  # official code, CPU fp32 2 threads (issue 2)
 
 
+PRESET = {"unet": "landscape", "sr": "official"}  # --tiny switches both to "tiny" (smoke test)
+
+
 def make_case(name: str, device: str) -> tuple[torch.nn.Module, Callable[[], object]]:
     """Model on ``device`` and a closure running one forward with fixed inputs."""
     gen = torch.Generator().manual_seed(0)
     with torch.device(device):
         if name == "base":
-            cfg = UNetConfig.preset("landscape")
+            cfg = UNetConfig.preset(PRESET["unet"])
             model = build_unet(cfg)
             shifts = [0] * model.num_cross_calls if device == "meta" else None
             f, c, h, w = cfg.video_size
@@ -49,10 +52,11 @@ def make_case(name: str, device: str) -> tuple[torch.nn.Module, Callable[[], obj
                 kw = {"window_shifts": shifts} if shifts else {"generator": gen}
                 return model(video, audio, t, **kw)
         else:
-            cfg_sr = SRConfig.preset("official")
+            cfg_sr = SRConfig.preset(PRESET["sr"])
             model = build_sr(cfg_sr)
-            x = torch.randn(1, 3, 256, 256, generator=gen).to(device)
-            low = torch.randn(1, 3, 64, 64, generator=gen).to(device)
+            big, small = cfg_sr.large_size, cfg_sr.small_size
+            x = torch.randn(1, 3, big, big, generator=gen).to(device)
+            low = torch.randn(1, 3, small, small, generator=gen).to(device)
             t = torch.tensor([500.0], device=device)
 
             def run() -> object:
@@ -121,7 +125,10 @@ def main() -> int:
     p.add_argument("--no-plain", action="store_true", help="skip the plain comparison run")
     p.add_argument("--channels-last", action="store_true",
                    help="channels-last weights in the optimised run (no gain measured on CPU)")
+    p.add_argument("--tiny", action="store_true", help="tiny presets (smoke test of the script)")
     args = p.parse_args()
+    if args.tiny:
+        PRESET.update(unet="tiny", sr="tiny")
     torch.set_num_threads(args.threads)
     dtype_of(args.precision)
     cases = [c for c in args.cases.split(",") if c]
@@ -135,7 +142,7 @@ def main() -> int:
         for m in modes:
             sec = time_case(name, args, plain=(m == "plain"))
             times[(name, m)] = sec
-            ref = f"{sec / REFERENCE_S[name]:.2f}x" if args.device == "cpu" else "-"
+            ref = f"{sec / REFERENCE_S[name]:.2f}x" if args.device == "cpu" and not args.tiny else "-"
             print(f"{name:<6} {m:<10} {sec:9.2f} {flops / 1e12:7.3f} {flops / sec / 1e9:9.1f} "
                   f"{ref:>12}", flush=True)
     for name in cases:
