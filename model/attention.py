@@ -169,8 +169,9 @@ class CrossAttention(nn.Module):
     ``[B, C, L]`` (ARCHITECTURE.md 3.6).
 
     Frame ``f`` of the video attends to the audio segments of frames ``f+s .. f+s+W-1`` and audio
-    segment ``f`` attends to the video frames of that window (cyclic). Softmax runs in the
-    working dtype (no float32 upcast), as in the official model.
+    segment ``f`` attends to the video frames of that window (cyclic). The official model runs
+    this softmax in the working dtype; the fused SDPA kernels used here keep float32 softmax
+    statistics (identical in fp32, slightly more precise in fp16/bf16).
     """
 
     def __init__(self, channels: int, num_heads: int, window: int, shift: bool, name: str = ""):
@@ -212,7 +213,7 @@ class CrossAttention(nn.Module):
 
         # audio -> video: audio segment f sees the W*S video tokens of its window
         idx_v = _window_index(nf, s_tok, nv, self.window, s, video.device)  # [F, W*S]
-        kv_all = qkv_v[:, :, :, 1:].reshape(b, nv, 2, nh, d)[:, idx_v]  # [B, F, W*S, 2, nh, d]
+        kv_all = qkv_v.view(b, nv, 3, nh, d)[:, idx_v, 1:]  # [B, F, W*S, 2, nh, d]
         kv, vv = frames(kv_all[:, :, :, 0]), frames(kv_all[:, :, :, 1])
         qa = qkv_a[:, :, 0]  # [B, L, nh, d]
         out_a = sdpa(frames(qa[:, : nf * p].reshape(b, nf, p, nh, d)), kv, vv, upcast=False)
