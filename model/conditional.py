@@ -47,7 +47,9 @@ def modalities(direction: Direction) -> tuple[str, str]:
         return "video", "audio"
     if direction == "audio-to-video":
         return "audio", "video"
-    raise ValueError(f"direction {direction!r} is unknown; expected 'video-to-audio' or 'audio-to-video'")
+    raise ValueError(
+        f"direction {direction!r} is unknown; expected 'video-to-audio' or 'audio-to-video'"
+    )
 
 
 def _batch_mse(a: Tensor, b: Tensor) -> Tensor:
@@ -133,7 +135,9 @@ def conditional_denoiser(
     """Wrap ``denoiser`` for the fast conditional samplers (see module docstring)."""
     c, g = modalities(direction)
 
-    def wrapped(x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor) -> tuple[State, Optional[State]]:
+    def wrapped(
+        x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
+    ) -> tuple[State, Optional[State]]:
         assert isinstance(x, AV)
         a, s = bcast(alpha, condition), bcast(sigma, condition)
         x_c = a * condition + s * z_c

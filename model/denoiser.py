@@ -44,7 +44,9 @@ def joint_denoiser(eps_fn: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tens
     float16; the official samplers then mixed it with float32 coefficients).
     """
 
-    def denoise(x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor) -> tuple[State, Optional[State]]:
+    def denoise(
+        x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
+    ) -> tuple[State, Optional[State]]:
         assert isinstance(x, AV)
         ev, ea = eps_fn(x.video, x.audio, t_model)
         ev, vv = _split(ev.to(x.video.dtype), x.video.shape[2], 2)
@@ -58,7 +60,9 @@ def joint_denoiser(eps_fn: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tens
 def sr_denoiser(eps_fn: Callable[..., Tensor], low_res: Tensor) -> Denoiser:
     """Adapt ``eps_fn(x [N,C,H,W], t [N], low_res=[N,C,h,w]) -> [N,2C,H,W]`` (learned range)."""
 
-    def denoise(x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor) -> tuple[State, Optional[State]]:
+    def denoise(
+        x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
+    ) -> tuple[State, Optional[State]]:
         assert isinstance(x, Tensor)
         out = eps_fn(x, t_model, low_res=low_res).to(x.dtype)
         return _split(out, x.shape[1], 1)

@@ -44,7 +44,9 @@ def space_timesteps(num_steps: int, spacing: str | Sequence[int]) -> list[int]:
                     return list(range(0, num_steps, stride))
             if want == num_steps:
                 return list(range(num_steps))
-            raise ValueError(f"cannot keep exactly {want} of {num_steps} steps with an integer stride")
+            raise ValueError(
+                f"cannot keep exactly {want} of {num_steps} steps with an integer stride"
+            )
         counts = [int(c) for c in spacing.split(",")]
     else:
         counts = [int(c) for c in spacing]
@@ -54,7 +56,9 @@ def space_timesteps(num_steps: int, spacing: str | Sequence[int]) -> list[int]:
     for i, count in enumerate(counts):
         length = size + (1 if i < extra else 0)
         if count > length or count < 1:
-            raise ValueError(f"cannot keep {count} steps of a section of {length} (need 1..{length})")
+            raise ValueError(
+                f"cannot keep {count} steps of a section of {length} (need 1..{length})"
+            )
         if count == 1:
             offsets = [0]
         else:
@@ -66,7 +70,7 @@ def space_timesteps(num_steps: int, spacing: str | Sequence[int]) -> list[int]:
 
 @dataclass(frozen=True, eq=False)
 class DiscreteSchedule:
-    """Float64 tables of a (possibly respaced) discrete diffusion process of ``len(betas)`` steps."""
+    """Float64 tables of a (possibly respaced) discrete process of ``len(betas)`` steps."""
 
     betas: np.ndarray
     timestep_map: np.ndarray  # int64 [K]: original index seen by the network
@@ -129,7 +133,7 @@ class DiscreteSchedule:
         return getattr(self, name)
 
     def gather(self, name: str, index: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-        """``table[index]`` for an int64 index ``[B]`` (negative wraps), float64 then cast -> ``[B]``."""
+        """``table[index]`` for an int index ``[B]`` (negative wraps); float64, then cast."""
         table = torch.tensor(self.table(name), dtype=torch.float64, device=index.device)
         return table[index.long()].to(dtype)
 
@@ -182,9 +186,10 @@ class ContinuousSchedule:
         return la - 0.5 * torch.log(1.0 - torch.exp(2.0 * la))
 
     def inverse_lambda(self, lam: Tensor) -> Tensor:
-        la = -0.5 * torch.logaddexp(torch.zeros((1,), dtype=lam.dtype, device=lam.device), -2.0 * lam)
+        zero = torch.zeros((1,), dtype=lam.dtype, device=lam.device)
+        la = -0.5 * torch.logaddexp(zero, -2.0 * lam)
         return _interp(la, torch.flip(self.log_alpha_array, [0]), torch.flip(self.t_array, [0]))
 
     def model_time(self, t: Tensor) -> Tensor:
-        """The integer timestep the network sees at continuous ``t``: truncate((t - 1/N) N), int32."""
+        """The network timestep at continuous ``t``: int32 truncate((t - 1/N) N)."""
         return ((t - 1.0 / self.total_n) * float(self.total_n)).to(torch.int32)

@@ -23,7 +23,10 @@ class AV(NamedTuple):
 
     def map(self, fn: Callable[..., Tensor], *others: "AV") -> "AV":
         """Apply ``fn(video, *other_videos)`` and ``fn(audio, *other_audios)``."""
-        return AV(fn(self.video, *(o.video for o in others)), fn(self.audio, *(o.audio for o in others)))
+        return AV(
+            fn(self.video, *(o.video for o in others)),
+            fn(self.audio, *(o.audio for o in others)),
+        )
 
     @property
     def batch_size(self) -> int:
@@ -75,7 +78,9 @@ def check_state(state: State, name: str = "state") -> None:
             )
     elif isinstance(state, Tensor):
         if state.dim() < 2:
-            raise ValueError(f"{name}: expected a batched tensor [N, ...], got {tuple(state.shape)}")
+            raise ValueError(
+                f"{name}: expected a batched tensor [N, ...], got {tuple(state.shape)}"
+            )
     else:
         raise ValueError(f"{name}: expected an AV pair or a tensor, got {type(state).__name__}")
     for t in leaves(state):

@@ -117,7 +117,10 @@ def sample_sr(
     """
     check_state(x_T, "x_T")
     if low_res.shape[0] != x_T.shape[0]:
-        raise ValueError(f"low_res batch {low_res.shape[0]} != x_T batch {x_T.shape[0]} (one low-res frame per row)")
+        raise ValueError(
+            f"low_res batch {low_res.shape[0]} != x_T batch {x_T.shape[0]} "
+            "(one low-res frame per row)"
+        )
     dtype = torch.float16 if spec.official_compat else torch.float32
     with torch.no_grad():
         out = run_spec(sr_denoiser(eps_fn, low_res), x_T, spec, generator=generator,
@@ -161,8 +164,10 @@ def sample_conditional(
         raise ValueError(f"guidance {guidance!r} is unknown; expected 'replacement' or 'gradient'")
     z_c = getattr(x_T, c)
     if tuple(condition.shape) != tuple(z_c.shape):
-        raise ValueError(f"condition has shape {tuple(condition.shape)}; expected {tuple(z_c.shape)} "
-                         f"(the {c} shape of x_T)")
+        raise ValueError(
+            f"condition has shape {tuple(condition.shape)}; expected {tuple(z_c.shape)} "
+            f"(the {c} shape of x_T)"
+        )
     condition = condition.to(z_c.dtype)
     denoiser = joint_denoiser(eps_fn)
     if spec.name == "ddpm":
@@ -183,13 +188,19 @@ def sample_conditional(
         a0, s0 = float(ns.alpha(t_T)), float(ns.sigma(t_T))
     start = x_T.replace(c, a0 * condition + s0 * z_c)
     with torch.no_grad():
-        out = run_spec(wrapped, start, spec, generator=generator, callback=callback, noise_fn=noise_fn)
+        out = run_spec(
+            wrapped, start, spec, generator=generator, callback=callback, noise_fn=noise_fn
+        )
     assert isinstance(out, AV)
     return out.replace(c, condition)
 
 
 def shared_clip_noise(
-    batch: int, frames: int, shape: tuple[int, int, int], *, generator: Optional[torch.Generator] = None
+    batch: int,
+    frames: int,
+    shape: tuple[int, int, int],
+    *,
+    generator: Optional[torch.Generator] = None,
 ) -> Tensor:
     """One noise image per clip shared by its frames (the official SR x_T).
 

@@ -41,7 +41,9 @@ def index_tensor(k: int, state: State) -> Tensor:
     return torch.full((batch_size(state),), k, dtype=torch.int64, device=first.device)
 
 
-def evaluate(denoiser: Denoiser, sched: DiscreteSchedule, x: State, index: Tensor) -> tuple[State, Optional[State]]:
+def evaluate(
+    denoiser: Denoiser, sched: DiscreteSchedule, x: State, index: Tensor
+) -> tuple[State, Optional[State]]:
     """Call the denoiser at respaced index ``index [B]`` (the network sees ``timestep_map``)."""
     alpha = sched.gather("sqrt_alphas_cumprod", index)
     sigma = sched.gather("sqrt_one_minus_alphas_cumprod", index)
@@ -90,7 +92,13 @@ def p_mean_variance(
 
 
 def p_sample(
-    denoiser: Denoiser, sched: DiscreteSchedule, x: State, index: Tensor, noise: State, *, clip: bool = True
+    denoiser: Denoiser,
+    sched: DiscreteSchedule,
+    x: State,
+    index: Tensor,
+    noise: State,
+    *,
+    clip: bool = True,
 ) -> tuple[State, MeanVariance]:
     """One ancestral step: ``mean + 1[k != 0] exp(0.5 log_var) z`` (no noise at k = 0)."""
     out = p_mean_variance(denoiser, sched, x, index, clip=clip)

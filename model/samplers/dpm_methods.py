@@ -30,7 +30,9 @@ def time_grid(ns: ContinuousSchedule, skip_type: SkipType, steps: int) -> Tensor
         return torch.linspace(t_T, t_0, steps + 1)
     if skip_type == "time_quadratic":
         return torch.linspace(t_T**0.5, t_0**0.5, steps + 1).pow(2)
-    raise ValueError(f"skip_type {skip_type!r} is unknown; expected logSNR, time_uniform or time_quadratic")
+    raise ValueError(
+        f"skip_type {skip_type!r} is unknown; expected logSNR, time_uniform or time_quadratic"
+    )
 
 
 def singlestep_orders(steps: int, order: int) -> list[int]:
@@ -129,7 +131,8 @@ def adaptive(
         x_high, _ = solver.singlestep_second(x, s, t, 0.5, m_s)
 
         def err(hi: Tensor, lo: Tensor, prev: Tensor) -> Tensor:
-            delta = torch.maximum(torch.ones_like(lo) * atol, rtol * torch.maximum(lo.abs(), prev.abs()))
+            floor = torch.ones_like(lo) * atol
+            delta = torch.maximum(floor, rtol * torch.maximum(lo.abs(), prev.abs()))
             v = ((hi - lo) / delta).reshape(hi.shape[0], -1)
             return torch.sqrt(torch.square(v).mean(dim=-1, keepdim=True)).max()
 
