@@ -24,6 +24,8 @@ _IGNORED_FLAGS = frozenset(
     }
 )
 
+_SR_ONLY_FLAGS = frozenset({"large_size", "small_size"})
+
 
 def default_channel_mult(size: int) -> tuple[int, ...]:
     """Channel multipliers the official factories derive from the frame size."""
@@ -152,8 +154,8 @@ class UNetConfig:
         known: dict[str, Any] = {}
         unknown = []
         for name, value in flags.items():
-            if name in _IGNORED_FLAGS:
-                continue
+            if name in _IGNORED_FLAGS or name.startswith("sr_") or name in _SR_ONLY_FLAGS:
+                continue  # a merged dict of the sampling script's flags also carries SR flags
             if name in ("video_size", "audio_size"):
                 known[name] = _ints(value, name)
             elif name == "num_channels":
@@ -243,13 +245,18 @@ class SRConfig:
     def from_official_flags(cls, **flags: Any) -> "SRConfig":
         """Build from the SR flags (``sr_num_channels``, ``sr_attention_resolutions``...).
 
-        The ``sr_`` prefix is optional. ``sr_attention_resolutions`` are used directly as
-        downsample factors, as in the official SR factory.
+        The ``sr_`` prefix is optional; when any ``sr_`` flag is present (a merged dict of the
+        sampling script's flags) the unprefixed model flags belong to the base model and are
+        ignored. ``sr_attention_resolutions`` are used directly as downsample factors, as in the
+        official SR factory.
         """
         known: dict[str, Any] = {}
         unknown = []
+        merged = any(k.startswith("sr_") for k in flags)
         for raw, value in flags.items():
             if raw in _IGNORED_FLAGS:
+                continue
+            if merged and not raw.startswith("sr_") and raw not in _SR_ONLY_FLAGS:
                 continue
             name = raw[3:] if raw.startswith("sr_") else raw
             if name in ("large_size", "small_size", "num_res_blocks", "num_heads",

@@ -111,6 +111,9 @@ def test_official_flags() -> None:
                     sr_attention_resolutions="8,16,32", sr_num_heads=4,
                     sr_use_scale_shift_norm=True, sr_resblock_updown=True, sr_learn_sigma=True)
     assert SRConfig.from_official_flags(**sr_flags) == SRConfig.preset("official")
+    merged = {**flags, **sr_flags}  # the sampling script passes both sets together
+    assert UNetConfig.from_official_flags(**merged) == UNetConfig.preset("landscape")
+    assert SRConfig.from_official_flags(**merged) == SRConfig.preset("official")
     with pytest.raises(ValueError, match=r"unknown U-Net flags \['num_chanels'\]"):
         UNetConfig.from_official_flags(num_chanels=128)
     with pytest.raises(ValueError, match="no default channel_mult for size 48"):
