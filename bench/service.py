@@ -157,6 +157,7 @@ def main() -> int:
             if procs:
                 procs[-1].terminate()  # the worker: queued jobs now stay queued
                 procs[-1].wait(60)
+            asyncio.run(latency(base, 1, 200))  # unloaded reference
             asyncio.run(latency(base, args.clients, args.requests))
     finally:
         for proc in reversed(procs):

@@ -22,8 +22,8 @@ StorageBackend = Literal["local", "s3"]
 class ModelSpec(BaseModel):
     """One servable checkpoint set: a base audio-video U-Net plus an optional SR network.
 
-    ``checkpoint`` / ``sr_checkpoint`` are a local path or an ``s3://bucket/key`` URI (fetched
-    ahead of time by ``mmd fetch-weights``); ``None`` means random initialisation of the preset,
+    ``checkpoint`` / ``sr_checkpoint`` are local paths (download S3 weights ahead of time with
+    ``mmd fetch-weights``); ``None`` means random initialisation of the preset,
     which the worker logs loudly and records in every result (``random_weights: true``).
     """
 

@@ -19,6 +19,11 @@ def load_all(settings: Settings) -> dict[str, Any]:
 
     loaded: dict[str, Any] = {}
     for name, spec in settings.models.items():
+        for label, path in (("checkpoint", spec.checkpoint), ("sr_checkpoint", spec.sr_checkpoint)):
+            if path is not None and path.startswith("s3://"):
+                raise ValueError(
+                    f"MMD_MODELS[{name!r}].{label} is {path!r}: the worker loads local files only; "
+                    "download it first with `mmd fetch-weights` and point MMD_MODELS at the file")
         t0 = time.perf_counter()
         sr_preset = spec.resolved_sr_preset()
         models = load_models(name, preset=spec.preset, checkpoint=spec.checkpoint,
