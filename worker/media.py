@@ -263,10 +263,14 @@ def decode_video_clip(
 
         prev: av.VideoFrame | None = None
         prev_t, prev_i = 0.0, -1
+        rate = stream.guessed_rate or stream.average_rate
         for i, frame in enumerate(_decode_frames(container, stream, deadline)):
-            if frame.time is None:
+            if frame.time is not None:
+                t = float(frame.time)
+            elif rate and start_s == 0:  # no timestamps (raw streams): count frames instead
+                t = origin + i / float(rate)
+            else:
                 continue
-            t = float(frame.time)
             while len(out) < num_frames and t >= targets[len(out)]:
                 target = targets[len(out)]
                 if prev is None or t - target < target - prev_t:
@@ -297,7 +301,7 @@ def decode_video_clip(
 def _frame_duration(frame: av.VideoFrame | None, stream: av.video.stream.VideoStream, fps: int) -> float:
     if frame is not None and frame.duration and frame.time_base is not None:
         return float(frame.duration * frame.time_base)
-    rate = stream.average_rate or stream.guessed_rate
+    rate = stream.guessed_rate or stream.average_rate
     return 1.0 / float(rate) if rate else 1.0 / fps
 
 

@@ -49,9 +49,10 @@ def _write_audio(path: Path, codec: str, signal: np.ndarray, rate: int, fmt: str
     return path
 
 
-def _write_video(path: Path, frames: np.ndarray, fps: int, codec: str = "libx264") -> Path:
+def _write_video(path: Path, frames: np.ndarray, fps: int, codec: str = "libx264",
+                 fmt: str | None = None) -> Path:
     """``frames uint8 [N, H, W, 3]`` -> a video-only file at ``fps``."""
-    with av.open(str(path), "w") as c:
+    with av.open(str(path), "w", format=fmt) as c:
         s = c.add_stream(codec, rate=fps, options={"crf": "10"} if codec == "libx264" else None)
         s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         for i, rgb in enumerate(frames):
@@ -212,6 +213,10 @@ def test_decode_video_resamples_by_timestamp(tmp_path: Path) -> None:
     slow = _write_video(tmp_path / "4fps.mp4", _indexed_frames(8), fps=4)
     clip = decode_video_clip(slow, num_frames=16, fps=10, size=16)
     assert _indices(clip) == [round(0.4 * k + 1e-9) for k in range(16)]
+
+    # A raw H.264 stream has no timestamps: frames are counted at the stream's rate instead.
+    raw = _write_video(tmp_path / "raw.h264", _indexed_frames(20, 32, 32), fps=10, fmt="h264")
+    assert _indices(decode_video_clip(raw, num_frames=16, size=16)) == list(range(16))
 
 
 def test_decode_video_centre_crop_and_resize(tmp_path: Path) -> None:
