@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from redis import Redis
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.deps import AppState
 from service.jobs import JobStore
@@ -37,19 +37,33 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None,
     app.include_router(jobs.router)
     app.include_router(health.router)
 
-    @app.middleware("http")
-    async def _latency(request: Request,
-                       call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    app.add_middleware(LatencyMiddleware)
+    return app
+
+
+class LatencyMiddleware:
+    """Observes ``mmd_http_request_duration_seconds`` by route template (a plain ASGI
+    middleware: cheaper than ``BaseHTTPMiddleware``, and streaming responses stay streamed)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         start = time.perf_counter()
         status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            HTTP_LATENCY.labels(method=request.method, route=path,
-                                status=str(status)).observe(time.perf_counter() - start)
 
-    return app
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_LATENCY.labels(method=scope["method"], route=route,
+                                status=str(status)).observe(time.perf_counter() - start)
