@@ -79,3 +79,22 @@ def test_abandoned_job_without_retries_fails_worker_lost(settings: Settings,
     view = store.view(job_id)
     assert view is not None and view.status is JobStatus.failed
     assert view.error is not None and view.error.code == "worker_lost"
+
+
+def test_job_timeout_fails_with_timeout_code(settings: Settings, redis_conn: Redis) -> None:
+    short = settings.model_copy(update={"job_timeout_s": 1})
+    store = JobStore(redis_conn, short)
+    jobs.install(make_runner(short, store, FakeGenerate(on_step=lambda s, i: time.sleep(0.5))))
+    worker = MMDWorker([store.queue], connection=redis_conn, store=store, ready_file=None)
+    try:
+        spec = make_spec()
+        store.create_and_enqueue(spec)
+        t0 = time.monotonic()
+        worker.work(burst=True)
+        assert time.monotonic() - t0 < 2.4  # stopped by the 1 s timeout, not after 5 steps
+    finally:
+        jobs.install(None)
+    view = store.view(spec.id)
+    assert view is not None and view.status is JobStatus.failed
+    assert view.error is not None and view.error.code == "timeout"
+    assert "MMD_JOB_TIMEOUT_S=1" in view.error.message
