@@ -143,6 +143,7 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=20, help="requests per client and phase")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the worker")
     p.add_argument("--skip-latency", action="store_true")
+    p.add_argument("--skip-jobs", action="store_true")
     args = p.parse_args()
     procs: list[subprocess.Popen] = []
     tmp = tempfile.TemporaryDirectory(prefix="mmd-bench-")
@@ -152,7 +153,8 @@ def main() -> int:
             base, procs = start_stack(Path(tmp.name), args.threads)
         body = {"sampler": {"name": "dpm_solver", "steps": args.steps},
                 "super_resolution": {"sampler": "ddim", "steps": args.sr_steps}}
-        job_timing(base, body, args.runs)
+        if not args.skip_jobs:
+            job_timing(base, body, args.runs)
         if not args.skip_latency:
             if procs:
                 procs[-1].terminate()  # the worker: queued jobs now stay queued
