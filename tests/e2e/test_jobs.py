@@ -67,6 +67,11 @@ def check_av(info: dict[str, Any]) -> None:
 def test_joint_generation(stack: Stack, tmp_path: Path) -> None:
     view, info = run_job(stack, tmp_path, lambda c: c.post("/generate", json={"seed": 1, **FAST}))
     check_av(info)
+    full = info["path"].read_bytes()
+    with stack.client() as c:  # range requests against the real uvicorn server
+        part = c.get(view["result"]["url"], headers={"Range": "bytes=8-107"})
+    assert part.status_code == 206 and part.content == full[8:108]
+    assert part.headers["content-range"] == f"bytes 8-107/{len(full)}"
     r = view["result"]
     assert r["random_weights"] is True and r["model"] == "default"
     assert (r["width"], r["height"], r["fps"]) == (SIZE, SIZE, 10)

@@ -76,3 +76,5 @@ def test_sigterm_finishes_current_job_and_takes_no_new_one(s3_stack: Stack) -> N
         assert s3_stack.worker.wait(timeout=60) == 0
         later = c.get(f"/jobs/{second}").json()
         assert later["status"] == "queued" and later["queue_position"] == 0
+        canceled = c.delete(f"/jobs/{second}").json()  # a queued job is canceled at once
+        assert canceled["status"] == "canceled" and canceled["queue_position"] is None
