@@ -19,6 +19,8 @@ from typing import Any
 from redis import Redis
 from rq import Callback, Queue, Retry
 from rq.exceptions import AbandonedJobError
+from rq.registry import StartedJobRegistry
+from rq.timeouts import TimerDeathPenalty
 
 from service.schemas import JobError, JobResult, JobSpec, JobStatus, JobView, Progress
 from service.settings import Settings, get_settings
@@ -190,6 +192,13 @@ class JobStore:
             pipe.zadd(key, {name: time.time() + ttl_s})
             pipe.zremrangebyscore(key, 0, time.time())
             pipe.execute()
+
+    def running_count(self) -> int:
+        """Jobs in RQ's started registry. Counting runs RQ's cleanup, which finds jobs whose
+        worker stopped heartbeating (abandoned) and hands them to :func:`on_rq_failure` (retry or
+        fail). Safe from any thread (timer-based callback timeout, not SIGALRM)."""
+        registry = StartedJobRegistry(queue=self.queue, death_penalty_class=TimerDeathPenalty)
+        return int(registry.count)
 
     def worker_gone(self, name: str) -> None:
         self.redis.zrem(self.settings.key("workers"), name)

@@ -3,9 +3,11 @@ child), keeps the models of its process, and advertises readiness three ways: a 
 entry with a TTL heartbeat (read by the gateway's ``/readyz``), the ``mmd_worker_ready`` gauge, and
 a readiness file for Kubernetes exec probes.
 
-While a job runs, a side thread renews RQ's started-registry entry with a short TTL, so a job
-whose worker died (crash, OOM kill, node loss) is detected as abandoned within about a minute and
-retried (``MMD_JOB_RETRIES``) instead of after the whole job timeout. SIGTERM: the current job
+While a job runs, a side thread renews RQ's started-registry entry with a short TTL
+(2 x ``MMD_WORKER_HEARTBEAT_TTL_S``, 1 min by default), so a job whose worker died (crash, OOM
+kill, node loss) is found abandoned by the next registry cleanup after that (any worker's
+maintenance, or a gateway ``/metrics`` scrape) and retried (``MMD_JOB_RETRIES``) instead of
+waiting for the whole job timeout. SIGTERM: the current job
 finishes, no new one is taken (RQ's warm shutdown); readiness is withdrawn at once.
 """
 
@@ -112,7 +114,7 @@ class MMDWorker(SimpleWorker):
     # --- job heartbeats -----------------------------------------------------------------
     def get_heartbeat_ttl(self, job: Job) -> int:
         """Short TTL for RQ's started-registry entry; :meth:`execute_job` keeps renewing it."""
-        return max(60, self.heartbeat_ttl_s * 2)
+        return max(10, self.heartbeat_ttl_s * 2)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         stop = threading.Event()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
-from rq.registry import StartedJobRegistry
 
 from service import metrics
 from service.deps import State
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -38,11 +40,10 @@ def prometheus_metrics(state: State) -> Response:
     """Prometheus exposition; queue gauges are read from Redis now (this also lets RQ clean up
     jobs whose worker died)."""
     try:
-        queue = state.store.queue
-        metrics.QUEUE_DEPTH.set(queue.count)
-        metrics.JOBS_RUNNING.set(StartedJobRegistry(queue=queue).count)
+        metrics.QUEUE_DEPTH.set(state.store.queue.count)
+        metrics.JOBS_RUNNING.set(state.store.running_count())
         metrics.WORKERS_READY.set(state.store.ready_workers())
-    except RedisError:
-        pass
+    except Exception:  # noqa: BLE001 - metrics must answer even when Redis does not
+        log.warning("could not read queue gauges from Redis", exc_info=True)
     body, ctype = metrics.render()
     return Response(body, media_type=ctype)

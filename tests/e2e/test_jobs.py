@@ -179,3 +179,29 @@ def test_prometheus_scrapes_gateway_and_worker(stack: Stack, tmp_path: Path) -> 
         assert value("mmd_worker_ready") == 1.0
     finally:
         stop(proc)
+
+
+def test_job_of_a_killed_worker_is_retried_by_another(stack: Stack) -> None:
+    """SIGKILL the worker mid-job: the heartbeat stops, a /metrics scrape runs RQ's cleanup,
+    the job goes back to the queue and a fresh worker completes it."""
+    from tests.e2e.servers import mmd_process
+
+    body = {"seed": 11, "sampler": {"name": "ddim", "steps": 50},
+            "super_resolution": {"enabled": False}}
+    with stack.client() as c:
+        job_id = c.post("/generate", json=body).json()["id"]
+        stack.wait(job_id, timeout=60, until=lambda v: v["progress"]["step"] >= 1
+                   or v["status"] not in ("queued", "running"))
+        stack.worker.kill()
+        stack.worker.wait(10)
+        assert c.get(f"/jobs/{job_id}").json()["status"] == "running"  # nobody knows yet
+        stack.worker = mmd_process(["worker"], {**stack.env, "MMD_WARMUP": "false"},
+                                   stack.logs / "worker2.log")
+        deadline = time.monotonic() + 60
+        while c.get(f"/jobs/{job_id}").json()["status"] == "running" and \
+                time.monotonic() < deadline:
+            c.get("/metrics")  # what a Prometheus scrape does every few seconds
+            time.sleep(0.5)
+        view = stack.wait(job_id, timeout=120)
+    assert view["status"] == "succeeded", stack.log_tail()
+    assert view["result"]["nfe"]["base"] == 50
