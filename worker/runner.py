@@ -63,8 +63,10 @@ class JobRunner:
             log.warning("job %s has no record (expired?); skipping", job_id)
             return "missing"
         if not self.store.claim(job_id):
-            log.info("job %s was canceled before it started; skipping", job_id)
-            return JobStatus.canceled.value
+            current = self.store.status(job_id)
+            log.info("job %s is %s, not queued (canceled before it started?); skipping", job_id,
+                     current.value if current else "gone")
+            return current.value if current else "missing"
         started = time.monotonic()
         self.stage_seconds = {}
         self._last_fraction = 0.0
