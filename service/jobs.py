@@ -10,7 +10,6 @@ and a worker picking the job up can never both win. RQ only carries the job id t
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import UTC, datetime

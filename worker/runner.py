@@ -90,9 +90,8 @@ class JobRunner:
 
     # --- the stages -------------------------------------------------------------------
     def _execute(self, spec: JobSpec) -> JobResult:
-        from model.samplers import SamplerSpec
-
         from model.pipeline import GenerationRequest
+        from model.samplers import SamplerSpec
 
         models = self.models.get(spec.model)
         if models is None:
@@ -223,7 +222,7 @@ class JobRunner:
     def _upload(self, spec: JobSpec, paths: list[Path]) -> list[SampleFile]:
         samples = []
         for i, path in enumerate(paths):
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest = _sha256(path)
             size = self.storage.put_file(result_key(spec.id, i), path, content_type="video/mp4")
             url = f"/jobs/{spec.id}/result" + (f"?sample={i}" if i else "")
             samples.append(SampleFile(url=url, bytes=size, sha256=digest))
@@ -263,6 +262,14 @@ class JobRunner:
         if base and payload.get("result"):
             payload["result"]["url"] = base + payload["result"]["url"]
         self.webhooks.send(spec.webhook_url, f"job.{view.status.value}", payload)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _cancelled() -> Exception:
