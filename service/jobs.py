@@ -163,8 +163,14 @@ class JobStore:
     def cancel_requested(self, job_id: str) -> bool:
         return self.redis.hget(self.job_key(job_id), "cancel") == b"1"
 
-    def set_progress(self, job_id: str, progress: Progress) -> None:
-        self.redis.hset(self.job_key(job_id), "progress", progress.model_dump_json())
+    def set_progress(self, job_id: str, progress: Progress) -> bool:
+        """Write the progress; returns whether a cancel was asked for (one round trip)."""
+        key = self.job_key(job_id)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, "progress", progress.model_dump_json())
+            pipe.hget(key, "cancel")
+            _, cancel = pipe.execute()
+        return bool(cancel == b"1")
 
     def succeed(self, job_id: str, result: JobResult) -> bool:
         return self._finish(job_id, JobStatus.succeeded, result=result.model_dump_json(),

@@ -135,8 +135,7 @@ class JobRunner:
         )
 
     def _stage(self, spec: JobSpec, stage: str, fn: Callable[[], Any]) -> Any:
-        self._report(spec.id, Progress(stage=stage, fraction=self._last_fraction))
-        if self.store.cancel_requested(spec.id):
+        if self._report(spec.id, Progress(stage=stage, fraction=self._last_fraction)):
             raise _cancelled()
         t0 = time.perf_counter()
         out = fn()
@@ -154,17 +153,18 @@ class JobRunner:
             within = step / total if total > 0 else 0.0
             fraction = min(1.0, (idx + min(within, 1.0)) / len(stages))
             self._last_fraction = fraction
-            self._report(job_id, Progress(stage=stage, step=step, total=total,
-                                          fraction=round(fraction, 4)))
-            if self.store.cancel_requested(job_id):
+            if self._report(job_id, Progress(stage=stage, step=step, total=total,
+                                             fraction=round(fraction, 4))):
                 raise _cancelled()
 
         return progress
 
-    def _report(self, job_id: str, progress: Progress) -> None:
-        self.store.set_progress(job_id, progress)
+    def _report(self, job_id: str, progress: Progress) -> bool:
+        """Publish progress; returns True once a cancel was asked for."""
+        cancel = self.store.set_progress(job_id, progress)
         if self.on_progress is not None:
             self.on_progress(progress)
+        return cancel
 
     def _fetch_input(self, spec: JobSpec, tmp: Path) -> Path:
         limit = self.settings.max_upload_bytes
