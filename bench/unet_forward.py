@@ -6,8 +6,9 @@
 
 Random weights (timing does not depend on values). FLOPs are counted analytically on the meta
 device with ``torch.utils.flop_counter.FlopCounterMode`` (one multiply-add = 2 FLOP). "plain" is
-math attention (``SDPBackend.MATH``), fp32, no compile; "optimised" is the default SDPA kernels
-(fused flash kernel on CPU) in the requested precision. Prints a table and the optimised/plain time ratio.
+math attention (``SDPBackend.MATH``), fp32, NCHW weights, no compile; "optimised" is the model as
+built (default SDPA kernels - the fused flash kernel on CPU -, channels-last SR convolutions) in
+the requested precision. Prints a table and the optimised/plain time ratio.
 """
 
 from __future__ import annotations
@@ -97,7 +98,9 @@ def time_case(name: str, args: argparse.Namespace, plain: bool) -> float:
     model, run = make_case(name, args.device)
     precision = "fp32" if plain else args.precision
     apply_precision(model, precision)
-    if not plain and args.channels_last:
+    if plain:  # build_sr defaults to channels-last weights: plain means NCHW
+        model.to(memory_format=torch.contiguous_format)
+    elif args.channels_last:
         model.to(memory_format=torch.channels_last)
     best = float("inf")
     with torch.inference_mode(), mode(plain):

@@ -65,8 +65,13 @@ def group_norm_act(
     n, c = x.shape[0], x.shape[2 if video else 1]
     g = gn.num_groups
     xf = x.float()
-    grouped = xf.reshape(n, x.shape[1], g, -1) if video else xf.reshape(n, g, -1)
-    dims = (1, 3) if video else (2,)
+    if video:
+        grouped, dims = xf.reshape(n, x.shape[1], g, -1), (1, 3)
+    elif x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and c > 1:
+        # NHWC storage: group the channel axis of the [N, H, W, C] view (no copy)
+        grouped, dims = xf.permute(0, 2, 3, 1).reshape(n, -1, g, c // g), (1, 3)
+    else:
+        grouped, dims = xf.reshape(n, g, -1), (2,)
     var, mean = torch.var_mean(grouped, dim=dims, unbiased=False)  # [N, G]
     rstd = torch.rsqrt(var + gn.eps)
     a = (gn.weight.float().view(1, g, c // g) * rstd[:, :, None]).reshape(n, c)
@@ -135,7 +140,10 @@ class VideoConv2p1(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, f, c, h, w = x.shape
-        y = self.video_conv_spatial(x.reshape(b * f, c, h, w))
+        frames = x.reshape(b * f, c, h, w)
+        if self.video_conv_spatial.weight.is_contiguous(memory_format=torch.channels_last):
+            frames = frames.contiguous(memory_format=torch.channels_last)  # oneDNN's fast path
+        y = self.video_conv_spatial(frames)
         co = y.shape[1]
         return temporal_conv(y.reshape(b, f, co, h * w), self.video_conv_temporal).reshape(
             b, f, co, h, w

@@ -149,6 +149,8 @@ class SRUNet(nn.Module):
                            align_corners=False)
         emb = self.time_embed(t)
         h = torch.cat([x, up], dim=1).to(self.working_dtype)
+        if self.out[2].weight.is_contiguous(memory_format=torch.channels_last):
+            h = h.contiguous(memory_format=torch.channels_last)
         saved = []
         for block in self.input_blocks:
             h = block(h, emb)
@@ -156,4 +158,4 @@ class SRUNet(nn.Module):
         h = self.middle_block(h, emb)
         for block in self.output_blocks:
             h = block(torch.cat([h, saved.pop()], dim=1), emb)
-        return self.out(h.to(x.dtype))
+        return self.out(h.to(x.dtype)).contiguous()
