@@ -115,14 +115,28 @@ class ShiftSource:
     ``used`` records every value handed out, including 0 for unshifted blocks.
     """
 
-    def __init__(self, window_shifts: Sequence[int] | None, generator: torch.Generator | None):
+    def __init__(self, window_shifts: Sequence[int] | None, generator: torch.Generator | None,
+                 groups: Sequence[tuple[torch.Generator, int]] | None = None):
+        """``groups``: per-sample shifts for a batch of independent jobs, one ``(generator,
+        samples)`` pair per job in batch order; each job's generator draws exactly what it would
+        draw alone, so a job gets the same shift sequence batched or not. When all groups draw
+        the same value the call gets that int (the shared-shift path)."""
         self._given = None if window_shifts is None else [int(s) for s in window_shifts]
         self._generator = generator
-        self.used: list[int] = []
+        self._groups = None if groups is None else list(groups)
+        self.used: list[int | list[int]] = []
 
-    def next(self, name: str, high: int, enabled: bool) -> int:
-        """Shift for the next call; ``high`` is the largest allowed value (``F - window``)."""
+    def next(self, name: str, high: int, enabled: bool) -> int | Tensor:
+        """Shift for the next call; ``high`` is the largest allowed value (``F - window``).
+        With ``groups`` whose draws differ: a CPU ``int64 [B]`` tensor of per-sample shifts."""
         i = len(self.used)
+        if self._groups is not None:
+            draws = [self._draw(g, high) if enabled and high > 0 else 0 for g, _ in self._groups]
+            if all(d == draws[0] for d in draws):
+                self.used.append(draws[0])
+                return draws[0]
+            self.used.append(draws)
+            return torch.tensor(draws).repeat_interleave(torch.tensor([n for _, n in self._groups]))
         if self._given is not None:
             if i >= len(self._given):
                 raise ValueError(
@@ -134,12 +148,16 @@ class ShiftSource:
             if not 0 <= s <= max(top, 0):
                 raise ValueError(f"window_shifts[{i}] = {s} for {name}: expected 0..{max(top, 0)}")
         elif enabled and high > 0:
-            dev = self._generator.device if self._generator is not None else "cpu"
-            s = int(torch.randint(0, high + 1, (1,), generator=self._generator, device=dev).item())
+            s = self._draw(self._generator, high)
         else:
             s = 0
         self.used.append(s)
         return s
+
+    @staticmethod
+    def _draw(generator: torch.Generator | None, high: int) -> int:
+        dev = generator.device if generator is not None else "cpu"
+        return int(torch.randint(0, high + 1, (1,), generator=generator, device=dev).item())
 
     def check_consumed(self) -> None:
         if self._given is not None and len(self._given) != len(self.used):
@@ -162,6 +180,23 @@ def _window_index(
         f = torch.arange(frames, device=device)[:, None]
         j = torch.arange(window * seg, device=device)[None]
         return ((f + shift) * seg + j) % total
+
+
+def _sample_window_index(frames: int, seg: int, total: int, window: int, shifts: Tensor,
+                         device: torch.device) -> Tensor:
+    """Per-sample :func:`_window_index`: ``shifts [B]`` -> ``[B, F, window*seg]``."""
+    f = torch.arange(frames, device=device)[None, :, None]
+    j = torch.arange(window * seg, device=device)[None, None]
+    return ((f + shifts.to(device)[:, None, None]) * seg + j) % total
+
+
+def _gather(x: Tensor, idx: Tensor) -> Tensor:
+    """Rows of ``x [B, T, ...]`` at ``idx [F, K]`` (shared) or ``[B, F, K]`` (per sample)
+    -> ``[B, F, K, ...]``."""
+    if idx.dim() == 2:
+        return x[:, idx]
+    rows = torch.arange(x.shape[0], device=x.device)[:, None, None]
+    return x[rows, idx]
 
 
 class CrossAttention(nn.Module):
@@ -206,14 +241,22 @@ class CrossAttention(nn.Module):
             return x.transpose(2, 3).reshape(b * nf, nh, x.shape[2], d)
 
         # video -> audio: the S queries of frame f see a window of W*p audio samples
-        idx_a = _window_index(nf, p, length, self.window, s, audio.device)  # [F, W*p]
-        ka, va = frames(qkv_a[:, idx_a, 1]), frames(qkv_a[:, idx_a, 2])
+        per_sample = isinstance(s, Tensor)  # batched independent jobs: [B] shifts
+        if per_sample:
+            idx_a = _sample_window_index(nf, p, length, self.window, s, audio.device)
+        else:
+            idx_a = _window_index(nf, p, length, self.window, s, audio.device)  # [F, W*p]
+        win_a = _gather(qkv_a[:, :, 1:], idx_a)  # [B, F, W*p, 2, nh, d]
+        ka, va = frames(win_a[:, :, :, 0]), frames(win_a[:, :, :, 1])
         out_v = sdpa(frames(qkv_v[:, :, :, 0]), ka, va, upcast=False)  # [B*F, nh, S, d]
         out_v = out_v.permute(0, 1, 3, 2).reshape(b, nf, c, hh, ww)
 
         # audio -> video: audio segment f sees the W*S video tokens of its window
-        idx_v = _window_index(nf, s_tok, nv, self.window, s, video.device)  # [F, W*S]
-        kv_all = qkv_v.view(b, nv, 3, nh, d)[:, idx_v, 1:]  # [B, F, W*S, 2, nh, d]
+        if per_sample:
+            idx_v = _sample_window_index(nf, s_tok, nv, self.window, s, video.device)
+        else:
+            idx_v = _window_index(nf, s_tok, nv, self.window, s, video.device)  # [F, W*S]
+        kv_all = _gather(qkv_v.view(b, nv, 3, nh, d)[:, :, 1:], idx_v)  # [B, F, W*S, 2, nh, d]
         kv, vv = frames(kv_all[:, :, :, 0]), frames(kv_all[:, :, :, 1])
         qa = qkv_a[:, :, 0]  # [B, L, nh, d]
         out_a = sdpa(frames(qa[:, : nf * p].reshape(b, nf, p, nh, d)), kv, vv, upcast=False)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from model.config import SRConfig, UNetConfig
 from model.samplers import (
     SamplerSpec,
+    SamplingCancelled,
     count_nfe,
     sample_conditional,
     sample_joint,
@@ -99,6 +100,9 @@ class LoadedModels:
     device: torch.device
     precision: str
     random_weights: bool
+    # SR frames per network call chosen by the worker (MMD_SR_MAX_BATCH_FRAMES); None = the
+    # request's sr_chunk_frames. Outputs do not depend on it beyond float rounding.
+    sr_batch_frames: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,6 +119,9 @@ class GenerationResult:
     nfe: dict[str, int]
     stage_seconds: dict[str, float]
     random_weights: bool
+    batch_size: int = 1  # jobs that ran together in this batch (generate_batch)
+    # Peak CUDA memory allocated per stage (``base``, ``sr``) in bytes; empty on CPU.
+    peak_memory_bytes: dict[str, int] = field(default_factory=dict)
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -185,25 +192,81 @@ def validate(request: GenerationRequest, models: LoadedModels) -> None:
 # generation
 
 
+def batch_key(request: GenerationRequest) -> tuple[object, ...] | None:
+    """Requests with equal keys can run as one batch (:func:`generate_batch`) and each get
+    the result they get alone; None = this request only runs alone.
+
+    Excluded: the conditional modes (the gradient-guided objective is a batch MEAN, so each
+    sample's gradient depends on the batch; and each needs its own condition), adaptive
+    DPM-Solver (its step size follows the MAX error over the batch), and a stochastic SR
+    sampler (ddpm, ddim eta > 0: its noise is drawn per frame chunk, and chunks span jobs).
+    A stochastic base sampler is fine: each job draws its own noise from its own generator.
+    """
+    if request.mode != "joint" or request.base_sampler.method == "adaptive" and (
+            request.base_sampler.name.startswith("dpm_solver")):
+        return None
+    sr = request.sr_sampler
+    if request.super_resolution and (sr.name == "ddpm" or sr.name == "ddim" and sr.eta > 0):
+        return None
+    return (request.mode, request.base_sampler, request.super_resolution,
+            request.sr_sampler if request.super_resolution else None, request.sr_chunk_frames)
+
+
 def generate(
     request: GenerationRequest, models: LoadedModels, *, progress: Progress | None = None
 ) -> GenerationResult:
     """Run one request. ``progress(stage, step, total)`` with stage ``"base"`` then ``"sr"``;
     a ``model.samplers.SamplingCancelled`` raised by it (or by anything inside) propagates."""
-    validate(request, models)
+    result = generate_batch([request], models, progress_fns=[progress])[0]
+    assert result is not None  # a lone canceled job raises
+    return result
+
+
+def generate_batch(
+    requests: Sequence[GenerationRequest], models: LoadedModels, *,
+    progress_fns: Sequence[Progress | None] | None = None,
+) -> list[GenerationResult | None]:
+    """Run independent requests with equal :func:`batch_key` as ONE batch through the networks;
+    each keeps its own seed (x_T, window shifts, sampler noise from its own generators), so its
+    result equals its lone :func:`generate` result up to float rounding of batched kernels.
+
+    ``progress_fns[i]`` reports job ``i``; a ``SamplingCancelled`` it raises drops that job
+    (it keeps being computed, its entry in the returned list is None, its progress function
+    is not called again); once every job is dropped the run stops with ``SamplingCancelled``.
+    """
+    if not requests:
+        raise ValueError("generate_batch needs at least one request")
+    fns = list(progress_fns) if progress_fns is not None else [None] * len(requests)
+    if len(fns) != len(requests):
+        raise ValueError(f"got {len(fns)} progress_fns for {len(requests)} requests; pass one "
+                         "per request (None for no progress)")
+    for request in requests:
+        validate(request, models)
+    if len(requests) > 1:
+        keys = {batch_key(r) for r in requests}
+        if None in keys or len(keys) > 1:
+            raise ValueError("these requests cannot share a batch: they need equal batch_key() "
+                             "(joint mode, same samplers and SR settings, no adaptive DPM-Solver,"
+                             " no stochastic SR sampler); run them one by one with generate()")
+    request = requests[0]
     cfg = models.unet_cfg
-    n = request.num_samples
+    counts = [r.num_samples for r in requests]
+    n = sum(counts)
     device = models.device
-    main = _cpu_generator(request.seed)
-    x_T = AV(
-        torch.randn((n, *cfg.video_size), generator=main).to(device),
-        torch.randn((n, *cfg.audio_size), generator=main).to(device),
+    mains = [_cpu_generator(r.seed) for r in requests]
+    x_T = AV(  # per job: its video noise, then its audio noise (as alone)
+        torch.cat([torch.randn((c, *cfg.video_size), generator=g) for c, g in zip(counts, mains)]
+                  ).to(device),
+        torch.cat([torch.randn((c, *cfg.audio_size), generator=g) for c, g in zip(counts, mains)]
+                  ).to(device),
     )
+    live = _LiveJobs(fns)
     nfe: dict[str, int] = {}
     seconds: dict[str, float] = {}
 
     start = _now(device)
-    video, audio, nfe["base"], nfe["base_backward"] = _base_stage(request, models, x_T, progress)
+    video, audio, nfe["base"], nfe["base_backward"] = _base_stage(
+        requests, models, x_T, live.progress)
     seconds["base"] = _now(device) - start
 
     if request.mode == "video-to-audio":  # keep the original condition frames
@@ -212,7 +275,7 @@ def generate(
     frames_out: np.ndarray
     if request.super_resolution:
         start = _now(device)
-        high, nfe["sr"], nfe["sr_calls"] = _sr_stage(request, models, video, main, progress)
+        high, nfe["sr"], nfe["sr_calls"] = _sr_stage(requests, models, video, mains, live.progress)
         seconds["sr"] = _now(device) - start
         frames_out = _to_uint8_frames(high)
     elif request.mode == "video-to-audio":
@@ -225,15 +288,67 @@ def generate(
         audio_out = np.broadcast_to(request.condition_audio, (n, request.condition_audio.shape[0])).copy()
     else:
         audio_out = audio[:, 0].float().clamp(-1, 1).cpu().numpy().astype(np.float32)
-    return GenerationResult(
-        frames=frames_out, audio=audio_out, fps=FPS, sample_rate=SAMPLE_RATE, nfe=nfe,
-        stage_seconds=seconds, random_weights=models.random_weights,
-    )
+    results: list[GenerationResult | None] = []
+    begin = 0
+    for i, count in enumerate(counts):
+        part = slice(begin, begin + count)
+        begin += count
+        results.append(None if i in live.dropped else GenerationResult(
+            frames=frames_out[part].copy(), audio=audio_out[part].copy(), fps=FPS,
+            sample_rate=SAMPLE_RATE, nfe=dict(nfe), stage_seconds=dict(seconds),
+            random_weights=models.random_weights, batch_size=len(requests),
+        ))
+    return results
 
 
-def _now(device: torch.device) -> float:
+class _LiveJobs:
+    """Fans one batch's progress out to each job's callback; drops a job whose callback raises
+    ``SamplingCancelled``; raises it itself once every job is dropped."""
+
+    def __init__(self, fns: Sequence[Progress | None]) -> None:
+        self.fns = list(fns)
+        self.dropped: set[int] = set()
+
+    def progress(self, stage: str, step: int, total: int) -> None:
+        for i, fn in enumerate(self.fns):
+            if fn is None or i in self.dropped:
+                continue
+            try:
+                fn(stage, step, total)
+            except SamplingCancelled:
+                if len(self.fns) == 1:
+                    raise
+                self.dropped.add(i)
+        if len(self.dropped) == len(self.fns):
+            raise SamplingCancelled(f"all {len(self.fns)} jobs of the batch were canceled")
+
+
+def _group_noise(generators: Sequence[torch.Generator], counts: Sequence[int]
+                 ) -> Callable[[int, object], object]:
+    """A sampler ``noise_fn`` for a batch: job ``j`` draws its rows ``[counts[j], ...]`` from its
+    own generator, video before audio, exactly the draws it makes alone."""
+    if len(generators) == 1:
+        return _cpu_noise(generators[0])
+
+    def draw(step: int, like: object) -> object:
+        def one(x: Tensor) -> Tensor:
+            parts = [torch.randn((c, *x.shape[1:]), generator=g) for g, c in zip(generators, counts)]
+            return torch.cat(parts).to(device=x.device, dtype=x.dtype)
+
+        return like.map(one) if isinstance(like, AV) else one(like)  # type: ignore[attr-defined]
+
+    return draw
+
+
+def _now(device: torch.device, peak: dict[str, int] | None = None, stage: str = "",
+         reset_peak: bool = False) -> float:
+    """Seconds clock (synchronising CUDA); on CUDA also resets or records the peak memory."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+        if reset_peak:
+            torch.cuda.reset_peak_memory_stats(device)
+        if peak is not None:
+            peak[stage] = int(torch.cuda.max_memory_allocated(device))
     return time.perf_counter()
 
 
@@ -256,22 +371,28 @@ def _stage_callback(stage: str, progress: Progress | None) -> Callable[[int, int
 
 
 def _base_stage(
-    request: GenerationRequest, models: LoadedModels, x_T: AV, progress: Progress | None
+    requests: Sequence[GenerationRequest], models: LoadedModels, x_T: AV, progress: Progress | None
 ) -> tuple[Tensor, Tensor, int, int]:
     """Base sampling: returns ``video [N, F, 3, H, W]``, ``audio [N, 1, L]`` (float, unclamped),
-    forward and backward pass counts."""
+    forward and backward pass counts. Several requests: one batch (see :func:`generate_batch`)."""
+    request = requests[0]
     cfg = models.unet_cfg
-    shifts = _cpu_generator(derive_seed(request.seed, "window-shifts"))
+    shift_gens = [_cpu_generator(derive_seed(r.seed, "window-shifts")) for r in requests]
+    groups = [(g, r.num_samples) for g, r in zip(shift_gens, requests)]
     c_v, c_a = cfg.video_size[1], cfg.audio_size[0]
 
     def eps(video: Tensor, audio: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         # The samplers pass integer timesteps (DPM-Solver: int32); the network takes float.
-        out_v, out_a = models.unet(video, audio, t.to(torch.float32), generator=shifts)
+        if len(groups) == 1:
+            out_v, out_a = models.unet(video, audio, t.to(torch.float32), generator=shift_gens[0])
+        else:
+            out_v, out_a = models.unet(video, audio, t.to(torch.float32), shift_groups=groups)
         # learn_sigma models also predict variance channels; the samplers use eps only.
         return out_v[:, :, :c_v].float(), out_a[:, :c_a].float()
 
     counter = count_nfe(eps)
-    noise = _cpu_noise(_cpu_generator(derive_seed(request.seed, "base-sampler")))
+    noise = _group_noise([_cpu_generator(derive_seed(r.seed, "base-sampler")) for r in requests],
+                         [r.num_samples for r in requests])
     callback = _stage_callback("base", progress)
     if request.mode == "joint":
         with torch.no_grad():
@@ -296,8 +417,8 @@ def _base_stage(
 
 
 def _sr_stage(
-    request: GenerationRequest, models: LoadedModels, video: Tensor, main: torch.Generator,
-    progress: Progress | None,
+    requests: Sequence[GenerationRequest], models: LoadedModels, video: Tensor,
+    mains: Sequence[torch.Generator], progress: Progress | None,
 ) -> tuple[Tensor, int, int]:
     """Upsample every frame of ``video [N, F, 3, h, w]`` -> ``[N, F, 3, h*s, w*s]`` with
     ``s = large_size / small_size`` of the SR config; returns it, SR steps per frame, SR calls."""
@@ -311,15 +432,22 @@ def _sr_stage(
     factor = sr_cfg.large_size // sr_cfg.small_size
     n, f, c, h, w = video.shape
     low_res = video.reshape(n * f, c, h, w)
-    x_T = shared_clip_noise(n, f, (c, h * factor, w * factor), generator=main).to(models.device)
+    request = requests[0]
+    x_T = torch.cat([  # each job's clip noise from its own main generator, after its x_T
+        shared_clip_noise(r.num_samples, f, (c, h * factor, w * factor), generator=g)
+        for r, g in zip(requests, mains)
+    ]).to(models.device)
     sr_net = models.sr
 
     def eps(x: Tensor, t: Tensor, low_res: Tensor) -> Tensor:
         return sr_net(x, t.to(torch.float32), low_res).float()
 
     counter = count_nfe(eps)
-    noise = _cpu_noise(_cpu_generator(derive_seed(request.seed, "sr-sampler")))
-    chunk = request.sr_chunk_frames
+    if len(requests) == 1:
+        noise = _cpu_noise(_cpu_generator(derive_seed(request.seed, "sr-sampler")))
+    else:  # batch_key() keeps stochastic SR samplers out of batches
+        noise = _no_noise
+    chunk = models.sr_batch_frames or request.sr_chunk_frames
     starts = list(range(0, n * f, chunk))
     done_steps = 0  # steps of finished chunks, for one overall progress bar
     outputs: list[Tensor] = []
@@ -345,3 +473,7 @@ def _sr_stage(
         per_frame_nfe = counter.forward - calls_before
     high = torch.cat(outputs).reshape(n, f, c, h * factor, w * factor)
     return high, per_frame_nfe, counter.forward
+
+
+def _no_noise(step: int, like: object) -> object:
+    raise RuntimeError("a batched SR stage must use a deterministic sampler (see batch_key)")

@@ -213,7 +213,7 @@ class AVUNet(nn.Module):
         self.video_out = nn.Sequential(
             Norm(ch), nn.SiLU(), VideoConv3d(ch, cfg.video_out_channels, 3)
         )
-        self.last_window_shifts: list[int] = []
+        self.last_window_shifts: list[int | list[int]] = []
 
     @property
     def num_cross_calls(self) -> int:
@@ -246,12 +246,16 @@ class AVUNet(nn.Module):
     def forward(
         self, video: Tensor, audio: Tensor, timesteps: Tensor, *,
         window_shifts: Sequence[int] | None = None, generator: torch.Generator | None = None,
+        shift_groups: Sequence[tuple[torch.Generator, int]] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """eps predictions for ``video [B, F, C, H, W]``, ``audio [B, C, L]``, ``timesteps [B]``.
 
         ``window_shifts``: one int per cross-attention call in forward order (unshifted blocks
         as 0) overriding the random shifts; otherwise shifts are drawn from ``generator``. The
         shifts used are left in ``self.last_window_shifts``. Outputs are in the working dtype.
+        ``shift_groups``: a batch of independent jobs, one ``(generator, samples)`` pair per job
+        in batch order (samples summing to ``B``): each job draws its own shift per call, as it
+        would alone (see :class:`~model.attention.ShiftSource`).
         """
         t = self.check_inputs(video, audio, timesteps)
         if window_shifts is not None and len(window_shifts) != self.num_cross_calls:
@@ -260,7 +264,10 @@ class AVUNet(nn.Module):
                 f"{self.num_cross_calls} cross-attention calls per forward (one value per call "
                 "in forward order, unshifted blocks included as 0)"
             )
-        shifts = ShiftSource(window_shifts, generator)
+        if shift_groups is not None and sum(n for _, n in shift_groups) != video.shape[0]:
+            raise ValueError(f"shift_groups cover {sum(n for _, n in shift_groups)} samples; "
+                             f"the batch has {video.shape[0]} (one (generator, samples) per job)")
+        shifts = ShiftSource(window_shifts, generator, shift_groups)
         emb = self.time_embed(t)
         v, a = video.to(self.working_dtype), audio.to(self.working_dtype)
         saved: list[tuple[Tensor, Tensor]] = []
