@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.deps import AppState
 from service.jobs import JobStore
 from service.metrics import HTTP_LATENCY
+from service.probe import UploadRejected, upload_rejected_handler
 from service.routes import health, jobs, submit
 from service.settings import Settings, get_settings
 from service.storage import Storage, make_storage
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None,
     )
     app.state.mmd = AppState(settings=settings, redis=redis, store=JobStore(redis, settings),
                              storage=storage or make_storage(settings))
+    app.add_exception_handler(UploadRejected, upload_rejected_handler)  # type: ignore[arg-type]
     app.include_router(submit.router)
     app.include_router(jobs.router)
     app.include_router(health.router)

@@ -87,6 +87,22 @@ class Settings(BaseSettings):
     max_sr_steps: int = Field(250, ge=1)
     max_start_s: float = Field(3600.0, ge=0)
 
+    # --- media safety (gateway probe, worker decode) --------------------------------------
+    max_video_width: int = Field(4096, ge=1)  # larger declared dimensions: 413
+    max_video_height: int = Field(4096, ge=1)
+    max_streams: int = Field(8, ge=1)  # streams of any type in one upload (422 above)
+    max_audio_channels: int = Field(16, ge=1)
+    max_audio_sample_rate: int = Field(192_000, ge=8000)
+    probe_timeout_s: float = Field(10.0, gt=0)  # wall-clock bound on the gateway's PyAV probe
+    # allowed codecs (FFmpeg canonical codec names; shell-style patterns such as "pcm_*")
+    video_codecs: list[str] = Field(default_factory=lambda: [
+        "h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg"])
+    audio_codecs: list[str] = Field(default_factory=lambda: [
+        "aac", "mp3", "opus", "vorbis", "flac", "pcm_*"])
+    decode_timeout_s: float = Field(60.0, gt=0)  # worker: wall clock for one decode call
+    max_decoded_frames: int = Field(36_000, ge=1)  # worker: video frames decoded per job
+    max_decoded_samples: int = Field(60_000_000, ge=1)  # worker: audio samples decoded per job
+
     # --- jobs -----------------------------------------------------------------------------
     job_timeout_s: int = Field(3600, ge=1)  # RQ's own default (180 s) is far too short
     result_ttl_s: int = Field(7 * 24 * 3600, ge=60)  # job records and results kept this long

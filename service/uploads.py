@@ -16,6 +16,8 @@ from typing import Any
 from fastapi import HTTPException, Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from service.probe import UploadRejected
+
 MAX_FIELDS_BYTES = 64 * 1024  # all non-file fields together
 MULTIPART_OVERHEAD = 64 * 1024  # headers and boundaries allowed on top of the file limit
 
@@ -37,8 +39,8 @@ class ParsedForm:
 
 
 def too_large(max_bytes: int) -> HTTPException:
-    return HTTPException(
-        413,
+    return UploadRejected(
+        "upload_too_large",
         f"upload exceeds MMD_MAX_UPLOAD_BYTES={max_bytes} bytes; send a shorter clip "
         "(only the first seconds are used) or raise the limit",
     )
@@ -145,7 +147,8 @@ async def parse_multipart(request: Request, *, max_bytes: int, tmp_dir: Path | N
                                  f"(curl -F {file_field}=@clip.mp4)")
     if form.file_bytes == 0:
         form.cleanup()
-        raise HTTPException(422, "the uploaded file is empty")
+        raise UploadRejected("empty_upload", "the uploaded file is empty; send the media "
+                                             "file's bytes (curl -F file=@clip.mp4)")
     form.sha256 = digest.hexdigest()
     return form
 

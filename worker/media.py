@@ -19,8 +19,10 @@ went wrong (see :data:`ERROR_CODES`); the message says what to do.
 
 Limits (keyword arguments with these documented defaults; the service passes its settings):
 ``max_bytes`` = :data:`DEFAULT_MAX_BYTES` (512 MiB), ``timeout_s`` = :data:`DEFAULT_TIMEOUT_S`
-(60 s wall clock for one probe/decode call), probing reads at most :data:`PROBE_SIZE_BYTES` bytes
-and :data:`ANALYZE_DURATION_S` seconds of the file.
+(60 s wall clock for one probe/decode call; PyAV's interrupt callback also aborts a blocked read),
+``max_frames`` = :data:`DEFAULT_MAX_FRAMES` decoded video frames and ``max_samples`` =
+:data:`DEFAULT_MAX_SAMPLES` decoded audio samples (per channel, at the file's rate) per decode call;
+probing reads at most :data:`PROBE_SIZE_BYTES` bytes and :data:`ANALYZE_DURATION_S` seconds.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ __all__ = [
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_MAX_FRAMES = 36_000  # 10 min at 60 fps
+DEFAULT_MAX_SAMPLES = 60_000_000  # about 20 min at 48 kHz
 PROBE_SIZE_BYTES = 5_000_000
 ANALYZE_DURATION_S = 5.0
 
@@ -54,7 +58,8 @@ ERROR_CODES: dict[str, str] = {
     "no_audio_stream": "the file has no audio stream",
     "decode_failed": "a stream could not be decoded (corrupt or unsupported codec)",
     "clip_too_short": "the clip ends before the requested frames/samples",
-    "timeout": "decoding took longer than timeout_s",
+    "decode_timeout": "decoding took longer than timeout_s",
+    "decode_limit": "reaching the requested span needed more than max_frames/max_samples",
 }
 
 PathLike = str | os.PathLike[str]
@@ -161,7 +166,7 @@ def probe(
             info = StreamInfo(
                 index=s.index,
                 type=s.type,
-                codec=ctx.name if ctx is not None else None,
+                codec=_codec_name(ctx),
                 duration_s=_seconds(s.duration, s.time_base),
             )
             if s.type == "video":
@@ -186,13 +191,29 @@ def probe(
 # video
 
 
+def _codec_name(ctx: av.codec.context.CodecContext | None) -> str | None:
+    """FFmpeg's canonical codec name ("mp3", "av1"), not the decoder's ("mp3float", "libdav1d")."""
+    if ctx is None:
+        return None
+    try:
+        return ctx.codec.canonical_name
+    except (AttributeError, av.FFmpegError):
+        return ctx.name
+
+
 def _decode_frames(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, deadline: float
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, deadline: float,
+    max_frames: int,
 ) -> Iterator[av.VideoFrame]:
     try:
-        for frame in container.decode(stream):
+        for count, frame in enumerate(container.decode(stream), start=1):
             if time.monotonic() > deadline:
-                raise MediaError("timeout", "decoding the clip took too long; upload a smaller clip")
+                raise MediaError("decode_timeout", "decoding the clip took too long; upload a "
+                                 "smaller clip or trim it near start_s")
+            if count > max_frames:
+                raise MediaError("decode_limit", f"reaching start_s needed more than {max_frames} "
+                                 "decoded frames (MMD_MAX_DECODED_FRAMES); trim the clip so the "
+                                 "wanted part is near its start")
             yield frame
     except av.FFmpegError as exc:
         raise MediaError(
@@ -225,6 +246,7 @@ def decode_video_clip(
     size: int = 64,
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_frames: int = DEFAULT_MAX_FRAMES,
 ) -> np.ndarray:
     """Decode ``num_frames`` frames at ``fps`` from ``start_s``: ``uint8 [F, size, size, 3]`` RGB.
 
@@ -264,7 +286,7 @@ def decode_video_clip(
         prev: av.VideoFrame | None = None
         prev_t, prev_i = 0.0, -1
         rate = stream.guessed_rate or stream.average_rate
-        for i, frame in enumerate(_decode_frames(container, stream, deadline)):
+        for i, frame in enumerate(_decode_frames(container, stream, deadline, max_frames)):
             if frame.time is not None:
                 t = float(frame.time)
             elif rate and start_s == 0:  # no timestamps (raw streams): count frames instead
@@ -317,6 +339,7 @@ def decode_audio(
     sample_rate: int = 16000,
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> np.ndarray:
     """Decode ``num_samples`` mono samples at ``sample_rate`` from ``start_s``: ``float32 [T]``.
 
@@ -351,10 +374,17 @@ def decode_audio(
         decoded_end: float | None = None  # end time of the last decoded frame
 
         fed = 0.0  # seconds of input audio fed to the resampler since first_time
+        decoded = 0  # samples (per channel) decoded so far
         try:
             for frame in container.decode(stream):
                 if time.monotonic() > deadline:
-                    raise MediaError("timeout", "decoding the audio took too long; upload less")
+                    raise MediaError("decode_timeout", "decoding the audio took too long; upload "
+                                     "less or trim it near start_s")
+                decoded += frame.samples
+                if decoded > max_samples:
+                    raise MediaError("decode_limit", f"reaching start_s needed more than "
+                                     f"{max_samples} decoded samples (MMD_MAX_DECODED_SAMPLES); "
+                                     "trim the audio so the wanted part is near its start")
                 t = float(frame.time) if frame.time is not None else None
                 duration = frame.samples / frame.sample_rate if frame.sample_rate else 0.0
                 if t is not None:

@@ -200,12 +200,23 @@ class JobRunner:
         from worker import media
 
         frames, _channels, height, _width = unet_cfg.video_size
-        if spec.mode == "video-to-audio":
-            video = media.decode_video_clip(src, start_s=spec.start_s, num_frames=frames,
-                                            fps=10, size=height)
-            return video, None
-        audio = media.decode_audio(src, start_s=spec.start_s,
-                                   num_samples=unet_cfg.audio_size[1], sample_rate=16000)
+        limits = {"max_bytes": self.settings.max_upload_bytes,
+                  "timeout_s": self.settings.decode_timeout_s}
+        try:
+            if spec.mode == "video-to-audio":
+                video = media.decode_video_clip(src, start_s=spec.start_s, num_frames=frames,
+                                                fps=10, size=height, **limits,
+                                                max_frames=self.settings.max_decoded_frames)
+                return video, None
+            audio = media.decode_audio(src, start_s=spec.start_s,
+                                       num_samples=unet_cfg.audio_size[1], sample_rate=16000,
+                                       **limits, max_samples=self.settings.max_decoded_samples)
+        except media.MediaError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - PyAV oddities on hostile input, MemoryError
+            raise JobFailed("decode_failed", f"the {spec.mode.split('-')[0]} input could not be "
+                            f"decoded ({type(exc).__name__}: {exc}); re-encode it (H.264 MP4 "
+                            "or WAV)") from exc
         return None, audio
 
     def _mux(self, gen: Any, tmp: Path) -> list[Path]:

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.deps import AppState, State, base_url
 from service.metrics import UPLOAD_BYTES
-from service.probe import check_upload, probe_upload
+from service.probe import check_upload
 from service.schemas import ConditionalRequest, GenerateRequest, SubmitResponse, UploadResponse
 from service.submit import Idempotency, check_limits, enqueue, fingerprint, new_id, replay
 from service.submit import unprocessable
@@ -24,7 +24,8 @@ router = APIRouter(tags=["submit"])
 IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"model": SubmitResponse, "description": "queued; poll the `self` URL"},
-    413: {"description": "upload or clip too large"},
+    413: {"description": "upload, clip or video dimensions too large (`error.code`)"},
+    415: {"description": "not an accepted container or codec (`error.code`)"},
     422: {"description": "invalid parameters (the detail says which and why)"},
 }
 _MULTIPART_DOC = {
@@ -117,8 +118,7 @@ async def _conditional(request: Request, state: AppState, idempotency_key: str |
             raise unprocessable(exc) from exc
         model = check_limits(params, settings)
         assert form.file_path is not None
-        await run_in_threadpool(check_upload, form.file_path, need=need,
-                                max_duration_s=settings.max_clip_duration_s)
+        await run_in_threadpool(check_upload, form.file_path, need=need, settings=settings)
     except BaseException:
         form.cleanup()
         raise
@@ -160,10 +160,8 @@ async def upload(request: Request, state: State, idempotency_key: IdemHeader = N
     form = await parse_multipart(request, max_bytes=settings.max_upload_bytes)
     try:
         assert form.file_path is not None
-        info = await run_in_threadpool(probe_upload, form.file_path)
-        if info.duration_s is not None and info.duration_s > settings.max_clip_duration_s:
-            raise HTTPException(413, f"the upload lasts {info.duration_s:.1f} s, more than "
-                                     f"MMD_MAX_CLIP_DURATION_S={settings.max_clip_duration_s:g} s")
+        info = await run_in_threadpool(check_upload, form.file_path, need="any",
+                                       settings=settings)
     except BaseException:
         form.cleanup()
         raise

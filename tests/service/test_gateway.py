@@ -182,9 +182,11 @@ def test_upload_errors(client: TestClient, tmp_path: Path) -> None:
     wav = write_clip(tmp_path / "a.wav", video=False)
     with open(wav, "rb") as fh:  # audio file to the video route
         r = client.post("/video-to-audio", files={"file": ("a.wav", fh, "audio/wav")})
-    assert r.status_code == 422 and "no video stream" in r.text
+    assert r.status_code == 415 and r.json()["error"]["code"] == "container_not_allowed"
+    assert "holds no video stream" in r.json()["detail"]
     r = client.post("/audio-to-video", files={"file": ("x.mp3", b"not media at all", "audio/mpeg")})
-    assert r.status_code == 422 and "could not read the upload" in r.text
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
+    assert "a text file" in r.json()["detail"]
     r = client.post("/audio-to-video", data={"seed": "1"})
     assert r.status_code == 422
     big = b"\0" * 2_100_000  # over max_upload_bytes=2_000_000
