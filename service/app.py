@@ -8,8 +8,10 @@ from fastapi import FastAPI
 from redis import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.auth import Authenticator
 from service.deps import AppState
 from service.jobs import JobStore
+from service.limits import Limiter
 from service.metrics import HTTP_LATENCY
 from service.probe import UploadRejected, upload_rejected_handler
 from service.routes import health, jobs, submit
@@ -33,7 +35,8 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None,
         description="MM-Diffusion inference: submit a job, poll it, download the MP4.",
     )
     app.state.mmd = AppState(settings=settings, redis=redis, store=JobStore(redis, settings),
-                             storage=storage or make_storage(settings))
+                             storage=storage or make_storage(settings),
+                             auth=Authenticator(settings), limiter=Limiter(redis, settings))
     app.add_exception_handler(UploadRejected, upload_rejected_handler)  # type: ignore[arg-type]
     app.include_router(submit.router)
     app.include_router(jobs.router)

@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gateway": ("service.gateway_cli", "run the HTTP gateway only (no torch)"),
     "worker": ("worker.main", "run an RQ GPU/CPU worker that loads the models once"),
     "fetch-weights": ("worker.fetch_weights", "download checkpoints from S3 and verify sha256"),
+    "cleanup": ("service.cleanup_cli", "delete results and uploads older than MMD_RESULT_TTL_S"),
+    "hash-key": ("service.hash_key_cli", "print the sha256 digest of an API key for MMD_API_KEYS"),
 }
 
 

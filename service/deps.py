@@ -8,7 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from redis import Redis
 
+from service.auth import Authenticator
 from service.jobs import JobStore
+from service.limits import Limiter
 from service.settings import Settings
 from service.storage import Storage
 
@@ -19,6 +21,8 @@ class AppState:
     redis: Redis
     store: JobStore
     storage: Storage
+    auth: Authenticator
+    limiter: Limiter
 
 
 def get_state(request: Request) -> AppState:

@@ -34,6 +34,19 @@ def run(args: argparse.Namespace) -> int:
         log.error("MMD_REDIS_URL is not set; the gateway needs the workers' Redis "
                   "(or run `mmd serve` for everything on one machine)")
         return 2
+    if not settings.open_mode:
+        from service.auth import load_keys
+
+        try:
+            keys = load_keys(settings)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
+        if not keys:
+            log.error("no API keys configured and MMD_OPEN_MODE is off: set MMD_API_KEYS or "
+                      "MMD_API_KEYS_FILE (sha256 digests, `mmd hash-key KEY`), or "
+                      "MMD_OPEN_MODE=true for a gateway without authentication")
+            return 2
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         log.warning("--workers %d without PROMETHEUS_MULTIPROC_DIR: /metrics shows one "
                     "process only", args.workers)

@@ -69,8 +69,9 @@ class JobStore:
         return Queue(self.settings.queue_name, connection=self.redis)
 
     # --- gateway side ------------------------------------------------------------------
-    def create_and_enqueue(self, spec: JobSpec) -> None:
-        """Store the record (status queued) and put the id on the RQ queue."""
+    def create_and_enqueue(self, spec: JobSpec, owner: str = "open") -> None:
+        """Store the record (status queued, ``owner`` = the submitting key id, see
+        ``service.auth``) and put the id on the RQ queue."""
         key = self.job_key(spec.id)
         progress = Progress(stage="queued")
         with self.redis.pipeline() as pipe:
@@ -78,6 +79,7 @@ class JobStore:
                 key,
                 mapping={
                     "spec": spec.model_dump_json(),
+                    "owner": owner,
                     "status": JobStatus.queued.value,
                     "created_at": spec.created_at.isoformat(),
                     "progress": progress.model_dump_json(),
@@ -99,6 +101,12 @@ class JobStore:
             description=f"{spec.mode} {spec.id}",
             meta={"key_prefix": self.settings.key_prefix},
         )
+
+    def owned_by(self, job_id: str, owner: str) -> bool:
+        """Whether job ``job_id`` exists and was submitted by key id ``owner`` (records written
+        before owners existed belong to the open-mode owner ``"open"``)."""
+        spec, stored = self.redis.hmget(self.job_key(job_id), ["spec", "owner"])
+        return spec is not None and (_text(stored) if stored else "open") == owner
 
     def exists(self, job_id: str) -> bool:
         return bool(self.redis.exists(self.job_key(job_id)))

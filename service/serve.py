@@ -57,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not settings.api_keys and settings.api_keys_file is None \
+            and "MMD_OPEN_MODE" not in os.environ:
+        os.environ["MMD_OPEN_MODE"] = "true"  # local use: open unless keys are configured
+        get_settings.cache_clear()
+        settings = get_settings()
+    log.info("authentication: %s", "OFF (open mode)" if settings.open_mode else "API keys")
     lite = None
     if not settings.redis_url:
         lite, url = embedded_redis(settings.data_dir)

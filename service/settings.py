@@ -109,15 +109,22 @@ class Settings(BaseSettings):
     job_retries: int = Field(2, ge=0)  # re-runs of a job whose worker died (abandoned)
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)
 
-    # --- auth (enforced by a later issue) -------------------------------------------------
-    api_keys: list[SecretStr] = Field(default_factory=list)
-    open_mode: bool = True  # True: no API key required
+    # --- auth (service/auth.py) -----------------------------------------------------------
+    # API keys are configured as sha256 hex digests ("<hex>" or "<name>:<hex>"), never in clear;
+    # hash one with `python3 -c "import hashlib,sys;print(hashlib.sha256(sys.argv[1].encode())
+    # .hexdigest())" KEY`. MMD_API_KEYS_FILE holds one such entry a line (# comments allowed).
+    api_keys: list[str] = Field(default_factory=list)
+    api_keys_file: Path | None = None
+    open_mode: bool = False  # True: no API key needed (`mmd serve` turns it on when no keys)
+    rate_limit_per_minute: int = Field(60, ge=0)  # submissions per key per minute; 0 = no limit
+    max_active_jobs_per_key: int = Field(8, ge=0)  # queued + running per key; 0 = no limit
 
     # --- webhooks -------------------------------------------------------------------------
     webhook_secret: SecretStr | None = None  # None => webhooks are sent unsigned
     webhook_timeout_s: float = Field(10.0, gt=0)
     webhook_retries: int = Field(5, ge=0)
     webhook_backoff_s: float = Field(1.0, ge=0)
+    webhook_allow_private: bool = False  # True: allow loopback/private webhook targets (tests)
 
     # --- processes ------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -132,6 +139,15 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_prefix(cls, value: str) -> str:
         return value.strip("/")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_key_hashes(cls, value: list[str]) -> list[str]:
+        from service.auth import parse_key_entry
+
+        for entry in value:
+            parse_key_entry(entry, where="MMD_API_KEYS")
+        return value
 
     @model_validator(mode="after")
     def _check_models(self) -> Settings:

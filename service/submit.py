@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from service.deps import AppState
 from service.jobs import utcnow
 from service.metrics import JOBS_SUBMITTED
+from service.netguard import UnsafeURLError, check_url
 from service.schemas import JobSpec, JobStatus, JobUrls, Mode, SubmitResponse
 from service.settings import Settings
 
@@ -51,6 +52,26 @@ def check_limits(params: Any, settings: Settings) -> str:
         raise HTTPException(422, f"model {model!r} has no super-resolution network; send "
                                  "super_resolution.enabled=false")
     return str(model)
+
+
+def check_urls(params: Any, settings: Settings) -> None:
+    """422 unless ``webhook_url`` / ``audio_url`` are http(s) URLs to public addresses (SSRF
+    guard, ``service.netguard``; resolves DNS, so call it off the event loop)."""
+    for what in ("webhook_url", "audio_url"):
+        url = getattr(params, what, None)
+        if url is None:
+            continue
+        try:
+            check_url(str(url), allow_private=settings.webhook_allow_private, what=what)
+        except UnsafeURLError as exc:
+            raise HTTPException(422, str(exc)) from exc
+
+
+def admit(state: AppState, owner: str, job_id: str) -> None:
+    """429 with ``Retry-After`` when ``owner`` is over its rate limit or active-job quota."""
+    rejection = state.limiter.admit(owner, job_id)
+    if rejection is not None:
+        raise rejection.http()
 
 
 def fingerprint(payload: Any) -> str:
@@ -106,8 +127,8 @@ def replay(state: AppState, base: str, job_id: str) -> JSONResponse:
 
 def enqueue(state: AppState, base: str, *, job_id: str, mode: Mode, model: str, params: Any,
             input_key: str | None = None, input_filename: str | None = None,
-            input_url: str | None = None) -> JSONResponse:
-    """Store the job spec, enqueue it and answer ``202`` with its URLs."""
+            input_url: str | None = None, owner: str = "open") -> JSONResponse:
+    """Store the job spec (owned by key id ``owner``), enqueue it and answer ``202``."""
     seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
     spec = JobSpec(
         id=job_id, mode=mode, model=model, seed=seed, num_samples=params.num_samples,
@@ -117,7 +138,7 @@ def enqueue(state: AppState, base: str, *, job_id: str, mode: Mode, model: str, 
         webhook_url=str(params.webhook_url) if params.webhook_url else None,
         created_at=utcnow(),
     )
-    state.store.create_and_enqueue(spec)
+    state.store.create_and_enqueue(spec, owner)
     JOBS_SUBMITTED.labels(mode=mode).inc()
     body = SubmitResponse(id=job_id, status=JobStatus.queued, urls=job_urls(base, job_id))
     return JSONResponse(body.model_dump(mode="json"), status_code=202,

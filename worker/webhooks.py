@@ -4,6 +4,11 @@ backoff in a background thread so that the job result never waits for the receiv
 Headers: ``X-MMD-Signature: sha256=<hex>`` (present when ``MMD_WEBHOOK_SECRET`` is set),
 ``X-MMD-Event: job.<status>``, ``X-MMD-Delivery: <uuid>`` (the same on every retry).
 Receivers verify with ``hmac.compare_digest(sign(body, secret), header)``.
+
+SSRF: before every attempt the URL is checked again (``service.netguard``: http(s) only, the host
+must resolve to public addresses unless ``MMD_WEBHOOK_ALLOW_PRIVATE``), so a name that was public
+at submission and now resolves to a private address (DNS rebinding) is refused; redirects are
+never followed (a 3xx is a failed delivery).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from service.netguard import UnsafeURLError, check_url
 from worker.metrics import WEBHOOKS
 
 log = logging.getLogger(__name__)
@@ -39,7 +45,13 @@ class WebhookSender:
     """Delivers webhooks on a small thread pool; :meth:`close` waits for pending deliveries."""
 
     def __init__(self, *, secret: str | None, timeout_s: float, retries: int, backoff_s: float,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 allow_private: bool | None = None) -> None:
+        if allow_private is None:  # default: MMD_WEBHOOK_ALLOW_PRIVATE
+            from service.settings import get_settings
+
+            allow_private = get_settings().webhook_allow_private
+        self.allow_private = allow_private
         self.secret = secret
         self.timeout_s = timeout_s
         self.retries = retries
@@ -60,7 +72,14 @@ class WebhookSender:
             headers[SIGNATURE_HEADER] = sign(body, self.secret)
         for attempt in range(self.retries + 1):
             try:
-                r = httpx.post(url, content=body, headers=headers, timeout=self.timeout_s)
+                check_url(url, allow_private=self.allow_private)
+            except UnsafeURLError as exc:
+                log.warning("webhook %s refused: %s", url, exc)
+                WEBHOOKS.labels(outcome="refused").inc()
+                return False
+            try:
+                r = httpx.post(url, content=body, headers=headers, timeout=self.timeout_s,
+                               follow_redirects=False)
                 if 200 <= r.status_code < 300:
                     WEBHOOKS.labels(outcome="delivered").inc()
                     return True

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from service.deps import State, base_url
+from service.auth import Owner
+from service.deps import AppState, State, base_url
 from service.jobs import result_key
 from service.metrics import JOBS_CANCEL_REQUESTS
 from service.schemas import JobResult, JobStatus, JobView, SampleFile
@@ -35,9 +36,16 @@ def _not_found(job_id: str) -> HTTPException:
     return HTTPException(404, f"no job with id {job_id!r} (ids expire after MMD_RESULT_TTL_S)")
 
 
+def _check_owner(state: AppState, job_id: str, owner: str) -> None:
+    """Another key's job answers exactly like an unknown id (404), so ids cannot be probed."""
+    if not state.store.owned_by(job_id, owner):
+        raise _not_found(job_id)
+
+
 @router.get("/{job_id}", response_model=JobView)
-def get_job(job_id: str, request: Request, state: State) -> JobView:
+def get_job(job_id: str, request: Request, state: State, owner: Owner) -> JobView:
     """Status, progress, timestamps, queue position, error or result, and the request."""
+    _check_owner(state, job_id, owner)
     view = state.store.view(job_id)
     if view is None:
         raise _not_found(job_id)
@@ -47,10 +55,11 @@ def get_job(job_id: str, request: Request, state: State) -> JobView:
 @router.get("/{job_id}/result", response_class=Response,
             responses={200: {"content": {"video/mp4": {}}}, 307: {"description": "S3 URL"},
                        404: {"description": "unknown job"}, 409: {"description": "not done"}})
-def get_result(job_id: str, state: State,
+def get_result(job_id: str, state: State, owner: Owner,
                sample: Annotated[int, Query(ge=0)] = 0) -> Response:
     """The MP4: streamed with range requests (local storage) or a redirect to a presigned URL
     (S3). ``?sample=i`` selects one of ``num_samples`` outputs."""
+    _check_owner(state, job_id, owner)
     view = state.store.view(job_id)
     if view is None:
         raise _not_found(job_id)
@@ -71,7 +80,8 @@ def get_result(job_id: str, state: State,
     return RedirectResponse(url, status_code=307)
 
 
-def _cancel(job_id: str, request: Request, state: State) -> JobView:
+def _cancel(job_id: str, request: Request, state: State, owner: str) -> JobView:
+    _check_owner(state, job_id, owner)
     status = state.store.cancel(job_id)
     if status is None:
         raise _not_found(job_id)
@@ -84,13 +94,13 @@ def _cancel(job_id: str, request: Request, state: State) -> JobView:
 
 
 @router.post("/{job_id}/cancel", response_model=JobView, status_code=202)
-def cancel_job(job_id: str, request: Request, state: State) -> JobView:
+def cancel_job(job_id: str, request: Request, state: State, owner: Owner) -> JobView:
     """A queued job never runs; a running job stops within one sampler step (status turns
     ``canceled`` once the worker has stopped)."""
-    return _cancel(job_id, request, state)
+    return _cancel(job_id, request, state, owner)
 
 
 @router.delete("/{job_id}", response_model=JobView, status_code=202)
-def delete_job(job_id: str, request: Request, state: State) -> JobView:
+def delete_job(job_id: str, request: Request, state: State, owner: Owner) -> JobView:
     """Same as ``POST /jobs/{id}/cancel``."""
-    return _cancel(job_id, request, state)
+    return _cancel(job_id, request, state, owner)

@@ -11,12 +11,13 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from service.auth import Owner
 from service.deps import AppState, State, base_url
 from service.metrics import UPLOAD_BYTES
 from service.probe import check_upload
 from service.schemas import ConditionalRequest, GenerateRequest, SubmitResponse, UploadResponse
-from service.submit import Idempotency, check_limits, enqueue, fingerprint, new_id, replay
-from service.submit import unprocessable
+from service.submit import Idempotency, admit, check_limits, check_urls, enqueue, fingerprint
+from service.submit import new_id, replay, unprocessable
 from service.uploads import ParsedForm, form_params, parse_multipart
 
 router = APIRouter(tags=["submit"])
@@ -24,9 +25,11 @@ router = APIRouter(tags=["submit"])
 IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"model": SubmitResponse, "description": "queued; poll the `self` URL"},
+    401: {"description": "missing or invalid API key"},
     413: {"description": "upload, clip or video dimensions too large (`error.code`)"},
     415: {"description": "not an accepted container or codec (`error.code`)"},
     422: {"description": "invalid parameters (the detail says which and why)"},
+    429: {"description": "rate limit or active-job quota of the API key; see Retry-After"},
 }
 _MULTIPART_DOC = {
     "requestBody": {
@@ -65,12 +68,12 @@ async def _store_upload(state: AppState, form: ParsedForm, upload_id: str) -> st
 
 
 @router.post("/generate", status_code=202, responses=_ACCEPTED)
-def generate(body: GenerateRequest, request: Request, state: State,
+def generate(body: GenerateRequest, request: Request, state: State, owner: Owner,
              idempotency_key: IdemHeader = None) -> JSONResponse:
     """Joint audio+video generation, or ``mode: "audio-to-video"`` with an ``upload_id`` (from
     ``POST /uploads``) or an ``audio_url``."""
     base = base_url(request, state.settings)
-    idem = Idempotency(state, "/generate", idempotency_key)
+    idem = Idempotency(state, f"{owner} /generate", idempotency_key)
     print_ = fingerprint(body.model_dump(mode="json"))
     if (job_id := idem.existing(print_)) is not None:
         return replay(state, base, job_id)
@@ -90,24 +93,31 @@ def generate(body: GenerateRequest, request: Request, state: State,
                 raise HTTPException(422, f"upload_id {body.upload_id!r} is unknown or expired; "
                                          "upload again with POST /uploads")
             info = json.loads(meta)
+            if info.get("owner", "open") != owner:  # another key's upload: as if unknown
+                raise HTTPException(422, f"upload_id {body.upload_id!r} is unknown or expired; "
+                                         "upload again with POST /uploads")
             if not info.get("has_audio"):
                 raise HTTPException(422, "the upload has no audio stream; audio-to-video needs "
                                          "an audio file")
             input_key, input_filename = info["key"], info["filename"]
         else:
             input_url = str(body.audio_url)
+    check_urls(body, state.settings)
     job_id = new_id()
+    admit(state, owner, job_id)
     if (other := idem.reserve(job_id, print_)) is not None:
+        state.limiter.release(owner, job_id)
         return replay(state, base, other)
     return enqueue(state, base, job_id=job_id, mode=body.mode, model=model, params=body,
-                   input_key=input_key, input_filename=input_filename, input_url=input_url)
+                   input_key=input_key, input_filename=input_filename, input_url=input_url,
+                   owner=owner)
 
 
 async def _conditional(request: Request, state: AppState, idempotency_key: str | None,
-                       mode: str, need: str) -> JSONResponse:
+                       mode: str, need: str, owner: str) -> JSONResponse:
     settings = state.settings
     base = base_url(request, settings)
-    idem = Idempotency(state, f"/{mode}", idempotency_key)
+    idem = Idempotency(state, f"{owner} /{mode}", idempotency_key)
     if (job_id := await run_in_threadpool(idem.existing)) is not None:
         return await run_in_threadpool(replay, state, base, job_id)
     form = await parse_multipart(request, max_bytes=settings.max_upload_bytes)
@@ -118,41 +128,45 @@ async def _conditional(request: Request, state: AppState, idempotency_key: str |
             raise unprocessable(exc) from exc
         model = check_limits(params, settings)
         assert form.file_path is not None
+        await run_in_threadpool(check_urls, params, settings)
         await run_in_threadpool(check_upload, form.file_path, need=need, settings=settings)
+        job_id = new_id()
+        await run_in_threadpool(admit, state, owner, job_id)
     except BaseException:
         form.cleanup()
         raise
-    job_id = new_id()
     key = await _store_upload(state, form, job_id)
     if (other := await run_in_threadpool(idem.reserve, job_id)) is not None:
         await run_in_threadpool(state.storage.delete, key)
+        await run_in_threadpool(state.limiter.release, owner, job_id)
         return await run_in_threadpool(replay, state, base, other)
     return await run_in_threadpool(
         lambda: enqueue(state, base, job_id=job_id, mode=mode, model=model,  # type: ignore[arg-type]
-                        params=params, input_key=key, input_filename=form.filename))
+                        params=params, input_key=key, input_filename=form.filename, owner=owner))
 
 
 @router.post("/video-to-audio", status_code=202, responses=_ACCEPTED, openapi_extra=_MULTIPART_DOC)
-async def video_to_audio(request: Request, state: State,
+async def video_to_audio(request: Request, state: State, owner: Owner,
                          idempotency_key: IdemHeader = None) -> JSONResponse:
     """Upload a clip (multipart ``file``); the soundtrack is generated for its first 1.6 s (or
     from ``start_s``). Parameters as form fields or a JSON ``params`` part."""
-    return await _conditional(request, state, idempotency_key, "video-to-audio", "video")
+    return await _conditional(request, state, idempotency_key, "video-to-audio", "video", owner)
 
 
 @router.post("/audio-to-video", status_code=202, responses=_ACCEPTED, openapi_extra=_MULTIPART_DOC)
-async def audio_to_video(request: Request, state: State,
+async def audio_to_video(request: Request, state: State, owner: Owner,
                          idempotency_key: IdemHeader = None) -> JSONResponse:
     """Upload audio (wav, mp3, m4a/aac, flac, ogg); the video is generated for it."""
-    return await _conditional(request, state, idempotency_key, "audio-to-video", "audio")
+    return await _conditional(request, state, idempotency_key, "audio-to-video", "audio", owner)
 
 
 @router.post("/uploads", status_code=201, response_model=UploadResponse,
              openapi_extra=_MULTIPART_DOC)
-async def upload(request: Request, state: State, idempotency_key: IdemHeader = None) -> Any:
+async def upload(request: Request, state: State, owner: Owner,
+                 idempotency_key: IdemHeader = None) -> Any:
     """Store a media file for a later ``POST /generate`` (``upload_id``)."""
     settings = state.settings
-    idem = Idempotency(state, "/uploads", idempotency_key)
+    idem = Idempotency(state, f"{owner} /uploads", idempotency_key)
     if (upload_id := await run_in_threadpool(idem.existing)) is not None:
         raw = await run_in_threadpool(state.redis.get, settings.key("upload", upload_id))
         if raw is not None:
@@ -169,7 +183,7 @@ async def upload(request: Request, state: State, idempotency_key: IdemHeader = N
     size, filename = form.file_bytes, form.filename
     key = await _store_upload(state, form, upload_id)
     meta = {"key": key, "filename": filename, "bytes": size,
-            "has_audio": info.has_audio, "has_video": info.has_video}
+            "has_audio": info.has_audio, "has_video": info.has_video, "owner": owner}
     await run_in_threadpool(lambda: state.redis.set(settings.key("upload", upload_id),
                                                     json.dumps(meta), ex=settings.result_ttl_s))
     if (other := await run_in_threadpool(idem.reserve, upload_id)) is not None:

@@ -110,7 +110,9 @@ def test_compose_entrypoints_serve_a_job(servers: dict[str, str]) -> None:
 
         body = {"seed": 3, "sampler": {"name": "dpm_solver", "steps": 3, "order": 2},
                 "super_resolution": {"enabled": True, "sampler": "ddim", "steps": 2}}
-        with httpx.Client(base_url=base, timeout=30) as c:
+        auth = {"Authorization": "Bearer mmd-dev-api-key"}  # the compose file's dev key
+        assert httpx.post(base + "/generate", json=body).status_code == 401  # auth is on
+        with httpx.Client(base_url=base, timeout=30, headers=auth) as c:
             r = c.post("/generate", json=body)
             assert r.status_code == 202, r.text
             job_id = r.json()["id"]

@@ -57,6 +57,8 @@ def stack_env(redis: str, tmp: Path, **extra: str) -> dict[str, str]:
         "MMD_WORKER_HEARTBEAT_TTL_S": "3", "MMD_WORKER_METRICS_PORT": str(free_port()),
         "MMD_PORT": str(free_port()), "MMD_MAX_UPLOAD_BYTES": "5000000",
         "MMD_WEBHOOK_RETRIES": "0", "MMD_LOG_LEVEL": "INFO",
+        "MMD_OPEN_MODE": "true", "MMD_WEBHOOK_ALLOW_PRIVATE": "true",
+        "MMD_RATE_LIMIT_PER_MINUTE": "0", "MMD_MAX_ACTIVE_JOBS_PER_KEY": "0",
         "OMP_NUM_THREADS": "1", "MMD_TORCH_THREADS": "1",
     }
     env.update(extra)

@@ -39,7 +39,9 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
     tag = uuid.uuid4().hex[:8]
     return Settings(redis_url=redis_url, data_dir=tmp_path / "data", key_prefix=f"t{tag}",
                     queue_name=f"q{tag}", worker_ready_file=None, max_upload_bytes=2_000_000,
-                    max_clip_duration_s=60.0, max_num_samples=2, max_steps=50, max_sr_steps=30)
+                    max_clip_duration_s=60.0, max_num_samples=2, max_steps=50, max_sr_steps=30,
+                    open_mode=True, webhook_allow_private=True, rate_limit_per_minute=0,
+                    max_active_jobs_per_key=0)
 
 
 def write_clip(path: Path, *, seconds: float = 2.0, fps: int = 10, size: int = 32,

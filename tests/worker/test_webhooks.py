@@ -57,7 +57,8 @@ def test_signature_is_hmac_sha256_of_body() -> None:
 
 def test_retries_with_backoff_then_delivers(receiver: Receiver) -> None:
     sleeps: list[float] = []
-    sender = WebhookSender(secret="k", timeout_s=5, retries=3, backoff_s=0.5, sleep=sleeps.append)
+    sender = WebhookSender(secret="k", timeout_s=5, retries=3, backoff_s=0.5, sleep=sleeps.append,
+                           allow_private=True)
     assert sender.send(receiver.url, "job.succeeded", {"id": "x"}).result(timeout=20) is True
     sender.close()
     assert len(receiver.calls) == 3 and sleeps == [0.5, 1.0]
@@ -68,7 +69,8 @@ def test_retries_with_backoff_then_delivers(receiver: Receiver) -> None:
 
 
 def test_gives_up_after_retries(receiver: Receiver) -> None:
-    sender = WebhookSender(secret=None, timeout_s=5, retries=1, backoff_s=0, sleep=lambda s: None)
+    sender = WebhookSender(secret=None, timeout_s=5, retries=1, backoff_s=0, sleep=lambda s: None,
+                           allow_private=True)
     assert sender.send(receiver.url, "job.failed", {}).result(timeout=20) is False
     sender.close()
     assert len(receiver.calls) == 2 and SIGNATURE_HEADER not in receiver.calls[0][0]
@@ -78,7 +80,8 @@ def test_finished_job_posts_its_view(settings: Settings, redis_conn: Redis) -> N
     store = JobStore(redis_conn, settings)
     hook = Receiver(fail_first=0)
     try:
-        sender = WebhookSender(secret="topsecret", timeout_s=5, retries=0, backoff_s=0)
+        sender = WebhookSender(secret="topsecret", timeout_s=5, retries=0, backoff_s=0,
+                               allow_private=True)
         runner = make_runner(settings, store, FakeGenerate())
         runner.webhooks = sender
         spec = make_spec(webhook_url=hook.url)
