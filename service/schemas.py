@@ -111,6 +111,7 @@ class JobResult(_Frozen):
     samples: list[SampleFile] = Field(default_factory=list)
     nfe: dict[str, int] = Field(default_factory=dict)
     stage_seconds: dict[str, float] = Field(default_factory=dict)
+    batch_size: int = 1  # jobs the worker ran together in one batch (MMD_MAX_BATCH)
 
 
 class JobSpec(_Frozen):

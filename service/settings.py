@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     precision: Precision = "fp32"
     warmup: bool = True  # run one short generation per model before marking the worker ready
     torch_threads: int = Field(0, ge=0)  # CPU threads for torch in the worker; 0 = torch default
+    # dynamic batching (worker/batching.py): compatible queued joint jobs run as one batch.
+    # Off (1) by default: on 2 CPU cores it gains ~20 %, and a batched job matches its solo
+    # run only up to float rounding; set 4-8 on GPU workers.
+    max_batch: int = Field(1, ge=1)  # jobs per batch (1 = no batching)
+    batch_wait_ms: int = Field(50, ge=0)  # how long to wait for more compatible jobs
+    batch_memory_mb: int = Field(8192, ge=1)  # estimated base-stage memory a batch may use
 
     # --- limits ---------------------------------------------------------------------------
     max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1)

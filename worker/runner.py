@@ -53,11 +53,26 @@ class JobRunner:
     # per-job bookkeeping, reset by run() (a worker runs one job at a time)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     _last_fraction: float = 0.0
+    # dynamic batching (worker/batching.py): ids the worker claimed to run with the next job,
+    # and the batch's outcome per job id (a GenerationResult or the exception to record)
+    batch_extras: list[str] = field(default_factory=list)
+    batch_results: dict[str, Any] = field(default_factory=dict)
 
     # --- entry point ------------------------------------------------------------------
     def run(self, job_id: str) -> str:
         """Run one job to a terminal status; returns it. Never raises for a job's own failure
-        (RQ's retries are kept for jobs whose worker died)."""
+        (RQ's retries are kept for jobs whose worker died). With ``batch_extras`` set (by the
+        worker's batcher), runs ``job_id`` and those jobs as one batch (worker/batching.py)."""
+        extras, self.batch_extras = self.batch_extras, []
+        if extras:
+            from worker.batching import run_batch
+
+            return run_batch(self, [job_id, *extras])[0]
+        spec = self.claim(job_id)
+        return spec if isinstance(spec, str) else self.complete(spec)
+
+    def claim(self, job_id: str) -> JobSpec | str:
+        """queued -> running; returns the spec, or the status to report when not runnable."""
         spec = self.store.spec(job_id)
         if spec is None:
             log.warning("job %s has no record (expired?); skipping", job_id)
@@ -67,10 +82,15 @@ class JobRunner:
             log.info("job %s is %s, not queued (canceled before it started?); skipping", job_id,
                      current.value if current else "gone")
             return current.value if current else "missing"
+        metrics.QUEUE_WAIT.observe(max(0.0, (utcnow() - spec.created_at).total_seconds()))
+        return spec
+
+    def complete(self, spec: JobSpec) -> str:
+        """Run a claimed job to a terminal status (from ``batch_results`` when it ran in a batch)."""
+        job_id = spec.id
         started = time.monotonic()
         self.stage_seconds = {}
         self._last_fraction = 0.0
-        metrics.QUEUE_WAIT.observe(max(0.0, (utcnow() - spec.created_at).total_seconds()))
         metrics.JOBS_IN_PROGRESS.inc()
         status = JobStatus.failed
         try:
@@ -90,14 +110,11 @@ class JobRunner:
 
     # --- the stages -------------------------------------------------------------------
     def _execute(self, spec: JobSpec) -> JobResult:
-        from model.pipeline import GenerationRequest
-        from model.samplers import SamplerSpec
-
         models = self.models.get(spec.model)
         if models is None:
             raise JobFailed("unknown_model", f"model {spec.model!r} is not loaded by this "
                             f"worker (loaded: {sorted(self.models)}); check MMD_MODELS")
-        sr_on = spec.super_resolution.enabled and models.sr is not None
+        sr_on = self.sr_on(spec, models)
         with tempfile.TemporaryDirectory(prefix=f"mmd-{spec.id[:8]}-") as tmp_name:
             tmp = Path(tmp_name)
             cond_video = cond_audio = None
@@ -105,18 +122,8 @@ class JobRunner:
                 src = self._stage(spec, "fetch", lambda: self._fetch_input(spec, tmp))
                 cond_video, cond_audio = self._stage(
                     spec, "decode", lambda: self._decode(spec, src, models.unet_cfg))
-            s = spec.sampler
-            request = GenerationRequest(
-                mode=spec.mode, seed=spec.seed, num_samples=spec.num_samples,
-                base_sampler=SamplerSpec(name=s.name, steps=s.steps, order=s.order,
-                                         method=s.method, eta=s.eta),
-                super_resolution=sr_on,
-                sr_sampler=SamplerSpec(name=spec.super_resolution.sampler,
-                                       steps=spec.super_resolution.steps),
-                guidance=spec.guidance, guidance_scale=spec.guidance_scale,
-                condition_video=cond_video, condition_audio=cond_audio,
-            )
-            gen = self.generate(request, models, progress=self._progress_fn(spec, sr_on))
+            request = self.request(spec, sr_on, cond_video, cond_audio)
+            gen = self._generate_for(spec, request, models, sr_on)
             for stage, seconds in gen.stage_seconds.items():
                 self.stage_seconds[stage] = seconds
                 metrics.STAGE_SECONDS.labels(stage=stage).observe(seconds)
@@ -132,7 +139,39 @@ class JobRunner:
             height=int(frames.shape[2]), fps=int(gen.fps), sample_rate=int(gen.sample_rate),
             samples=samples, nfe={k: int(v) for k, v in gen.nfe.items()},
             stage_seconds={k: round(v, 4) for k, v in self.stage_seconds.items()},
+            batch_size=int(getattr(gen, "batch_size", 1)),
         )
+
+    def request(self, spec: JobSpec, sr_on: bool, cond_video: Any = None,
+                cond_audio: Any = None) -> Any:
+        """The ``model.pipeline.GenerationRequest`` of ``spec``."""
+        from model.pipeline import GenerationRequest
+        from model.samplers import SamplerSpec
+
+        s = spec.sampler
+        return GenerationRequest(
+            mode=spec.mode, seed=spec.seed, num_samples=spec.num_samples,
+            base_sampler=SamplerSpec(name=s.name, steps=s.steps, order=s.order,
+                                     method=s.method, eta=s.eta),
+            super_resolution=sr_on,
+            sr_sampler=SamplerSpec(name=spec.super_resolution.sampler,
+                                   steps=spec.super_resolution.steps),
+            guidance=spec.guidance, guidance_scale=spec.guidance_scale,
+            condition_video=cond_video, condition_audio=cond_audio,
+        )
+
+    @staticmethod
+    def sr_on(spec: JobSpec, models: Any) -> bool:
+        return spec.super_resolution.enabled and models.sr is not None
+
+    def _generate_for(self, spec: JobSpec, request: Any, models: Any, sr_on: bool) -> Any:
+        """Generate alone, or take this job's outcome of the batch it ran in."""
+        if spec.id not in self.batch_results:
+            return self.generate(request, models, progress=self._progress_fn(spec, sr_on))
+        outcome = self.batch_results.pop(spec.id)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     def _stage(self, spec: JobSpec, stage: str, fn: Callable[[], Any]) -> Any:
         if self._report(spec.id, Progress(stage=stage, fraction=self._last_fraction)):

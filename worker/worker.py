@@ -117,6 +117,9 @@ class MMDWorker(SimpleWorker):
         return max(10, self.heartbeat_ttl_s * 2)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        batcher = self._batcher()
+        if batcher is not None:  # MMD_MAX_BATCH > 1: claim compatible queued jobs first
+            batcher.claim(job, queue, ttl=self.get_heartbeat_ttl(job))
         stop = threading.Event()
         beat = threading.Thread(target=self._job_heartbeats, args=(job, stop),
                                 name="mmd-job-heartbeat", daemon=True)
@@ -126,6 +129,21 @@ class MMDWorker(SimpleWorker):
         finally:
             stop.set()
             beat.join(timeout=5)
+            if batcher is not None:
+                batcher.finish()
+
+    def _batcher(self) -> Any:
+        """The :class:`worker.batching.Batcher` of the installed runner (None: batching off)."""
+        from worker import jobs
+
+        runner = jobs._RUNNER
+        if runner is None or runner.settings.max_batch <= 1:
+            return None
+        if getattr(self, "_batcher_obj", None) is None or self._batcher_obj.runner is not runner:
+            from worker.batching import Batcher
+
+            self._batcher_obj = Batcher(runner, self.connection, self.name)
+        return self._batcher_obj
 
     def _job_heartbeats(self, job: Job, stop: threading.Event) -> None:
         while not stop.wait(max(1.0, self.heartbeat_ttl_s / 3)):
@@ -133,5 +151,8 @@ class MMDWorker(SimpleWorker):
                 continue
             try:
                 self.maintain_heartbeats(job)
+                batcher = getattr(self, "_batcher_obj", None)
+                if batcher is not None:
+                    batcher.heartbeat(self.get_heartbeat_ttl(job))
             except Exception:  # noqa: BLE001 - a missed beat only shortens the margin
                 log.debug("job heartbeat failed", exc_info=True)

@@ -1,0 +1,212 @@
+"""Dynamic batching: compatibility keys, per-sample window shifts, the claim logic against a real
+redis-server, cancel of one batch member, and batched == alone with the tiny model on CPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from redis import Redis
+from rq.job import Job, JobStatus as RQStatus
+
+from model.attention import CrossAttention, ShiftSource
+from model.pipeline import GenerationRequest, batch_key, generate, generate_batch
+from model.registry import load_models
+from model.samplers import SamplerSpec
+from service.jobs import JobStore
+from service.schemas import JobStatus, SamplerParams, SuperResolutionParams
+from service.settings import Settings
+from service.storage import LocalStorage
+from tests.worker.test_runner import make_spec
+from worker.batching import Batcher, estimate_batch_bytes, run_batch, spec_key
+from worker.runner import JobRunner
+
+FAST = dict(base_sampler=SamplerSpec(steps=3, order=2), sr_sampler=SamplerSpec(name="ddim", steps=2))
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Any:
+    torch.manual_seed(0)
+    return load_models("default", preset="tiny")
+
+
+@pytest.fixture
+def store(settings: Settings, redis_conn: Redis) -> JobStore:
+    return JobStore(redis_conn, settings)
+
+
+# --- compatibility -------------------------------------------------------------------------
+def test_spec_key_groups_only_independent_compatible_jobs() -> None:
+    a, b = make_spec(seed=1), make_spec(seed=2)
+    assert spec_key(a) is not None and spec_key(a) == spec_key(b)  # seeds may differ
+    assert spec_key(make_spec(sampler=SamplerParams(steps=4))) != spec_key(a)
+    assert spec_key(make_spec(num_samples=2)) != spec_key(a)
+    assert spec_key(make_spec(model="other")) != spec_key(a)
+    assert spec_key(make_spec(super_resolution=SuperResolutionParams(steps=3))) != spec_key(a)
+    assert spec_key(make_spec(mode="video-to-audio", input_key="x.mp4")) is None  # grad mean
+    assert spec_key(make_spec(sampler=SamplerParams(method="adaptive", order=2))) is None  # max E
+    assert spec_key(make_spec(super_resolution=SuperResolutionParams(sampler="ddpm"))) is None
+
+
+def test_pipeline_batch_key_and_refusal(tiny: Any) -> None:
+    joint = GenerationRequest(seed=1, **FAST)
+    assert batch_key(joint) == batch_key(GenerationRequest(seed=9, **FAST))
+    assert batch_key(GenerationRequest(base_sampler=SamplerSpec(method="adaptive", order=2))) is None
+    assert batch_key(GenerationRequest(sr_sampler=SamplerSpec(name="ddim", steps=2, eta=0.5))) is None
+    other = GenerationRequest(seed=2, base_sampler=SamplerSpec(steps=4, order=2))
+    with pytest.raises(ValueError, match="cannot share a batch"):
+        generate_batch([joint, other], tiny)
+
+
+# --- per-sample window shifts --------------------------------------------------------------
+class _Fixed:
+    """A shift source handing out one per-sample shift tensor."""
+
+    def __init__(self, shifts: list[int]) -> None:
+        self.shifts = torch.tensor(shifts)
+
+    def next(self, name: str, high: int, enabled: bool) -> torch.Tensor:
+        return self.shifts
+
+
+def test_per_sample_shifts_equal_each_sample_alone() -> None:
+    torch.manual_seed(0)
+    mod = CrossAttention(64, 2, window=2, shift=True).eval()
+    for p in mod.parameters():  # the output projections are zero-initialised
+        torch.nn.init.normal_(p, std=0.2)
+    video, audio = torch.randn(3, 4, 64, 3, 3), torch.randn(3, 64, 70)  # 70 = 4*17 + 2 rest
+    with torch.no_grad():
+        out_v, out_a = mod(video, audio, _Fixed([0, 2, 1]))
+        for i, s in enumerate([0, 2, 1]):
+            ov, oa = mod(video[i:i + 1], audio[i:i + 1], ShiftSource([s], None))
+            torch.testing.assert_close(out_v[i:i + 1], ov, rtol=0, atol=1e-5)
+            torch.testing.assert_close(out_a[i:i + 1], oa, rtol=0, atol=1e-5)
+        assert not torch.allclose(out_v[1:2], mod(video[1:2], audio[1:2], ShiftSource([0], None))[0])
+
+
+def test_shift_groups_draw_each_jobs_own_sequence() -> None:
+    gens = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+    alone = [[ShiftSource(None, torch.Generator().manual_seed(s)).next("x", 6, True)
+              for _ in range(1)] for s in (1, 2, 3)]
+    src = ShiftSource(None, None, groups=[(gens[0], 1), (gens[1], 2), (gens[2], 1)])
+    got = src.next("x", 6, True)
+    draws = [a[0] for a in alone]
+    if len(set(draws)) == 1:
+        assert got == draws[0]
+    else:
+        assert got.tolist() == [draws[0], draws[1], draws[1], draws[2]]
+    assert src.next("y", 0, True) == 0  # unshifted block: no draw, shared int
+
+
+# --- batched == alone ----------------------------------------------------------------------
+def test_batched_equals_alone_within_float_rounding(tiny: Any) -> None:
+    """Tolerance: a batched conv/matmul may sum in another order than batch 1 (oneDNN picks
+    kernels by shape), so the float sample differs by ~1e-6 relative; after uint8 truncation a
+    pixel can flip by one level. Measured (tiny, 4 jobs): audio <= 4e-5, <= 3e-5 of pixels by 1."""
+    requests = [GenerationRequest(seed=s, num_samples=n, **FAST) for s, n in ((11, 1), (12, 2), (13, 1))]
+    alone = [generate(r, tiny) for r in requests]
+    batched = generate_batch(requests, tiny)
+    for a, b in zip(alone, batched):
+        assert b is not None and b.batch_size == 3 and b.frames.shape == a.frames.shape
+        diff = np.abs(a.frames.astype(int) - b.frames.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3
+        assert np.abs(a.audio - b.audio).max() <= 2e-4
+    # the jobs differ from each other (own seeds), far beyond the rounding above
+    assert np.abs(alone[0].audio - alone[2].audio).max() > 0.05
+
+
+def test_one_canceled_member_is_dropped_others_continue(tiny: Any) -> None:
+    calls: list[int] = []
+
+    def cancel_at_2(stage: str, step: int, total: int) -> None:
+        from model.samplers import SamplingCancelled
+
+        calls.append(step)
+        if step >= 2:
+            raise SamplingCancelled("test")
+
+    requests = [GenerationRequest(seed=s, super_resolution=False, **FAST) for s in (1, 2)]
+    out = generate_batch(requests, tiny, progress_fns=[None, cancel_at_2])
+    assert out[0] is not None and out[1] is None and calls == [1, 2]  # not called after cancel
+
+
+# --- the worker side: claim and run against a real Redis -----------------------------------
+def _runner(settings: Settings, store: JobStore, tiny: Any) -> JobRunner:
+    from model.pipeline import generate as pipeline_generate
+
+    return JobRunner(settings=settings, store=store, storage=LocalStorage(settings.data_dir),
+                     models={"default": tiny}, generate=pipeline_generate)
+
+
+def _enqueue(store: JobStore, **kw: Any) -> str:
+    spec = make_spec(**kw)
+    store.create_and_enqueue(spec)
+    return spec.id
+
+
+def test_claim_takes_compatible_jobs_atomically(settings: Settings, store: JobStore,
+                                                 redis_conn: Redis, tiny: Any) -> None:
+    settings = settings.model_copy(update={"max_batch": 3, "batch_wait_ms": 0})
+    lead = _enqueue(store, seed=1)
+    odd = _enqueue(store, seed=2, sampler=SamplerParams(steps=4))
+    b, c, d = (_enqueue(store, seed=s) for s in (3, 4, 5))
+    queue = store.queue
+    assert redis_conn.lrem(queue.key, 1, lead) == 1  # what RQ's dequeue did
+    batcher = Batcher(_runner(settings, store, tiny), redis_conn, "w1")
+    claimed = batcher.claim(Job.fetch(lead, connection=redis_conn), queue, ttl=30)
+    assert claimed == [b, c] and batcher.runner.batch_extras == [b, c]
+    assert queue.get_job_ids() == [odd, d]
+    started = queue.started_job_registry.get_job_ids()
+    assert set(started) == {b, c}
+    # another worker cannot take the same jobs: they are gone from the queue list
+    other = Batcher(_runner(settings, store, tiny), redis_conn, "w2")
+    assert other.claim(Job.fetch(lead, connection=redis_conn), queue, ttl=30) == [d]
+    batcher.finish()
+    assert queue.started_job_registry.get_job_ids() == [d]
+    assert Job.fetch(b, connection=redis_conn).get_status() == RQStatus.FINISHED
+
+
+def test_claim_respects_the_memory_budget(settings: Settings, store: JobStore,
+                                          redis_conn: Redis, tiny: Any) -> None:
+    one = estimate_batch_bytes(tiny, 1)
+    mb = -(-2 * one // 2**20)  # room for exactly two jobs (rounded up to MiB)
+    settings = settings.model_copy(update={"max_batch": 8, "batch_wait_ms": 0,
+                                           "batch_memory_mb": mb})
+    ids = [_enqueue(store, seed=s) for s in range(4)]
+    redis_conn.lrem(store.queue.key, 1, ids[0])
+    batcher = Batcher(_runner(settings, store, tiny), redis_conn, "w1")
+    claimed = batcher.claim(Job.fetch(ids[0], connection=redis_conn), store.queue, ttl=30)
+    assert len(claimed) + 1 == (mb * 2**20) // one < 4  # stopped by the budget, not the limit
+    # a batch over the budget is refused with a clear error per job
+    small = settings.model_copy(update={"batch_memory_mb": 1})
+    runner = _runner(small, store, tiny)
+    statuses = run_batch(runner, [ids[0], *claimed])
+    assert statuses == ["failed"] * len(statuses)
+    view = store.view(ids[0])
+    assert view is not None and view.error is not None and view.error.code == "batch_too_large"
+    assert "MMD_BATCH_MEMORY_MB" in view.error.message
+
+
+def test_run_batch_completes_each_job_and_cancels_one(settings: Settings, store: JobStore,
+                                                      tiny: Any) -> None:
+    fast = dict(sampler=SamplerParams(steps=2, order=2),
+                super_resolution=SuperResolutionParams(enabled=False))
+    ids = [_enqueue(store, seed=s, **fast) for s in (1, 2, 3)]
+    runner = _runner(settings, store, tiny)
+    canceled_at: list[str] = []
+
+    def on_progress(progress: Any) -> None:  # cancel job 2 during the base stage
+        if progress.stage == "base" and progress.step == 1 and not canceled_at:
+            store.cancel(ids[1])
+            canceled_at.append("base")
+
+    runner.on_progress = on_progress
+    statuses = run_batch(runner, ids)
+    assert statuses == ["succeeded", "canceled", "succeeded"]
+    for job_id in (ids[0], ids[2]):
+        view = store.view(job_id)
+        assert view is not None and view.result is not None
+        assert view.result.batch_size == 3 and view.result.nfe["base"] == 2
+    assert store.status(ids[1]) == JobStatus.canceled

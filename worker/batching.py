@@ -1,0 +1,210 @@
+"""Dynamic batching: after dequeuing a job, claim compatible queued jobs and run them together.
+
+Compatible (:func:`spec_key`): same model, joint mode, base sampler, SR settings and
+``num_samples``, and nothing that couples the samples of a batch (see
+``model.pipeline.batch_key``: conditional modes, adaptive DPM-Solver and stochastic SR samplers
+always run alone). Up to ``MMD_MAX_BATCH`` jobs, waiting at most ``MMD_BATCH_WAIT_MS`` for more
+to arrive, and only as many as fit ``MMD_BATCH_MEMORY_MB`` by :func:`estimate_batch_bytes`.
+
+Claiming is atomic across workers: a job is ours once ``LREM`` removed its id from RQ's queue
+list (exactly one worker can remove it). It then gets an RQ execution in the started registry,
+renewed by the worker's job heartbeat thread like the job RQ gave it, so a batch whose worker
+died is found abandoned and retried like any job. Each job is then completed by
+:class:`worker.runner.JobRunner` (result upload, metadata, webhook, metrics) on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from redis import Redis
+from rq.executions import Execution
+from rq.job import Job, JobStatus as RQStatus
+from rq.queue import Queue
+
+from service.schemas import JobSpec, JobStatus
+from worker import metrics
+from worker.runner import JobFailed, JobRunner, ProgressFn
+
+if TYPE_CHECKING:
+    from model.pipeline import LoadedModels
+
+log = logging.getLogger(__name__)
+SCAN_LIMIT = 200  # queued ids looked at per scan (the head of the queue)
+
+
+def spec_key(spec: JobSpec) -> tuple[object, ...] | None:
+    """Jobs with equal keys may share a batch; None = this job always runs alone."""
+    s, sr = spec.sampler, spec.super_resolution
+    if spec.mode != "joint" or (s.name.startswith("dpm_solver") and s.method == "adaptive"):
+        return None
+    if sr.enabled and sr.sampler == "ddpm":
+        return None
+    return (spec.model, spec.mode, spec.num_samples, s.model_dump_json(), sr.model_dump_json())
+
+
+def estimate_batch_bytes(models: LoadedModels, samples: int) -> int:
+    """Rough peak of the base stage for ``samples`` samples (the SR stage is chunked by
+    ``MMD_SR_MAX_BATCH_FRAMES`` and does not grow with the batch): per sample, fp32 activations
+    of ``model_channels x (video elements F*H*W + audio length)`` kept for every resolution
+    level and residual block (skip connections), times 2 for transient buffers."""
+    cfg = models.unet_cfg
+    frames, _, height, width = cfg.video_size
+    tokens = frames * height * width + cfg.audio_size[1]
+    per_sample = 4 * cfg.model_channels * tokens * (cfg.num_res_blocks + 1) * len(cfg.channel_mult) * 2
+    return samples * per_sample
+
+
+class Batcher:
+    """Claims compatible jobs for the job the worker just dequeued (see the module doc)."""
+
+    def __init__(self, runner: JobRunner, connection: Redis, worker_name: str) -> None:
+        self.runner = runner
+        self.settings = runner.settings
+        self.connection = connection
+        self.worker_name = worker_name
+        self.active: list[tuple[Job, Execution]] = []
+        self._lock = threading.Lock()
+
+    def claim(self, job: Job, queue: Queue, ttl: int) -> list[str]:
+        """Claim up to ``MMD_MAX_BATCH - 1`` jobs compatible with ``job``; sets the runner's
+        ``batch_extras``. Returns the claimed ids (empty: run ``job`` alone)."""
+        limit = self.settings.max_batch
+        lead = self.runner.store.spec(str(job.args[0]) if job.args else job.id)
+        key = spec_key(lead) if lead is not None and limit > 1 else None
+        models = self.runner.models.get(lead.model) if lead is not None else None
+        if key is None or models is None:
+            return []
+        budget = self.settings.batch_memory_mb * 2**20
+        per_job = estimate_batch_bytes(models, lead.num_samples)
+        claimed: list[str] = []
+        deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
+        while True:
+            for raw in self.connection.lrange(queue.key, 0, SCAN_LIMIT - 1):
+                if len(claimed) + 1 >= limit or per_job * (len(claimed) + 2) > budget:
+                    break
+                job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+                spec = self.runner.store.spec(job_id)
+                if spec is None or spec_key(spec) != key:
+                    continue
+                if self.runner.store.status(job_id) != JobStatus.queued:
+                    continue
+                if self.connection.lrem(queue.key, 1, job_id) == 1 and self._start(job_id, ttl):
+                    claimed.append(job_id)
+            full = len(claimed) + 1 >= limit or per_job * (len(claimed) + 2) > budget
+            left = deadline - time.monotonic()
+            if full or left <= 0:
+                break
+            time.sleep(min(0.02, left))
+        self.runner.batch_extras = list(claimed)
+        if claimed:
+            log.info("job %s runs in a batch with %s", job.id, claimed)
+        return claimed
+
+    def _start(self, job_id: str, ttl: int) -> bool:
+        """Mark a claimed RQ job started by this worker (an execution in the started registry)."""
+        try:
+            job = Job.fetch(job_id, connection=self.connection)
+        except Exception:  # noqa: BLE001 - RQ job hash gone (expired): the record decides
+            log.warning("claimed job %s has no RQ job; running it from its record", job_id)
+            return True
+        with self.connection.pipeline() as pipe:
+            job.prepare_for_execution(self.worker_name, pipeline=pipe)
+            execution = Execution.create(job, ttl, pipe, worker_name=self.worker_name)
+            pipe.execute()
+        with self._lock:
+            self.active.append((job, execution))
+        return True
+
+    def heartbeat(self, ttl: int) -> None:
+        """Renew the claimed jobs' started-registry entries (called by the job heartbeat)."""
+        with self._lock:
+            active = list(self.active)
+        if not active:
+            return
+        with self.connection.pipeline() as pipe:
+            for job, execution in active:
+                execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
+            pipe.execute()
+
+    def finish(self) -> None:
+        """Move the claimed RQ jobs to finished (their real status is in the job record)."""
+        with self._lock:
+            active, self.active = self.active, []
+        for job, execution in active:
+            with self.connection.pipeline() as pipe:
+                execution.delete(job, pipe)
+                job.set_status(RQStatus.FINISHED, pipeline=pipe)
+                job.finished_job_registry.add(job, self.settings.result_ttl_s, pipeline=pipe)
+                pipe.execute()
+
+
+def run_batch(runner: JobRunner, job_ids: list[str]) -> list[str]:
+    """Run ``job_ids`` (already claimed from the queue) as one batch; returns each final status.
+
+    Each job is claimed in the job store and completed through ``runner.complete`` (its own
+    result, metadata, webhook, metrics). A job canceled mid-batch is marked canceled at once and
+    its samples keep being computed but are dropped; the others go on.
+    """
+    from model import pipeline
+
+    statuses: dict[str, str] = {}
+    members: list[JobSpec] = []
+    for job_id in job_ids:
+        spec = runner.claim(job_id)
+        if isinstance(spec, str):
+            statuses[job_id] = spec
+        else:
+            members.append(spec)
+    models = runner.models.get(members[0].model) if members else None
+    if len(members) > 1 and models is not None and runner.generate is pipeline.generate:
+        _generate_together(runner, members, models)
+    for spec in members:
+        statuses[spec.id] = runner.complete(spec)
+        runner.batch_results.pop(spec.id, None)
+    return [statuses[job_id] for job_id in job_ids]
+
+
+def _generate_together(runner: JobRunner, members: list[JobSpec], models: Any) -> None:
+    """Fill ``runner.batch_results`` with each member's result (or exception to record)."""
+    from model.pipeline import generate_batch
+    from model.samplers import SamplingCancelled
+
+    samples = sum(s.num_samples for s in members)
+    need, budget = estimate_batch_bytes(models, samples), runner.settings.batch_memory_mb * 2**20
+    if need > budget:
+        error = JobFailed("batch_too_large", f"a batch of {len(members)} jobs ({samples} samples) "
+                          f"needs about {need // 2**20} MiB > MMD_BATCH_MEMORY_MB="
+                          f"{runner.settings.batch_memory_mb}; lower MMD_MAX_BATCH or raise "
+                          "MMD_BATCH_MEMORY_MB")
+        runner.batch_results.update({s.id: error for s in members})
+        return
+
+    def cancel_now(spec: JobSpec, fn: ProgressFn) -> ProgressFn:
+        def progress(stage: str, step: int, total: int) -> None:
+            try:
+                fn(stage, step, total)
+            except SamplingCancelled:
+                runner.store.mark_canceled(spec.id)  # at once; the batch goes on without it
+                raise
+
+        return progress
+
+    requests, fns = [], []
+    for spec in members:
+        sr_on = runner.sr_on(spec, models)
+        requests.append(runner.request(spec, sr_on))
+        fns.append(cancel_now(spec, runner._progress_fn(spec, sr_on)))
+    metrics.JOBS_IN_PROGRESS.inc(len(members))
+    try:
+        results = generate_batch(requests, models, progress_fns=fns)
+        for spec, result in zip(members, results):
+            runner.batch_results[spec.id] = (
+                result if result is not None else SamplingCancelled("canceled by request"))
+    except Exception as exc:  # noqa: BLE001 - every member records it
+        runner.batch_results.update({s.id: exc for s in members})
+    finally:
+        metrics.JOBS_IN_PROGRESS.dec(len(members))
