@@ -161,7 +161,7 @@ def _probe(path: Path, settings: Settings):  # noqa: ANN202 - worker.media.Media
     try:
         info = probe(path, max_bytes=settings.max_upload_bytes, timeout_s=settings.probe_timeout_s)
     except MediaError as exc:
-        if time.monotonic() - started >= settings.probe_timeout_s:
+        if exc.code == "decode_timeout" or time.monotonic() - started >= settings.probe_timeout_s:
             raise UploadRejected("probe_timeout", f"reading the upload's headers took more than "
                                  f"MMD_PROBE_TIMEOUT_S={settings.probe_timeout_s:g} s") from exc
         raise UploadRejected("unreadable_media", f"could not read the upload as media "

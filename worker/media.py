@@ -131,12 +131,19 @@ def _open(path: PathLike, *, max_bytes: int, timeout_s: float) -> av.container.I
     }
     try:
         return av.open(str(p), mode="r", options=options, timeout=timeout_s)
+    except av.error.ExitError as exc:  # PyAV's interrupt callback: past timeout_s
+        raise _timed_out(timeout_s) from exc
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise MediaError(
             "unsupported_container",
             f"cannot open {p.name!r} as audio/video ({exc}); upload MP4, MOV, MKV, WebM, WAV, MP3, "
             "M4A, FLAC or OGG",
         ) from exc
+
+
+def _timed_out(timeout_s: float) -> MediaError:
+    return MediaError("decode_timeout", f"reading the file took more than {timeout_s:g} s "
+                      "(MMD_DECODE_TIMEOUT_S); upload a smaller clip or trim it near start_s")
 
 
 def _seconds(value: int | None, time_base: object) -> float | None:
@@ -203,7 +210,7 @@ def _codec_name(ctx: av.codec.context.CodecContext | None) -> str | None:
 
 def _decode_frames(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, deadline: float,
-    max_frames: int,
+    max_frames: int, timeout_s: float,
 ) -> Iterator[av.VideoFrame]:
     try:
         for count, frame in enumerate(container.decode(stream), start=1):
@@ -215,6 +222,8 @@ def _decode_frames(
                                  "decoded frames (MMD_MAX_DECODED_FRAMES); trim the clip so the "
                                  "wanted part is near its start")
             yield frame
+    except av.error.ExitError as exc:
+        raise _timed_out(timeout_s) from exc
     except av.FFmpegError as exc:
         raise MediaError(
             "decode_failed", f"the video stream could not be decoded ({exc}); re-encode the clip "
@@ -286,7 +295,8 @@ def decode_video_clip(
         prev: av.VideoFrame | None = None
         prev_t, prev_i = 0.0, -1
         rate = stream.guessed_rate or stream.average_rate
-        for i, frame in enumerate(_decode_frames(container, stream, deadline, max_frames)):
+        frames = _decode_frames(container, stream, deadline, max_frames, timeout_s)
+        for i, frame in enumerate(frames):
             if frame.time is not None:
                 t = float(frame.time)
             elif rate and start_s == 0:  # no timestamps (raw streams): count frames instead
@@ -411,6 +421,8 @@ def decode_audio(
             else:
                 for out in resampler.resample(None):  # flush
                     chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+        except av.error.ExitError as exc:
+            raise _timed_out(timeout_s) from exc
         except av.FFmpegError as exc:
             raise MediaError(
                 "decode_failed", f"the audio stream could not be decoded ({exc}); re-encode it as "

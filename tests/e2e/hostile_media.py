@@ -157,7 +157,8 @@ def _mjpeg_with_dims(tmp: Path, size: int, *, container: bool) -> bytes:
     if container:
         for element in (b"\xb0", b"\xba"):  # PixelWidth, PixelHeight: 2-byte values
             assert data.count(element + b"\x82\x01\x00") == 1
-            data = data.replace(element + b"\x82\x01\x00", element + b"\x82" + struct.pack(">H", size))
+            data = data.replace(element + b"\x82\x01\x00",
+                                element + b"\x82" + struct.pack(">H", size))
     return data
 
 
@@ -204,7 +205,8 @@ def _adts_garbage(seed: int) -> bytes:
 PNG = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(">IIBBBBB", 1, 1, 8, 2,
                                                                                0, 0, 0)
        + b"\x90wS\xde" + b"\x00\x00\x00\x00IEND\xaeB`\x82")
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + bytes(64) + b"\xff\xd9"
+JPEG = (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + bytes(64)
+        + b"\xff\xd9")
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 HTML = b"<!DOCTYPE html><html><body><video src='x.mp4'></video></body></html>\n"
 GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00;"
@@ -263,7 +265,8 @@ def corpus() -> list[Case]:
              "no_audio_stream"),
         Case("wide_mjpeg_8192", "clip.mkv", V,
              lambda t: _write(t / "wide.mkv", "matroska", [], seconds=0.2,
-                              video=("mjpeg", 8192, 16)).read_bytes(), r413, "dimensions_too_large"),
+                              video=("mjpeg", 8192, 16)).read_bytes(), r413,
+             "dimensions_too_large"),
         Case("wide_h264_4112", "clip.mp4", V,
              lambda t: _write(t / "wide.mp4", "mp4", [], seconds=0.1,
                               video=("libx264", 4112, 16)).read_bytes(), r413,

@@ -51,7 +51,8 @@ def test_hostile_corpus_then_a_normal_job(media_stack: Stack, tmp_path: Path) ->
                              dict(case.fields))
         if case.fails_in_worker:
             if status != 202:
-                wrong.append(f"{case.name}: expected 202 (fails in the worker), got {status} {body}")
+                wrong.append(f"{case.name}: expected 202 (fails in the worker), "
+                             f"got {status} {body}")
             else:
                 jobs[case.name] = (body["id"], case.code)
             continue

@@ -114,6 +114,16 @@ def test_stream_dimension_and_duration_limits_are_settings(settings: Settings,
         assert (err.value.code, err.value.status_code) == (code, status), update
 
 
+def test_probe_is_bounded_in_time(settings: Settings, tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(good_mp4(tmp_path))
+    with pytest.raises(UploadRejected) as err:  # PyAV's interrupt callback stops the probe
+        check_upload(clip, need="video", settings=settings.model_copy(
+            update={"probe_timeout_s": 1e-9}))
+    assert (err.value.code, err.value.status_code) == ("probe_timeout", 422)
+    assert "MMD_PROBE_TIMEOUT_S" in str(err.value.detail)
+
+
 def test_upload_rejected_needs_a_known_code() -> None:
     with pytest.raises(ValueError, match="unknown upload error code"):
         UploadRejected("nope", "x")
@@ -124,7 +134,8 @@ def test_real_clips_are_accepted(shared_media: Path, settings: Settings) -> None
                                       "max_clip_duration_s": 600.0})
     for name in ("landscape.mp4", "audioset.mp4"):
         for need in ("video", "audio", "any"):
-            info = check_upload(shared_media / name, need=need, settings=big)  # type: ignore[arg-type]
+            info = check_upload(shared_media / name, need=need,  # type: ignore[arg-type]
+                                settings=big)
             assert info.has_video and info.has_audio and info.kind == "mp4"
 
 
