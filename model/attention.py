@@ -13,10 +13,40 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model.nn import AudioConv, Norm, VideoConv3d, group_norm_fp32
 
-__all__ = ["SelfAttention", "LegacyAttention", "CrossAttention", "ShiftSource", "sdpa"]
+__all__ = ["SelfAttention", "LegacyAttention", "CrossAttention", "ShiftSource", "sdpa",
+           "SDPA_BACKENDS", "set_sdpa_backend", "get_sdpa_backend"]
+
+# MMD_SDPA_BACKEND: "auto" lets torch pick (fused flash / memory-efficient when eligible);
+# the others restrict every attention call of this process to those kernels.
+SDPA_BACKENDS: dict[str, tuple[SDPBackend, ...]] = {
+    "auto": (),
+    "math": (SDPBackend.MATH,),
+    "flash": (SDPBackend.FLASH_ATTENTION, SDPBackend.MATH),
+    "efficient": (SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH),
+    "cudnn": (SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH),
+}
+_backend: list[str] = ["auto"]  # process-wide, like torch's own SDPA backend flags
+
+
+def set_sdpa_backend(name: str) -> None:
+    """Restrict the attention kernels of every model in this process (``MMD_SDPA_BACKEND``).
+
+    ``"math"`` is what the official code computes; ``"flash"`` / ``"efficient"`` / ``"cudnn"``
+    prefer that fused kernel and fall back to math where it is not eligible; ``"auto"`` = torch's
+    own choice. ValueError names the accepted values.
+    """
+    if name not in SDPA_BACKENDS:
+        raise ValueError(f"unknown SDPA backend {name!r}; expected one of {sorted(SDPA_BACKENDS)}")
+    _backend[0] = name
+
+
+def get_sdpa_backend() -> str:
+    """The name set by :func:`set_sdpa_backend` (``"auto"`` by default)."""
+    return _backend[0]
 
 
 def _scale(d: int) -> float:
@@ -33,8 +63,17 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, *, upcast: bool) -> Tensor:
     the math fallback, where half inputs are upcast explicitly. The cross-attention
     (``upcast=False``) therefore runs at least as precisely as the official fp16 softmax.
     """
+    backends = SDPA_BACKENDS[_backend[0]]
+    if backends:
+        with sdpa_kernel(list(backends)):
+            return _sdpa(q, k, v, upcast=upcast)
+    return _sdpa(q, k, v, upcast=upcast)
+
+
+def _sdpa(q: Tensor, k: Tensor, v: Tensor, *, upcast: bool) -> Tensor:
     d = q.shape[-1]
-    if upcast and q.dtype != torch.float32 and not _fused_ok(q, k, v):
+    fused = _backend[0] != "math" and _fused_ok(q, k, v)  # math: upcast like the official code
+    if upcast and q.dtype != torch.float32 and not fused:
         out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), scale=_scale(d))
         return out.to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, scale=_scale(d))

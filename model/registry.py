@@ -23,6 +23,7 @@ from model.checkpoint import load
 from model.config import SRConfig, UNetConfig
 from model.pipeline import LoadedModels
 from model.precision import apply_precision
+from model.speed import SpeedOptions, apply_speed
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def default_sr_preset(preset: str) -> str:
 
 def _prepare(
     build: Callable[[], nn.Module], source: Source | None, seed: int, what: str,
-    device: torch.device, precision: str,
+    device: torch.device, precision: str, speed: SpeedOptions,
 ) -> nn.Module:
     # Build under a fixed seed without touching the global RNG: random weights are then the
     # same in every process (and building a module that gets a checkpoint costs no RNG state).
@@ -57,7 +58,7 @@ def _prepare(
         load(module, source)
     module = apply_precision(module, precision)
     module.eval().requires_grad_(False)
-    return module.to(device)
+    return apply_speed(module.to(device), speed, device=device)
 
 
 def load_models(
@@ -70,6 +71,8 @@ def load_models(
     device: str | torch.device = "cpu",
     precision: str = "fp32",
     sr: bool = True,
+    speed: SpeedOptions | None = None,
+    sr_batch_frames: int | None = None,
 ) -> LoadedModels:
     """Build, load, cast and move the base U-Net (and the SR U-Net unless ``sr=False``).
 
@@ -79,25 +82,32 @@ def load_models(
     :param sr_preset: :meth:`SRConfig.preset` name; default :func:`default_sr_preset`.
     :param sr_checkpoint: SR weights; None = random weights.
     :param precision: ``fp32``, ``fp16`` or ``bf16`` (``model.precision.apply_precision``).
+    :param speed: :class:`model.speed.SpeedOptions` (channels-last, SDPA kernels, compile, CUDA
+        graphs); None = ``SpeedOptions()`` (channels-last, torch's SDPA choice, eager).
+    :param sr_batch_frames: SR frames per network call (``LoadedModels.sr_batch_frames``);
+        None = each request's ``sr_chunk_frames``.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
     dev = torch.device(device)
+    speed = speed if speed is not None else SpeedOptions()
+    if sr_batch_frames is not None and sr_batch_frames < 1:
+        raise ValueError(f"sr_batch_frames must be >= 1 (or None); got {sr_batch_frames}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use device='cpu'")
     unet_cfg = UNetConfig.preset(preset)
     unet = _prepare(lambda: build_unet(unet_cfg), checkpoint, RANDOM_INIT_SEED_UNET, f"{name} base U-Net",
-                    dev, precision)
+                    dev, precision, speed)
     sr_cfg: SRConfig | None = None
     sr_net: nn.Module | None = None
     if sr:
         sr_cfg = SRConfig.preset(sr_preset or default_sr_preset(preset))
         sr_net = _prepare(lambda: build_sr(sr_cfg), sr_checkpoint, RANDOM_INIT_SEED_SR, f"{name} SR U-Net",
-                          dev, precision)
+                          dev, precision, speed)
     elif sr_checkpoint is not None:
         raise ValueError("sr_checkpoint given with sr=False; drop one of them")
     random_weights = checkpoint is None or (sr and sr_checkpoint is None)
     return LoadedModels(
         name=name, unet=unet, unet_cfg=unet_cfg, sr=sr_net, sr_cfg=sr_cfg, device=dev,
-        precision=precision, random_weights=random_weights,
+        precision=precision, random_weights=random_weights, sr_batch_frames=sr_batch_frames,
     )

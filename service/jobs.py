@@ -43,6 +43,22 @@ return {0, cur}
 """
 
 
+def redis_client(url: str, *, retry_s: float) -> Redis:
+    """A client that rides out a Redis outage (restart, failover) of about ``retry_s`` seconds:
+    each command is retried on connection errors with backoff capped at 1 s, reconnecting as
+    it goes, instead of failing the job or killing the worker."""
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.retry import Retry as RedisRetry
+
+    retries = max(1, int(retry_s) + 4)  # the first few waits are shorter than 1 s
+    return Redis.from_url(
+        url, health_check_interval=30,
+        retry=RedisRetry(ExponentialBackoff(cap=1.0, base=0.1), retries),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError])
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

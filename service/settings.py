@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     queue_name: str = "mmd"
     key_prefix: str = "mmd"  # Redis keys: {prefix}:job:{id}, {prefix}:idem:{key}, ...
 
+    # how long a worker keeps retrying a Redis command through an outage (restart, failover)
+    redis_retry_s: float = Field(30.0, ge=0)
     # --- storage --------------------------------------------------------------------------
     storage_backend: StorageBackend = "local"
     data_dir: Path = Path("./mmd-data")

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,12 +71,35 @@ class Storage(ABC):
         return None
 
 
+PARTIAL_DIR = ".partial"  # never a key (keys start with [A-Za-z0-9_-])
+PARTIAL_MAX_AGE_S = 6 * 3600
+
+
 class LocalStorage(Storage):
-    """Objects are files under ``root``; writes go to a temp file and are renamed into place."""
+    """Objects are files under ``root``; writes go to a temp file under ``root/.partial`` and are
+    renamed into place (atomic: a reader sees the whole object or none). A writer killed
+    mid-write (``kill -9``) leaves only a ``.partial`` file, never a truncated object; those
+    older than ``PARTIAL_MAX_AGE_S`` are removed when a storage is opened."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.partial = self.root / PARTIAL_DIR
+        self.partial.mkdir(exist_ok=True)
+        self.sweep_partials(PARTIAL_MAX_AGE_S)
+
+    def sweep_partials(self, older_than_s: float) -> int:
+        """Remove temp files of writers that died; returns how many were removed."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for p in self.partial.glob("*.part"):
+            try:
+                if p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -84,7 +108,7 @@ class LocalStorage(Storage):
     def writer(self, key: str, *, content_type: str) -> Iterator[IO[bytes]]:
         final = self._path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=self.partial, prefix="tmp-", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as fh:
                 yield fh

@@ -12,6 +12,15 @@ from worker import metrics
 log = logging.getLogger(__name__)
 
 
+def speed_options(settings: Settings) -> Any:
+    """``model.speed.SpeedOptions`` from ``MMD_CHANNELS_LAST`` / ``MMD_SDPA_BACKEND`` /
+    ``MMD_COMPILE`` / ``MMD_CUDA_GRAPHS``."""
+    from model.speed import SpeedOptions
+
+    return SpeedOptions(channels_last=settings.channels_last, sdpa_backend=settings.sdpa_backend,
+                        compile=settings.compile, cuda_graphs=settings.cuda_graphs)
+
+
 def load_all(settings: Settings) -> dict[str, Any]:
     """``{name: LoadedModels}`` for every entry of ``MMD_MODELS`` on ``MMD_DEVICE`` /
     ``MMD_PRECISION``. Models without a checkpoint are randomly initialised (logged loudly)."""
@@ -29,7 +38,8 @@ def load_all(settings: Settings) -> dict[str, Any]:
         models = load_models(name, preset=spec.preset, checkpoint=spec.checkpoint,
                              sr_preset=sr_preset, sr_checkpoint=spec.sr_checkpoint,
                              device=settings.device, precision=settings.precision,
-                             sr=sr_preset is not None)
+                             sr=sr_preset is not None, speed=speed_options(settings),
+                             sr_batch_frames=settings.sr_max_batch_frames)
         seconds = time.perf_counter() - t0
         metrics.MODEL_LOAD_SECONDS.labels(model=name, phase="load").set(seconds)
         if models.random_weights:

@@ -11,7 +11,7 @@ from typing import Any
 
 from redis import Redis
 
-from service.jobs import JobStore
+from service.jobs import JobStore, redis_client
 from service.settings import Settings, get_settings
 from service.storage import make_storage
 from worker import jobs, metrics
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("MMD_REDIS_URL is not set: point it at the gateway's Redis "
                   "(redis://host:6379/0), or use `mmd serve` for a single-machine setup")
         return 2
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings.redis_url, retry_s=settings.redis_retry_s)
     return run_worker(settings, redis, burst=args.burst, name=args.name,
                       warmup=settings.warmup and not args.no_warmup)
 

@@ -21,6 +21,8 @@ JOB_SECONDS = Histogram("mmd_job_seconds", "Seconds from start to end of a job",
 NFE = Counter("mmd_network_evaluations_total", "Network evaluations by stage", ["stage"])
 MODEL_LOAD_SECONDS = Gauge("mmd_model_load_seconds", "Seconds to load (and warm up) a model",
                            ["model", "phase"])
+PEAK_MEMORY = Gauge("mmd_peak_memory_bytes", "Peak CUDA memory allocated by the last job's "
+                    "stage (base, sr); unset on CPU", ["stage"])
 WORKER_READY = Gauge("mmd_worker_ready", "1 once models are loaded and warmed up")
 WEBHOOKS = Counter("mmd_webhook_deliveries_total", "Webhook deliveries by outcome", ["outcome"])
 

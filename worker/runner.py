@@ -273,7 +273,12 @@ class JobRunner:
         samples = []
         for i, path in enumerate(paths):
             digest = _sha256(path)
-            size = self.storage.put_file(result_key(spec.id, i), path, content_type="video/mp4")
+            key = result_key(spec.id, i)
+            size = self.storage.put_file(key, path, content_type="video/mp4")
+            stored = self.storage.size(key)  # succeeded only once the object is readable
+            if stored != size:
+                raise StorageError(f"result {key!r} reads back as {stored} bytes after writing "
+                                   f"{size}; check the storage backend")
             url = f"/jobs/{spec.id}/result" + (f"?sample={i}" if i else "")
             samples.append(SampleFile(url=url, bytes=size, sha256=digest))
         return samples

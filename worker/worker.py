@@ -5,10 +5,11 @@ a readiness file for Kubernetes exec probes.
 
 While a job runs, a side thread renews RQ's started-registry entry with a short TTL
 (2 x ``MMD_WORKER_HEARTBEAT_TTL_S``, 1 min by default), so a job whose worker died (crash, OOM
-kill, node loss) is found abandoned by the next registry cleanup after that (any worker's
-maintenance, or a gateway ``/metrics`` scrape) and retried (``MMD_JOB_RETRIES``) instead of
-waiting for the whole job timeout. SIGTERM: the current job
-finishes, no new one is taken (RQ's warm shutdown); readiness is withdrawn at once.
+kill, node loss) is found abandoned by the next registry cleanup after that (every live worker's
+readiness thread runs one every ``MMD_WORKER_HEARTBEAT_TTL_S``; a gateway ``/metrics`` scrape
+also does) and retried (``MMD_JOB_RETRIES``) instead of waiting for the whole job timeout.
+SIGTERM: the current job finishes, no new one is taken (RQ's warm shutdown); readiness is
+withdrawn at once.
 """
 
 from __future__ import annotations
@@ -90,12 +91,22 @@ class MMDWorker(SimpleWorker):
             self.ready_file.touch()
 
     def _ready_loop(self) -> None:
+        beats = 0
         while not self._ready_stop.wait(self.heartbeat_ttl_s / 3):
+            beats += 1
             try:
                 self._beat_ready()
+                if beats % 3 == 0:
+                    self._find_abandoned()
             except Exception:  # noqa: BLE001 - keep trying; /readyz shows the gap
                 log.warning("readiness heartbeat failed", exc_info=True)
         self._withdraw_redis()
+
+    def _find_abandoned(self) -> None:
+        """RQ's started-registry cleanup, every ``heartbeat_ttl_s``: a job whose worker died
+        (its RQ heartbeat expired) is re-queued or failed with ``worker_lost`` by the live
+        workers themselves, busy or idle, with no gateway ``/metrics`` scrape needed."""
+        self.store.running_count()
 
     def request_stop(self, signum: Any, frame: Any) -> None:
         """SIGTERM/SIGINT (warm shutdown): stop advertising readiness, finish the current job,
@@ -114,7 +125,7 @@ class MMDWorker(SimpleWorker):
     # --- job heartbeats -----------------------------------------------------------------
     def get_heartbeat_ttl(self, job: Job) -> int:
         """Short TTL for RQ's started-registry entry; :meth:`execute_job` keeps renewing it."""
-        return max(10, self.heartbeat_ttl_s * 2)
+        return max(4, self.heartbeat_ttl_s * 2)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         batcher = self._batcher()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import Popen
 from typing import Any
@@ -28,6 +28,22 @@ class Stack:
     gateway: Popen
     worker_metrics: str
     logs: Path
+    extra_workers: list[Popen] = field(default_factory=list)
+
+    def add_worker(self, **env: str) -> Popen:
+        """Another `mmd worker` on the same queue (no metrics port, no warm-up, own ready
+        file); stopped with the stack."""
+        n = len(self.extra_workers) + 2
+        proc = mmd_process(["worker"], {**self.env, "MMD_WORKER_METRICS_PORT": "0",
+                                        "MMD_WARMUP": "false",
+                                        "MMD_WORKER_READY_FILE": str(self.logs / f"ready{n}"),
+                                        **env}, self.logs / f"worker{n}.log")
+        self.extra_workers.append(proc)
+        return proc
+
+    def workers(self) -> list[Popen]:
+        """Every worker process started for this stack that is still alive."""
+        return [p for p in [self.worker, *self.extra_workers] if p.poll() is None]
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base, timeout=30)
@@ -92,7 +108,10 @@ def start_stack(redis: str, tmp: Path, **extra: str) -> Stack:
 
 def stop_stack(stack: Stack) -> None:
     stop(stack.gateway)
-    stop(stack.worker, timeout=60)
+    for proc in stack.extra_workers:
+        proc.terminate()
+    for proc in [stack.worker, *stack.extra_workers]:
+        stop(proc, timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -68,26 +68,61 @@ def _binary(name: str) -> str:
     return path
 
 
-@contextmanager
-def redis_server(tmp: Path) -> Iterator[str]:
-    """A real redis-server; yields its redis:// URL."""
-    binary = "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else _binary(
-        "redis-server")
-    port = free_port()
-    tmp.mkdir(parents=True, exist_ok=True)
-    log = tmp / "redis.log"
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp), "--logfile", str(log)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    import redis
+def _redis_binary() -> str:
+    if Path("/usr/bin/redis-server").exists():
+        return "/usr/bin/redis-server"
+    return _binary("redis-server")
 
-    url = f"redis://127.0.0.1:{port}/0"
+
+class RedisServer:
+    """A real redis-server on a fixed port and dir that can be killed and started again (with
+    ``aof``: ``--appendonly yes --appendfsync always``, so every acknowledged write survives)."""
+
+    def __init__(self, tmp: Path, *, aof: bool = False) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp, self.aof, self.port = tmp, aof, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log = tmp / "redis.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import redis
+
+        persistence = (["--appendonly", "yes", "--appendfsync", "always"] if self.aof
+                       else ["--appendonly", "no"])
+        self.proc = subprocess.Popen(
+            [_redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             *persistence, "--dir", str(self.tmp), "--logfile", str(self.log)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_for(lambda: redis.Redis.from_url(self.url).ping(), 15, "redis-server", self.proc,
+                 self.log)
+
+    def kill(self) -> None:
+        """SIGKILL (no shutdown save): only what the AOF holds survives."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+
+@contextmanager
+def redis_server(tmp: Path, *, aof: bool = False) -> Iterator[str]:
+    """A real redis-server; yields its redis:// URL."""
+    with restartable_redis(tmp, aof=aof) as server:
+        yield server.url
+
+
+@contextmanager
+def restartable_redis(tmp: Path, *, aof: bool = False) -> Iterator[RedisServer]:
+    server = RedisServer(tmp, aof=aof)
+    server.start()
     try:
-        wait_for(lambda: redis.Redis.from_url(url).ping(), 15, "redis-server", proc, log)
-        yield url
+        yield server
     finally:
-        stop(proc)
+        server.stop()
 
 
 def weed_binary() -> str:

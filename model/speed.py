@@ -1,0 +1,87 @@
+"""Speed paths of the networks, each a switch whose default is the fast path on CPU.
+
+>>> opts = SpeedOptions(channels_last=True, sdpa_backend="auto", compile=False)
+>>> unet = apply_speed(unet, opts, device=torch.device("cpu"))
+
+* ``channels_last``: Conv2d weights (and hence the per-frame activations, see ``model.nn``) in
+  the channels-last memory format, oneDNN's / cuDNN's fast path; ``False`` = plain NCHW.
+* ``sdpa_backend``: which ``scaled_dot_product_attention`` kernels run (``model.attention``);
+  ``"math"`` is what the official code computes.
+* ``compile``: ``torch.compile`` of the forward (in place, the module keeps its type and
+  attributes); the first call per input shape compiles, so the worker's warm-up pays it.
+* ``cuda_graphs``: ``torch.compile(mode="reduce-overhead")`` (CUDA graphs over static shapes);
+  CUDA only, ValueError elsewhere.
+
+Precision (fp16 / bf16) is ``model.precision.apply_precision``; SR batching is
+``GenerationRequest.sr_chunk_frames`` / ``LoadedModels.sr_batch_frames`` in ``model.pipeline``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from model.attention import SDPA_BACKENDS, set_sdpa_backend
+
+__all__ = ["SpeedOptions", "PLAIN", "apply_speed", "set_channels_last", "uses_channels_last"]
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """Switches of :func:`apply_speed` (``MMD_CHANNELS_LAST``, ``MMD_SDPA_BACKEND``,
+    ``MMD_COMPILE``, ``MMD_CUDA_GRAPHS``)."""
+
+    channels_last: bool = True
+    sdpa_backend: str = "auto"
+    compile: bool = False
+    cuda_graphs: bool = False
+    # torch.compile backend: "inductor" (generated kernels, the fast one); "eager" / "aot_eager"
+    # only trace (cheap; tests use them to check the compile wiring without inductor's minutes).
+    compile_backend: str = "inductor"
+
+    def __post_init__(self) -> None:
+        if self.sdpa_backend not in SDPA_BACKENDS:
+            raise ValueError(f"sdpa_backend {self.sdpa_backend!r} is unknown; expected one of "
+                             f"{sorted(SDPA_BACKENDS)}")
+
+
+# What the official code computes (with fp32 precision): NCHW, math attention, eager.
+PLAIN = SpeedOptions(channels_last=False, sdpa_backend="math", compile=False, cuda_graphs=False)
+
+
+def set_channels_last(module: nn.Module, enabled: bool) -> nn.Module:
+    """Put every Conv2d weight of ``module`` in channels-last (``enabled``) or contiguous NCHW
+    format, in place; returns it. Values are unchanged, only the memory layout."""
+    fmt = torch.channels_last if enabled else torch.contiguous_format
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            layer.to(memory_format=fmt)
+    return module
+
+
+def uses_channels_last(module: nn.Module) -> bool:
+    """True when the first Conv2d weight of ``module`` is channels-last (False if none)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            return layer.weight.is_contiguous(memory_format=torch.channels_last)
+    return False
+
+
+def apply_speed(module: nn.Module, options: SpeedOptions, *, device: torch.device) -> nn.Module:
+    """Apply ``options`` to a model from ``build_unet`` / ``build_sr`` (after loading weights and
+    ``apply_precision``, on its final ``device``); returns the same module, changed in place.
+
+    The SDPA backend is process-wide (torch's kernel flags are): the last call wins.
+    """
+    if options.cuda_graphs and device.type != "cuda":
+        raise ValueError(f"MMD_CUDA_GRAPHS=true needs a CUDA device; MMD_DEVICE is {str(device)!r} "
+                         "(set MMD_CUDA_GRAPHS=false or run on cuda)")
+    set_channels_last(module, options.channels_last)
+    set_sdpa_backend(options.sdpa_backend)
+    if options.cuda_graphs:
+        module.compile(mode="reduce-overhead", fullgraph=False, dynamic=False)
+    elif options.compile:
+        module.compile(backend=options.compile_backend, dynamic=False)
+    return module
