@@ -136,3 +136,19 @@ def test_key_configuration_is_hashed_and_checked(tmp_path: Path) -> None:
 def test_secure_defaults() -> None:
     assert Settings.model_fields["open_mode"].default is False
     assert keyed_settings(Settings(), open_mode=False).open_mode is False
+
+
+def test_gateway_refuses_to_start_without_keys(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMD_")}
+    env.update(MMD_REDIS_URL="redis://127.0.0.1:1/0", MMD_DATA_DIR=str(tmp_path),
+               PYTHONPATH=str(REPO_ROOT))
+    out = subprocess.run([sys.executable, "-m", "service.cli", "gateway"], env=env,
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "no API keys configured" in out.stderr + out.stdout
