@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Precision = Literal["fp32", "fp16", "bf16"]
 StorageBackend = Literal["local", "s3"]
+SdpaBackend = Literal["auto", "math", "flash", "efficient", "cudnn"]
 
 
 class ModelSpec(BaseModel):
@@ -80,6 +81,12 @@ class Settings(BaseSettings):
     precision: Precision = "fp32"
     warmup: bool = True  # run one short generation per model before marking the worker ready
     torch_threads: int = Field(0, ge=0)  # CPU threads for torch in the worker; 0 = torch default
+    # Speed paths (model.speed); the plain official path is channels_last=false, sdpa=math.
+    channels_last: bool = True  # Conv2d weights/activations channels-last (false = plain NCHW)
+    sdpa_backend: SdpaBackend = "auto"  # attention kernels: auto, math, flash, efficient, cudnn
+    compile: bool = False  # torch.compile the networks; the warm-up at worker start compiles
+    cuda_graphs: bool = False  # torch.compile mode="reduce-overhead" (CUDA graphs); cuda only
+    sr_max_batch_frames: int = Field(16, ge=1)  # SR frames per network call (memory bound)
     # dynamic batching (worker/batching.py): compatible queued joint jobs run as one batch.
     # Off (1) by default: on 2 CPU cores it gains ~20 %, and a batched job matches its solo
     # run only up to float rounding; set 4-8 on GPU workers.

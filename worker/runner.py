@@ -129,6 +129,8 @@ class JobRunner:
                 metrics.STAGE_SECONDS.labels(stage=stage).observe(seconds)
             for stage, count in gen.nfe.items():
                 metrics.NFE.labels(stage=stage).inc(count)
+            for stage, peak in getattr(gen, "peak_memory_bytes", {}).items():
+                metrics.PEAK_MEMORY.labels(stage=stage).set(peak)  # CUDA only
             paths = self._stage(spec, "mux", lambda: self._mux(gen, tmp))
             samples = self._stage(spec, "upload", lambda: self._upload(spec, paths))
         frames = gen.frames
