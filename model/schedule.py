@@ -142,6 +142,38 @@ class DiscreteSchedule:
         return torch.tensor(self.timestep_map, device=index.device)[index.long()]
 
 
+def _rounded(fn, x: Tensor) -> Tensor:
+    """``fn`` of a float32 tensor taken in float64 and rounded once to float32 (the correctly
+    rounded result for sqrt; for exp/log barring a double rounding ~1e-8 of the time). Other
+    dtypes (and MPS, which has no float64) use the native kernel."""
+    if x.dtype != torch.float32 or x.device.type == "mps":
+        return fn(x)
+    return fn(x.to(torch.float64)).to(torch.float32)
+
+
+def ieee_sqrt(x: Tensor) -> Tensor:
+    """Correctly rounded float32 square root (IEEE 754 requires it). Some CPU builds of torch
+    evaluate the float32 ``torch.sqrt`` kernel with a 1-ulp error for ~17% of inputs."""
+    return _rounded(torch.sqrt, x)
+
+
+def ieee_exp(x: Tensor) -> Tensor:
+    """Float32 ``exp`` rounded from float64 (see :func:`ieee_log`)."""
+    return _rounded(torch.exp, x)
+
+
+def ieee_log(x: Tensor) -> Tensor:
+    """Float32 ``log`` rounded from float64.
+
+    The DPM-Solver scalar path (knot table, ``alpha``/``sigma``/``lambda`` at ``[B]`` times,
+    exponential coefficients) goes through these: vectorised float32 exp/log/sqrt kernels differ
+    between CPU builds by an ulp, ``1 - exp(2 log alpha)`` near ``t_0`` turns an ulp of exp into
+    ~1e-5 relative in ``sigma``/``lambda``, and the adaptive step-size controller (golden case
+    b2, first error estimate ~2.5e-5) turns those into different step sizes. Rounding once from
+    float64 makes these scalars platform-independent and reproduces the golden times."""
+    return _rounded(torch.log, x)
+
+
 def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
     """Piecewise-linear interpolation of knots ``(xp, fp)`` (xp increasing) at ``x``; the
     outermost segments are extended linearly outside ``[xp[0], xp[-1]]``."""
@@ -168,7 +200,7 @@ class ContinuousSchedule:
         n = alphas_cumprod.shape[0]
         self.total_n = n
         self.t_array = torch.linspace(0.0, 1.0, n + 1)[1:].to(torch.float32)
-        self.log_alpha_array = (0.5 * torch.log(alphas_cumprod)).to(torch.float32)
+        self.log_alpha_array = (0.5 * ieee_log(alphas_cumprod)).to(torch.float32)
         self.t_T = 1.0
         self.t_0 = 1.0 / n
 
@@ -176,14 +208,14 @@ class ContinuousSchedule:
         return _interp(t, self.t_array, self.log_alpha_array)
 
     def alpha(self, t: Tensor) -> Tensor:
-        return torch.exp(self.log_alpha(t))
+        return ieee_exp(self.log_alpha(t))
 
     def sigma(self, t: Tensor) -> Tensor:
-        return torch.sqrt(1.0 - torch.exp(2.0 * self.log_alpha(t)))
+        return ieee_sqrt(1.0 - ieee_exp(2.0 * self.log_alpha(t)))
 
     def lam(self, t: Tensor) -> Tensor:
         la = self.log_alpha(t)
-        return la - 0.5 * torch.log(1.0 - torch.exp(2.0 * la))
+        return la - 0.5 * ieee_log(1.0 - ieee_exp(2.0 * la))
 
     def inverse_lambda(self, lam: Tensor) -> Tensor:
         zero = torch.zeros((1,), dtype=lam.dtype, device=lam.device)

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from model.samplers.common import Callback, notify
 from model.samplers.dpm_solver import Solver
-from model.schedule import ContinuousSchedule
+from model.schedule import ContinuousSchedule, ieee_sqrt
 from model.state import State, batch_size, leaves, tmap
 
 SkipType = Literal["logSNR", "time_uniform", "time_quadratic"]
@@ -134,7 +134,7 @@ def adaptive(
             floor = torch.ones_like(lo) * atol
             delta = torch.maximum(floor, rtol * torch.maximum(lo.abs(), prev.abs()))
             v = ((hi - lo) / delta).reshape(hi.shape[0], -1)
-            return torch.sqrt(torch.square(v).mean(dim=-1, keepdim=True)).max()
+            return ieee_sqrt(torch.square(v).mean(dim=-1, keepdim=True)).max()
 
         e = torch.stack(list(leaves(tmap(err, x_high, x_low, x_prev)))).max()
         if torch.all(e <= 1.0):

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from model.denoiser import Denoiser
-from model.schedule import ContinuousSchedule
+from model.schedule import ContinuousSchedule, ieee_exp, ieee_log, ieee_sqrt
 from model.state import AV, State, bcast, tmap
 
 
@@ -54,9 +54,9 @@ class Solver:
     def coefs(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(log alpha, alpha, sigma, lambda)`` at ``t [B]``."""
         la = self.ns.log_alpha(t)
-        sigma = torch.sqrt(1.0 - torch.exp(2.0 * la))
-        lam = la - 0.5 * torch.log(1.0 - torch.exp(2.0 * la))
-        return la, torch.exp(la), sigma, lam
+        sigma = ieee_sqrt(1.0 - ieee_exp(2.0 * la))
+        lam = la - 0.5 * ieee_log(1.0 - ieee_exp(2.0 * la))
+        return la, ieee_exp(la), sigma, lam
 
     # ---- the network -------------------------------------------------------------------------
     def model(self, x: State, t: Tensor) -> State:
@@ -81,7 +81,7 @@ class Solver:
         if self.predict_x0:
             return _lin([(sig_t / sig_s, x), (-(a_t * torch.expm1(-h)), m_s)])
         phi = torch.expm1(h)
-        out = _lin([(torch.exp(la_t - la_s), x), (-(sig_t * phi), m_s)])
+        out = _lin([(ieee_exp(la_t - la_s), x), (-(sig_t * phi), m_s)])
         if self.audio_quirk and isinstance(x, AV) and isinstance(m_s, AV) and isinstance(out, AV):
             quirk = _lin([(sig_t / sig_s, x.audio), (-(a_t * phi), m_s.audio)])
             out = AV(out.video, quirk)
@@ -102,10 +102,10 @@ class Solver:
             c = a_t * torch.expm1(-h)
             xt = _lin([(sig_t / sig_s, x), (-c, m_s), (-(0.5 / r1) * c, _diff(m_1, m_s))])
         else:
-            u = _lin([(torch.exp(la_1 - la_s), x), (-(sig_1 * torch.expm1(r1 * h)), m_s)])
+            u = _lin([(ieee_exp(la_1 - la_s), x), (-(sig_1 * torch.expm1(r1 * h)), m_s)])
             m_1 = self.model(u, s1)
             c = sig_t * torch.expm1(h)
-            xt = _lin([(torch.exp(la_t - la_s), x), (-c, m_s), (-(0.5 / r1) * c, _diff(m_1, m_s))])
+            xt = _lin([(ieee_exp(la_t - la_s), x), (-c, m_s), (-(0.5 / r1) * c, _diff(m_1, m_s))])
         return xt, u
 
     def singlestep_third(
@@ -132,12 +132,12 @@ class Solver:
         phi_1 = torch.expm1(h)
         phi_22 = torch.expm1(r2 * h) / (r2 * h) - 1.0
         phi_2 = phi_1 / h - 1.0
-        u1 = _lin([(torch.exp(la_1 - la_s), x), (-(sig_1 * torch.expm1(r1 * h)), m_s)])
+        u1 = _lin([(ieee_exp(la_1 - la_s), x), (-(sig_1 * torch.expm1(r1 * h)), m_s)])
         m_1 = self.model(u1, s1)
-        u2 = _lin([(torch.exp(la_2 - la_s), x), (-(sig_2 * torch.expm1(r2 * h)), m_s),
+        u2 = _lin([(ieee_exp(la_2 - la_s), x), (-(sig_2 * torch.expm1(r2 * h)), m_s),
                    (-(r2 / r1) * (sig_2 * phi_22), _diff(m_1, m_s))])
         m_2 = self.model(u2, s2)
-        return _lin([(torch.exp(la_t - la_s), x), (-(sig_t * phi_1), m_s),
+        return _lin([(ieee_exp(la_t - la_s), x), (-(sig_t * phi_1), m_s),
                      (-(1.0 / r2) * (sig_t * phi_2), _diff(m_2, m_s))])
 
     def multistep_second(self, x: State, ts: list[Tensor], ms: list[State], t: Tensor) -> State:
@@ -149,10 +149,10 @@ class Solver:
         r0 = (lam_p0 - lam_p1) / h
         d1 = _lin([(1.0 / r0, _diff(ms[-1], ms[-2]))])
         if self.predict_x0:
-            c = a_t * (torch.exp(-h) - 1.0)
+            c = a_t * (ieee_exp(-h) - 1.0)
             return _lin([(sig_t / sig_p0, x), (-c, ms[-1]), (-0.5 * c, d1)])
-        c = sig_t * (torch.exp(h) - 1.0)
-        return _lin([(torch.exp(la_t - la_p0), x), (-c, ms[-1]), (-0.5 * c, d1)])
+        c = sig_t * (ieee_exp(h) - 1.0)
+        return _lin([(ieee_exp(la_t - la_p0), x), (-c, ms[-1]), (-0.5 * c, d1)])
 
     def multistep_third(self, x: State, ts: list[Tensor], ms: list[State], t: Tensor) -> State:
         """From ``ts[-1]`` with a three-point history (correct shapes for both modalities)."""
@@ -167,11 +167,11 @@ class Solver:
         d1 = _lin([(1.0, d1_0), (r0 / (r0 + r1), _diff(d1_0, d1_1))])
         d2 = _lin([(1.0 / (r0 + r1), _diff(d1_0, d1_1))])
         if self.predict_x0:
-            e = torch.exp(-h) - 1.0
+            e = ieee_exp(-h) - 1.0
             return _lin([(sig_t / sig_p0, x), (-(a_t * e), ms[-1]), (a_t * (e / h + 1.0), d1),
                          (-(a_t * ((e + h) / h**2 - 0.5)), d2)])
-        e = torch.exp(h) - 1.0
-        return _lin([(torch.exp(la_t - la_p0), x), (-(sig_t * e), ms[-1]),
+        e = ieee_exp(h) - 1.0
+        return _lin([(ieee_exp(la_t - la_p0), x), (-(sig_t * e), ms[-1]),
                      (-(sig_t * (e / h - 1.0)), d1), (-(sig_t * ((e - h) / h**2 - 0.5)), d2)])
 
 
