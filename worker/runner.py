@@ -241,6 +241,14 @@ class JobRunner:
         from worker import media
 
         frames, _channels, height, _width = unet_cfg.video_size
+        if spec.input_url:  # fetched here, so the gateway never checked it: same checks now
+            from service.probe import UploadRejected, check_upload
+
+            need = "video" if spec.mode == "video-to-audio" else "audio"
+            try:
+                check_upload(src, need=need, settings=self.settings)
+            except UploadRejected as exc:
+                raise JobFailed(exc.code, f"{spec.input_url}: {exc.detail}") from exc
         limits = {"max_bytes": self.settings.max_upload_bytes,
                   "timeout_s": self.settings.decode_timeout_s}
         try:
