@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -47,21 +48,32 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
 
 
-def check_url(url: str, *, allow_private: bool, what: str = "webhook_url") -> str:
-    """Return ``url`` if it is safe to call, else raise :class:`UnsafeURLError` saying why."""
+@dataclass(frozen=True)
+class Target:
+    """Where to send a request so that it reaches the address that was checked: ``url`` with
+    the host replaced by that IP, plus the ``Host`` header and TLS SNI name of the original."""
+
+    url: str
+    host_header: str | None = None
+    sni_hostname: str | None = None
+
+
+def _split(url: str, what: str) -> SplitResult:
     try:
         parts = urlsplit(url)
-        port = parts.port
+        _ = parts.port
     except ValueError as exc:
         raise UnsafeURLError(f"{what} {url!r} is not a valid URL: {exc}") from exc
     if parts.scheme not in ("http", "https"):
         raise UnsafeURLError(f"{what} must be an http:// or https:// URL, not {parts.scheme!r}")
-    host = parts.hostname
-    if not host:
+    if not parts.hostname:
         raise UnsafeURLError(f"{what} {url!r} has no host")
-    if allow_private:
-        return url
-    addrs = resolve(host, port or (443 if parts.scheme == "https" else 80))
+    return parts
+
+
+def _public_addresses(parts: SplitResult, what: str) -> list[IPAddress]:
+    host = str(parts.hostname)
+    addrs = resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
     if not addrs:
         raise UnsafeURLError(f"{what}: host {host!r} resolves to no address")
     for addr in addrs:
@@ -70,4 +82,33 @@ def check_url(url: str, *, allow_private: bool, what: str = "webhook_url") -> st
                 f"{what} host {host!r} resolves to {addr}, a private, loopback, link-local or "
                 "otherwise non-public address; use a public receiver (or set "
                 "MMD_WEBHOOK_ALLOW_PRIVATE=true for trusted internal targets)")
+    return addrs
+
+
+def check_url(url: str, *, allow_private: bool, what: str = "webhook_url") -> str:
+    """Return ``url`` if it is safe to call, else raise :class:`UnsafeURLError` saying why."""
+    parts = _split(url, what)
+    if not allow_private:
+        _public_addresses(parts, what)
     return url
+
+
+def pin(url: str, *, allow_private: bool, what: str = "webhook_url") -> Target:
+    """Check ``url`` and pin it to one checked address, so that the connection cannot go to
+    another address than the one checked (DNS rebinding between check and connect)."""
+    parts = _split(url, what)
+    if allow_private:
+        return Target(url)
+    addr = _public_addresses(parts, what)[0]
+    host = str(parts.hostname)
+    try:
+        ipaddress.ip_address(host)
+        return Target(url)  # a literal address: nothing to rebind
+    except ValueError:
+        pass
+    netloc = f"[{addr}]" if addr.version == 6 else str(addr)
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    host_header = parts.netloc.rpartition("@")[2]
+    return Target(urlunsplit(parts._replace(netloc=netloc)), host_header=host_header,
+                  sni_hostname=host if parts.scheme == "https" else None)

@@ -7,8 +7,9 @@ Receivers verify with ``hmac.compare_digest(sign(body, secret), header)``.
 
 SSRF: before every attempt the URL is checked again (``service.netguard``: http(s) only, the host
 must resolve to public addresses unless ``MMD_WEBHOOK_ALLOW_PRIVATE``), so a name that was public
-at submission and now resolves to a private address (DNS rebinding) is refused; redirects are
-never followed (a 3xx is a failed delivery).
+at submission and now resolves to a private address (DNS rebinding) is refused, and the request
+goes to the very address that was checked (pinned; ``Host`` header and TLS SNI keep the name);
+redirects are never followed (a 3xx is a failed delivery).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from service.netguard import UnsafeURLError, check_url
+from service.netguard import Target, UnsafeURLError, pin
 from worker.metrics import WEBHOOKS
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,17 @@ SIGNATURE_HEADER = "X-MMD-Signature"
 def sign(body: bytes, secret: str) -> str:
     """``sha256=<hex HMAC-SHA256 of body>``."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _post(target: Target, body: bytes, headers: dict[str, str], timeout_s: float) -> httpx.Response:
+    """POST to the pinned address (``Host`` header and TLS SNI of the original name; the
+    certificate is verified against that name); redirects are not followed."""
+    extra = {"Host": target.host_header} if target.host_header else {}
+    extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else {}
+    with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+        request = client.build_request("POST", target.url, content=body,
+                                       headers={**headers, **extra}, extensions=extensions)
+        return client.send(request)
 
 
 def _retryable(status: int) -> bool:
@@ -72,14 +84,13 @@ class WebhookSender:
             headers[SIGNATURE_HEADER] = sign(body, self.secret)
         for attempt in range(self.retries + 1):
             try:
-                check_url(url, allow_private=self.allow_private)
+                target = pin(url, allow_private=self.allow_private)
             except UnsafeURLError as exc:
                 log.warning("webhook %s refused: %s", url, exc)
                 WEBHOOKS.labels(outcome="refused").inc()
                 return False
             try:
-                r = httpx.post(url, content=body, headers=headers, timeout=self.timeout_s,
-                               follow_redirects=False)
+                r = _post(target, body, headers, self.timeout_s)
                 if 200 <= r.status_code < 300:
                     WEBHOOKS.labels(outcome="delivered").inc()
                     return True

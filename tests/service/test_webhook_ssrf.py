@@ -105,3 +105,70 @@ def test_redirects_are_not_followed(servers: list[_Server]) -> None:
     assert sender.send(redirector.url + "/hook", "job.failed", {}).result(20) is False
     sender.close()
     assert redirector.hits == ["/hook"] and target.hits == []
+
+
+def test_pin_connects_to_the_checked_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ipaddress
+
+    import service.netguard as netguard
+
+    monkeypatch.setattr(netguard, "resolve",
+                        lambda host, port: [ipaddress.ip_address("93.184.216.34")])
+    t = netguard.pin("https://user@hooks.example.com:8443/h?x=1", allow_private=False)
+    assert t.url == "https://93.184.216.34:8443/h?x=1"
+    assert (t.host_header, t.sni_hostname) == ("hooks.example.com:8443", "hooks.example.com")
+    t = netguard.pin("http://hooks.example.com/h", allow_private=False)
+    assert (t.url, t.host_header, t.sni_hostname) == ("http://93.184.216.34/h",
+                                                       "hooks.example.com", None)
+
+
+def test_dns_rebinding_is_caught_at_delivery(settings: Settings, servers: list[_Server],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Public at submission, loopback at delivery: accepted (202), then never delivered."""
+    import ipaddress
+
+    import service.netguard as netguard
+
+    target = _Server(204)
+    servers.append(target)
+    port = target.url.rsplit(":", 1)[1]
+    answers = {"now": "93.184.216.34"}
+    monkeypatch.setattr(netguard, "resolve",
+                        lambda host, p: [ipaddress.ip_address(answers["now"])])
+    c = keyed_client(settings, webhook_allow_private=False)
+    url = f"http://rebind.example:{port}/hook"
+    assert c.post("/generate", json={**JOB_BODY, "webhook_url": url},
+                  headers=bearer(KEY_A)).status_code == 202
+    answers["now"] = "127.0.0.1"
+    sender = WebhookSender(secret="s", timeout_s=5, retries=0, backoff_s=0, allow_private=False)
+    assert sender.send(url, "job.succeeded", {}).result(20) is False
+    sender.close()
+    assert target.hits == []
+
+
+def test_pinned_delivery_reaches_the_checked_address(servers: list[_Server],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name that only our (patched) resolver knows: the request goes to its checked address
+    with the original name in the Host header."""
+    import ipaddress
+
+    import service.netguard as netguard
+
+    target = _Server(204)
+    servers.append(target)
+    seen: list[str] = []
+    orig = target.server.RequestHandlerClass.do_POST
+
+    def record(handler) -> None:  # noqa: ANN001
+        seen.append(handler.headers["Host"])
+        orig(handler)
+
+    monkeypatch.setattr(target.server.RequestHandlerClass, "do_POST", record)
+    monkeypatch.setattr(netguard, "resolve", lambda h, p: [ipaddress.ip_address("127.0.0.1")])
+    monkeypatch.setattr(netguard, "is_public", lambda addr: True)  # pretend loopback is public
+    port = target.url.rsplit(":", 1)[1]
+    sender = WebhookSender(secret="s", timeout_s=5, retries=0, backoff_s=0, allow_private=False)
+    assert sender.send(f"http://only-in-test.invalid:{port}/hook", "job.succeeded",
+                       {}).result(20) is True
+    sender.close()
+    assert target.hits == ["/hook"] and seen == [f"only-in-test.invalid:{port}"]
