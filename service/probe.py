@@ -18,13 +18,16 @@ import time
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from service.settings import Settings
 from service.sniff import AUDIO_KINDS, KINDS, SNIFF_BYTES, VIDEO_KINDS, describe, sniff_bytes
+
+if TYPE_CHECKING:
+    from worker.media import MediaInfo
 
 Need = Literal["video", "audio", "any"]
 
@@ -154,7 +157,7 @@ def _check_codec(codec: str | None, allowed: list[str], what: str, setting: str)
                              "re-encode the file")
 
 
-def _probe(path: Path, settings: Settings):  # noqa: ANN202 - worker.media.MediaInfo
+def _probe(path: Path, settings: Settings) -> MediaInfo:
     from worker.media import MediaError, probe  # PyAV + numpy only, never torch
 
     started = time.monotonic()
