@@ -47,6 +47,7 @@ DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_FRAMES = 36_000  # 10 min at 60 fps
 DEFAULT_MAX_SAMPLES = 60_000_000  # about 20 min at 48 kHz
+DEFAULT_MAX_PIXELS = 4096 * 4096  # per decoded video frame
 PROBE_SIZE_BYTES = 5_000_000
 ANALYZE_DURATION_S = 5.0
 
@@ -60,6 +61,7 @@ ERROR_CODES: dict[str, str] = {
     "clip_too_short": "the clip ends before the requested frames/samples",
     "decode_timeout": "decoding took longer than timeout_s",
     "decode_limit": "reaching the requested span needed more than max_frames/max_samples",
+    "frame_too_large": "a video frame has more pixels than max_pixels",
 }
 
 PathLike = str | os.PathLike[str]
@@ -256,6 +258,7 @@ def decode_video_clip(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_frames: int = DEFAULT_MAX_FRAMES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Decode ``num_frames`` frames at ``fps`` from ``start_s``: ``uint8 [F, size, size, 3]`` RGB.
 
@@ -276,6 +279,12 @@ def decode_video_clip(
             raise MediaError("no_video_stream", "the file has no video stream; upload a video clip")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        ctx = stream.codec_context
+        if (ctx.width or 0) * (ctx.height or 0) > max_pixels:
+            raise MediaError("frame_too_large", f"the video is {ctx.width}x{ctx.height}, more than "
+                             f"{max_pixels} pixels a frame; downscale it")
+        # FFmpeg refuses, before allocating, any frame whose own headers claim more pixels
+        ctx.options = {**ctx.options, "max_pixels": str(max_pixels)}
         origin = _stream_start(stream)
         targets = [origin + start_s + k / fps for k in range(num_frames)]
         if start_s > 0 and stream.time_base is not None:

@@ -255,7 +255,9 @@ class JobRunner:
             if spec.mode == "video-to-audio":
                 video = media.decode_video_clip(src, start_s=spec.start_s, num_frames=frames,
                                                 fps=10, size=height, **limits,
-                                                max_frames=self.settings.max_decoded_frames)
+                                                max_frames=self.settings.max_decoded_frames,
+                                                max_pixels=self.settings.max_video_width
+                                                * self.settings.max_video_height)
                 return video, None
             audio = media.decode_audio(src, start_s=spec.start_s,
                                        num_samples=unet_cfg.audio_size[1], sample_rate=16000,

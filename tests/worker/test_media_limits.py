@@ -111,3 +111,11 @@ def test_audio_url_inputs_get_the_gateway_checks(settings: Settings, store: JobS
             assert view.error.code == code and name in view.error.message
     finally:
         server.shutdown()
+
+
+def test_pixel_limit_per_frame(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "c.mp4", size=64)
+    assert media.decode_video_clip(clip, size=16, max_pixels=64 * 64).shape == (16, 16, 16, 3)
+    with pytest.raises(media.MediaError) as err:
+        media.decode_video_clip(clip, size=16, max_pixels=64 * 63)
+    assert err.value.code == "frame_too_large" and "64x64" in str(err.value)
