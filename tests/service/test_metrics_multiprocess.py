@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.settings import Settings
 s = Settings(redis_url=sys.argv[1], key_prefix=sys.argv[2], queue_name=sys.argv[2],
-             data_dir=sys.argv[3], max_sr_steps=30, max_steps=50)
+             data_dir=sys.argv[3], max_sr_steps=30, max_steps=50, open_mode=True)
 c = TestClient(create_app(s))
 assert c.post("/generate", json={"sampler": {"steps": 2}}).status_code == 202
 if sys.argv[4] == "scrape":
