@@ -57,7 +57,9 @@ def start_stack(tmp: Path, threads: int) -> tuple[str, list[subprocess.Popen]]:
            "MMD_DATA_DIR": str(tmp / "data"), "MMD_PORT": str(gport),
            "MMD_WORKER_METRICS_PORT": str(_port()), "MMD_WORKER_READY_FILE": str(tmp / "ready"),
            "MMD_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": str(threads),
-           "PYTHONPATH": str(REPO)}
+           # a local bench stack: no API keys, no per-key limits
+           "MMD_OPEN_MODE": "true", "MMD_RATE_LIMIT_PER_MINUTE": "0",
+           "MMD_MAX_ACTIVE_JOBS_PER_KEY": "0", "PYTHONPATH": str(REPO)}
     for sub in ("gateway", "worker"):
         procs.append(subprocess.Popen([sys.executable, "-m", "service.cli", sub], cwd=REPO,
                                       env=env))
