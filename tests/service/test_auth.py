@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from redis import Redis
 
+from service.app import create_app
 from service.auth import Authenticator, hash_key, load_keys, parse_key_entry
 from service.jobs import JobStore, result_key
 from service.schemas import JobResult, SampleFile
@@ -20,7 +21,6 @@ from service.storage import LocalStorage
 from service.submit import new_id
 from tests.e2e.fixtures import write_clip
 from tests.service.auth_helpers import JOB_BODY, KEY_A, KEY_B, bearer, keyed_client
-from tests.service.auth_helpers import keyed_settings
 
 
 @pytest.fixture
@@ -133,9 +133,10 @@ def test_key_configuration_is_hashed_and_checked(tmp_path: Path) -> None:
         load_keys(s.model_copy(update={"api_keys_file": tmp_path / "missing"}))
 
 
-def test_secure_defaults() -> None:
+def test_secure_defaults(settings: Settings) -> None:
     assert Settings.model_fields["open_mode"].default is False
-    assert keyed_settings(Settings(), open_mode=False).open_mode is False
+    unconfigured = TestClient(create_app(settings.model_copy(update={"open_mode": False})))
+    assert unconfigured.post("/generate", json=JOB_BODY).status_code == 401  # no keys: no entry
 
 
 def test_gateway_refuses_to_start_without_keys(tmp_path: Path) -> None:
