@@ -3,6 +3,7 @@ redis-server, cancel of one batch member, and batched == alone with the tiny mod
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,13 +24,16 @@ from tests.worker.test_runner import make_spec
 from worker.batching import Batcher, estimate_batch_bytes, run_batch, spec_key
 from worker.runner import JobRunner
 
-FAST = dict(base_sampler=SamplerSpec(steps=3, order=2), sr_sampler=SamplerSpec(name="ddim", steps=2))
+FAST = dict(base_sampler=SamplerSpec(steps=2, order=2), sr_sampler=SamplerSpec(name="ddim", steps=2))
 
 
 @pytest.fixture(scope="module")
-def tiny() -> Any:
+def tiny() -> Iterator[Any]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared CPU cores: one thread avoids oversubscription stalls
     torch.manual_seed(0)
-    return load_models("default", preset="tiny")
+    yield load_models("default", preset="tiny")
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -105,16 +109,16 @@ def test_batched_equals_alone_within_float_rounding(tiny: Any) -> None:
     """Tolerance: a batched conv/matmul may sum in another order than batch 1 (oneDNN picks
     kernels by shape), so the float sample differs by ~1e-6 relative; after uint8 truncation a
     pixel can flip by one level. Measured (tiny, 4 jobs): audio <= 4e-5, <= 3e-5 of pixels by 1."""
-    requests = [GenerationRequest(seed=s, num_samples=n, **FAST) for s, n in ((11, 1), (12, 2), (13, 1))]
+    requests = [GenerationRequest(seed=s, num_samples=n, **FAST) for s, n in ((11, 1), (12, 1))]
     alone = [generate(r, tiny) for r in requests]
     batched = generate_batch(requests, tiny)
     for a, b in zip(alone, batched):
-        assert b is not None and b.batch_size == 3 and b.frames.shape == a.frames.shape
+        assert b is not None and b.batch_size == 2 and b.frames.shape == a.frames.shape
         diff = np.abs(a.frames.astype(int) - b.frames.astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3
         assert np.abs(a.audio - b.audio).max() <= 2e-4
     # the jobs differ from each other (own seeds), far beyond the rounding above
-    assert np.abs(alone[0].audio - alone[2].audio).max() > 0.05
+    assert np.abs(alone[0].audio - alone[1].audio).max() > 0.05
 
 
 def test_one_canceled_member_is_dropped_others_continue(tiny: Any) -> None:
@@ -124,12 +128,12 @@ def test_one_canceled_member_is_dropped_others_continue(tiny: Any) -> None:
         from model.samplers import SamplingCancelled
 
         calls.append(step)
-        if step >= 2:
+        if step >= 1:
             raise SamplingCancelled("test")
 
     requests = [GenerationRequest(seed=s, super_resolution=False, **FAST) for s in (1, 2)]
     out = generate_batch(requests, tiny, progress_fns=[None, cancel_at_2])
-    assert out[0] is not None and out[1] is None and calls == [1, 2]  # not called after cancel
+    assert out[0] is not None and out[1] is None and calls == [1]  # not called after cancel
 
 
 # --- the worker side: claim and run against a real Redis -----------------------------------
