@@ -130,15 +130,22 @@ class Batcher:
                 execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
             pipe.execute()
 
-    def finish(self) -> None:
-        """Move the claimed RQ jobs to finished (their real status is in the job record)."""
+    def finish(self, queue: Queue) -> None:
+        """Move the claimed RQ jobs to finished (their real status is in the job record); ones
+        the runner never took (the lead job failed before its function ran) go back to the
+        front of the queue."""
+        unused, self.runner.batch_extras = set(self.runner.batch_extras), []
         with self._lock:
             active, self.active = self.active, []
         for job, execution in active:
             with self.connection.pipeline() as pipe:
                 execution.delete(job, pipe)
-                job.set_status(RQStatus.FINISHED, pipeline=pipe)
-                job.finished_job_registry.add(job, self.settings.result_ttl_s, pipeline=pipe)
+                if job.id in unused:
+                    job.set_status(RQStatus.QUEUED, pipeline=pipe)
+                    pipe.lpush(queue.key, job.id)
+                else:
+                    job.set_status(RQStatus.FINISHED, pipeline=pipe)
+                    job.finished_job_registry.add(job, self.settings.result_ttl_s, pipeline=pipe)
                 pipe.execute()
 
 

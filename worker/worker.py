@@ -141,7 +141,7 @@ class MMDWorker(SimpleWorker):
             stop.set()
             beat.join(timeout=5)
             if batcher is not None:
-                batcher.finish()
+                batcher.finish(queue)
 
     def _batcher(self) -> Any:
         """The :class:`worker.batching.Batcher` of the installed runner (None: batching off)."""

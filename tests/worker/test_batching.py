@@ -167,9 +167,11 @@ def test_claim_takes_compatible_jobs_atomically(settings: Settings, store: JobSt
     # another worker cannot take the same jobs: they are gone from the queue list
     other = Batcher(_runner(settings, store, tiny), redis_conn, "w2")
     assert other.claim(Job.fetch(lead, connection=redis_conn), queue, ttl=30) == [d]
-    batcher.finish()
+    batcher.runner.batch_extras = [c]  # as if the runner never took c (lead failed early)
+    batcher.finish(queue)
     assert queue.started_job_registry.get_job_ids() == [d]
     assert Job.fetch(b, connection=redis_conn).get_status() == RQStatus.FINISHED
+    assert queue.get_job_ids() == [c, odd] and store.status(c) == JobStatus.queued
 
 
 def test_claim_respects_the_memory_budget(settings: Settings, store: JobStore,
