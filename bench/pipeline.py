@@ -3,12 +3,16 @@
     python3 bench/pipeline.py                          # tiny preset, CPU, fast settings
     python3 bench/pipeline.py --official               # official settings (DPM-Solver 20 / SR DDIM 25)
     python3 bench/pipeline.py --device cpu --device cuda --official --mode all
+    python3 bench/pipeline.py --fast --plain-ratio     # fast samplers; also the plain path, ratio
 
 Stages: ``decode`` = decoding the conditioning input at the model size (a 16-frame clip and its
 audio, from ``--input`` or the released landscape clip, else a clip written on the fly), ``base``
 and ``sr`` = the pipeline's own stage timers (CUDA-synchronised), ``mux`` = writing the MP4.
 Weights are random (timing does not depend on them). The first run per device is a warm-up
-(not reported) unless ``--no-warmup``.
+(not reported) unless ``--no-warmup``. ``--plain-ratio`` repeats each row on the plain path
+(what the official code computes: fp32, math attention, NCHW, eager, SR batch 1 frame) in the
+same run and prints optimised/plain. With CUDA the peak memory per stage is printed
+(``torch.cuda.max_memory_allocated``, the worker's ``mmd_peak_memory_bytes``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model.pipeline import FPS, SAMPLE_RATE, GenerationRequest, generate  # noqa: E402
 from model.registry import load_models  # noqa: E402
 from model.samplers import SamplerSpec  # noqa: E402
+from model.speed import FAST_BASE, FAST_SR, PLAIN, SpeedOptions  # noqa: E402
 from worker.media import decode_audio, decode_video_clip, mux_mp4  # noqa: E402
 
 DEFAULT_CLIP = Path(__file__).resolve().parent.parent.parent / "shared" / "media" / "landscape.mp4"
@@ -45,12 +50,18 @@ def _input_clip(path: Path | None, folder: Path) -> Path:
     return clip
 
 
-def bench_one(args: argparse.Namespace, device: str, mode: str, clip: Path, folder: Path) -> dict:
-    models = load_models(args.preset, preset=args.preset, device=device, precision=args.precision)
+def bench_one(args: argparse.Namespace, device: str, mode: str, clip: Path, folder: Path,
+              plain: bool = False) -> dict:
+    speed = PLAIN if plain else SpeedOptions(compile=args.compile)
+    models = load_models(args.preset, preset=args.preset, device=device, speed=speed,
+                         precision="fp32" if plain else args.precision,
+                         sr_batch_frames=1 if plain else None)
     frames, _, size, _ = models.unet_cfg.video_size
     length = models.unet_cfg.audio_size[1]
     if args.official:
         base, sr = SamplerSpec(), SamplerSpec(name="ddim", steps=25)
+    elif args.fast:
+        base, sr = FAST_BASE, FAST_SR
     else:
         base = SamplerSpec(name="dpm_solver", steps=args.steps, order=min(args.order, args.steps))
         sr = SamplerSpec(name="ddim", steps=args.sr_steps)
@@ -71,7 +82,8 @@ def bench_one(args: argparse.Namespace, device: str, mode: str, clip: Path, fold
         mux_s = time.perf_counter() - t0
         if report:
             row = {
-                "device": device, "mode": mode, "decode": decode_s,
+                "device": device + ("/plain" if plain else ""), "mode": mode, "decode": decode_s,
+                "peak": result.peak_memory_bytes,
                 "base": result.stage_seconds["base"], "sr": result.stage_seconds.get("sr", 0.0),
                 "mux": mux_s, "nfe": result.nfe,
                 "size": f"{result.frames.shape[2]}x{result.frames.shape[3]}",
@@ -88,6 +100,10 @@ def main() -> int:
     p.add_argument("--mode", default="joint", choices=(*MODES, "all"))
     p.add_argument("--official", action="store_true",
                    help="official settings: DPM-Solver 20 steps order 3, SR DDIM 25 steps")
+    p.add_argument("--fast", action="store_true", help="fast settings (model.speed.FAST_BASE/SR)")
+    p.add_argument("--plain-ratio", action="store_true",
+                   help="also run the plain path (fp32, math, NCHW, SR batch 1) and print ratios")
+    p.add_argument("--compile", action="store_true", help="torch.compile (warm-up compiles)")
     p.add_argument("--steps", type=int, default=3, help="plain mode: DPM-Solver steps (default 3)")
     p.add_argument("--order", type=int, default=3)
     p.add_argument("--sr-steps", type=int, default=3, help="plain mode: SR DDIM steps (default 3)")
@@ -101,23 +117,35 @@ def main() -> int:
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     modes = list(MODES) if args.mode == "all" else [args.mode]
     settings = ("official (dpm_solver 20/3, SR ddim 25)" if args.official
+                else "fast (dpm_solver++ ms 15/3, SR ddim 15)" if args.fast
                 else f"plain (dpm_solver {args.steps}/{args.order}, SR ddim {args.sr_steps})")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         clip = _input_clip(args.input, folder)
-        rows = [bench_one(args, d, m, clip, folder) for d in devices for m in modes]
+        rows = [bench_one(args, d, m, clip, folder, plain)
+                for d in devices for m in modes
+                for plain in ((False, True) if args.plain_ratio else (False,))]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     print(f"preset={args.preset} precision={args.precision} settings={settings} "
           f"threads={args.threads} gpu={gpu} torch={torch.__version__}")
-    header = f"{'device':<7}{'mode':<16}{'size':>8}{'decode':>9}{'base':>9}{'sr':>9}{'mux':>8}" \
+    header = f"{'device':<10}{'mode':<16}{'size':>8}{'decode':>9}{'base':>9}{'sr':>9}{'mux':>8}" \
              f"{'total':>9}  NFE (base fwd/bwd, sr per frame, sr calls)"
     print(header)
     print("-" * len(header))
     for r in rows:
         nfe = r["nfe"]
-        print(f"{r['device']:<7}{r['mode']:<16}{r['size']:>8}{r['decode']:>9.3f}{r['base']:>9.3f}"
+        print(f"{r['device']:<10}{r['mode']:<16}{r['size']:>8}{r['decode']:>9.3f}{r['base']:>9.3f}"
               f"{r['sr']:>9.3f}{r['mux']:>8.3f}{r['total']:>9.3f}  {nfe['base']}/"
               f"{nfe['base_backward']}, {nfe.get('sr', 0)}, {nfe.get('sr_calls', 0)}")
+    for r in rows:
+        if r["peak"]:
+            print(f"{r['device']} {r['mode']}: peak memory " + ", ".join(
+                f"{k} {v / 2**20:.0f} MiB" for k, v in r["peak"].items()))
+    if args.plain_ratio:
+        for fast, plain in zip(rows[::2], rows[1::2]):
+            print(f"{fast['device']} {fast['mode']}: optimised/plain total = "
+                  f"{fast['total'] / plain['total']:.2f} (base {fast['base'] / plain['base']:.2f}"
+                  + (f", sr {fast['sr'] / plain['sr']:.2f})" if plain["sr"] else ")"))
     return 0
 
 
