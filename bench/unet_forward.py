@@ -103,6 +103,8 @@ def time_case(name: str, args: argparse.Namespace, plain: bool) -> float:
     elif args.channels_last:
         model.to(memory_format=torch.channels_last)
     best = float("inf")
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     with torch.inference_mode(), mode(plain):
         if args.device != "cpu" or args.warmup:
             run()  # warm-up (kernel selection / allocator)
@@ -112,6 +114,9 @@ def time_case(name: str, args: argparse.Namespace, plain: bool) -> float:
             run()
             sync(args.device)
             best = min(best, time.perf_counter() - t0)
+    if args.device.startswith("cuda"):  # what the worker exports as mmd_peak_memory_bytes
+        print(f"{name} {'plain' if plain else 'optimised'} {precision}: peak memory "
+              f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MiB", flush=True)
     del model
     return best
 
