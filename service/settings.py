@@ -89,8 +89,7 @@ class Settings(BaseSettings):
     sr_max_batch_frames: int = Field(16, ge=1)  # SR frames per network call (memory bound)
     # dynamic batching (worker/batching.py): compatible queued joint jobs run as one batch.
     # Off (1) by default: on CPU it gains nothing measurable (bench/batching.py), and a batched
-    # job matches its solo
-    # run only up to float rounding; set 4-8 on GPU workers.
+    # job matches its solo run only up to float rounding; set 4-8 on GPU workers.
     max_batch: int = Field(1, ge=1)  # jobs per batch (1 = no batching)
     batch_wait_ms: int = Field(50, ge=0)  # how long to wait for more compatible jobs
     batch_memory_mb: int = Field(8192, ge=1)  # estimated base-stage memory a batch may use
