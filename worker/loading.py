@@ -53,7 +53,9 @@ def load_all(settings: Settings) -> dict[str, Any]:
 
 
 def warm_up(models: dict[str, Any], generate: Any) -> None:
-    """One 2-step generation per model (allocates buffers, triggers lazy init and kernels)."""
+    """One 2-step generation per model (allocates buffers, triggers lazy init and kernels; with
+    ``MMD_COMPILE`` / ``MMD_CUDA_GRAPHS`` this is where the networks get compiled, for batch 1
+    and SR chunks of ``MMD_SR_MAX_BATCH_FRAMES`` frames)."""
     from model.pipeline import GenerationRequest
     from model.samplers import SamplerSpec
 
