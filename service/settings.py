@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0)  # CPU threads for torch in the worker; 0 = torch default
     # Speed paths (model.speed); the plain official path is channels_last=false, sdpa=math.
     channels_last: bool = True  # Conv2d weights/activations channels-last (false = plain NCHW)
+    channels_last_base: bool = False  # the base U-Net too (slower on CPU: per-frame copies)
     sdpa_backend: SdpaBackend = "auto"  # attention kernels: auto, math, flash, efficient, cudnn
     compile: bool = False  # torch.compile the networks; the warm-up at worker start compiles
     cuda_graphs: bool = False  # torch.compile mode="reduce-overhead" (CUDA graphs); cuda only

@@ -13,11 +13,13 @@ log = logging.getLogger(__name__)
 
 
 def speed_options(settings: Settings) -> Any:
-    """``model.speed.SpeedOptions`` from ``MMD_CHANNELS_LAST`` / ``MMD_SDPA_BACKEND`` /
+    """``model.speed.SpeedOptions`` from ``MMD_CHANNELS_LAST(_BASE)`` / ``MMD_SDPA_BACKEND`` /
     ``MMD_COMPILE`` / ``MMD_CUDA_GRAPHS``."""
     from model.speed import SpeedOptions
 
-    return SpeedOptions(channels_last=settings.channels_last, sdpa_backend=settings.sdpa_backend,
+    return SpeedOptions(channels_last=settings.channels_last,
+                        channels_last_base=settings.channels_last_base,
+                        sdpa_backend=settings.sdpa_backend,
                         compile=settings.compile, cuda_graphs=settings.cuda_graphs)
 
 

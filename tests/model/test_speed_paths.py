@@ -75,7 +75,7 @@ def test_channels_last_matches_nchw(case):
     apply_speed(model, PLAIN, device=CPU)
     assert not uses_channels_last(model)
     plain = run()
-    apply_speed(model, SpeedOptions(channels_last=True, sdpa_backend="math"), device=CPU)
+    apply_speed(model, SpeedOptions(channels_last_base=True, sdpa_backend="math"), device=CPU)
     assert uses_channels_last(model)
     fast = run()
     assert torch.allclose(fast, plain, rtol=0, atol=2e-5), (fast - plain).abs().max()
@@ -150,3 +150,11 @@ def test_inductor_compiled_matches_eager():
     fast = run()
     torch._dynamo.reset()
     assert torch.allclose(fast, plain, rtol=0, atol=3e-5), (fast - plain).abs().max()
+
+
+def test_base_stays_nchw_by_default_sr_goes_channels_last():
+    unet, _ = _unet_case()
+    sr, _ = _sr_case()
+    apply_speed(unet, SpeedOptions(), device=CPU)
+    apply_speed(sr, SpeedOptions(), device=CPU)
+    assert not uses_channels_last(unet) and uses_channels_last(sr)
