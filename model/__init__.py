@@ -19,8 +19,9 @@ def build_unet(cfg: UNetConfig) -> nn.Module:
     :func:`model.checkpoint.load`). ``forward(video, audio, timesteps, *, window_shifts=None,
     generator=None) -> (video, audio)``.
 
-    The per-frame Conv2d weights use the channels-last memory format (oneDNN's fast path on
-    CPU; about 1.2x on a base forward); loading a checkpoint keeps it.
+    The per-frame Conv2d weights use the channels-last memory format; loading a checkpoint keeps
+    it. ``model.speed.apply_speed`` (the worker) switches the base back to NCHW by default
+    (``MMD_CHANNELS_LAST_BASE=false``: measured slower on CPU in wave 2).
     """
     import torch
 
