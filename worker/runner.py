@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from service.jobs import JobStore, result_key, utcnow
+from service.netguard import UnsafeURLError, pin
 from service.schemas import JobError, JobResult, JobSpec, JobStatus, Progress, SampleFile
 from service.settings import Settings
 from service.storage import Storage, StorageError
@@ -221,18 +222,34 @@ class JobRunner:
         dst = tmp / "input"
         size = 0
         try:
-            with httpx.stream("GET", spec.input_url, follow_redirects=True,
-                              timeout=self.settings.webhook_timeout_s * 3) as r:
-                if r.status_code != 200:
-                    raise JobFailed("fetch_failed", f"GET {spec.input_url} answered "
-                                    f"{r.status_code}; the URL must serve the file directly")
-                with open(dst, "wb") as fh:
-                    for chunk in r.iter_bytes(1 << 20):
-                        size += len(chunk)
-                        if size > limit:
-                            raise JobFailed("input_too_large", f"{spec.input_url} is larger "
-                                            f"than MMD_MAX_UPLOAD_BYTES={limit}")
-                        fh.write(chunk)
+            # Re-check the address at fetch time and pin the connection to it (DNS rebinding);
+            # redirects are not followed, so a public URL cannot bounce to an internal host.
+            target = pin(spec.input_url, allow_private=self.settings.webhook_allow_private,
+                         what="audio_url")
+        except UnsafeURLError as exc:
+            raise JobFailed("unsafe_url", str(exc)) from exc
+        extra = {"Host": target.host_header} if target.host_header else {}
+        extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else {}
+        try:
+            with httpx.Client(timeout=self.settings.webhook_timeout_s * 3,
+                              follow_redirects=False) as client:
+                request = client.build_request("GET", target.url, headers=extra,
+                                               extensions=extensions)
+                r = client.send(request, stream=True)
+                try:
+                    if r.status_code != 200:
+                        raise JobFailed("fetch_failed", f"GET {spec.input_url} answered "
+                                        f"{r.status_code}; the URL must serve the file directly "
+                                        "(redirects are not followed)")
+                    with open(dst, "wb") as fh:
+                        for chunk in r.iter_bytes(1 << 20):
+                            size += len(chunk)
+                            if size > limit:
+                                raise JobFailed("input_too_large", f"{spec.input_url} is "
+                                                f"larger than MMD_MAX_UPLOAD_BYTES={limit}")
+                            fh.write(chunk)
+                finally:
+                    r.close()
         except httpx.HTTPError as exc:
             raise JobFailed("fetch_failed", f"could not download {spec.input_url}: {exc}") from exc
         return dst

@@ -216,3 +216,44 @@ def test_audio_url_is_fetched_with_a_size_limit(settings: Settings, store: JobSt
             assert view is not None and view.error is not None and view.error.code == code
     finally:
         server.shutdown()
+
+
+def test_audio_url_fetch_refuses_private_targets_and_redirects(settings: Settings,
+                                                               store: JobStore) -> None:
+    """The worker re-checks audio_url at fetch time (the gateway's check can be stale: DNS
+    rebinding) and never follows a redirect, which could point at an internal host."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/clip.wav"
+    try:
+        strict = settings.model_copy(update={"webhook_allow_private": False})
+        private = make_spec("audio-to-video", input_url=url)
+        store.create_and_enqueue(private)
+        make_runner(strict, store, FakeGenerate()).run(private.id)
+        view = store.view(private.id)
+        assert view is not None and view.error is not None
+        assert view.error.code == "unsafe_url" and "127.0.0.1" in view.error.message
+
+        lenient = settings.model_copy(update={"webhook_allow_private": True})
+        redirected = make_spec("audio-to-video", input_url=url)
+        store.create_and_enqueue(redirected)
+        gen = FakeGenerate()
+        make_runner(lenient, store, gen).run(redirected.id)
+        view = store.view(redirected.id)
+        assert view is not None and view.error is not None
+        assert view.error.code == "fetch_failed" and "302" in view.error.message
+        assert gen.requests == []  # nothing was generated from the redirect target
+    finally:
+        server.shutdown()
