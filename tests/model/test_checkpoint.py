@@ -13,16 +13,6 @@ from model.checkpoint import CheckpointError, load
 from model.config import SRConfig, UNetConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP contention on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-
 @pytest.fixture(scope="module")
 def tiny_unet_sd() -> dict[str, torch.Tensor]:
     torch.manual_seed(0)

@@ -33,14 +33,6 @@ from tests.model.standins import joint_standin
 N = 128
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on the shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 MEAN_TOL = 0.05
 SD_RATIO = 1.4
 

@@ -22,14 +22,6 @@ from tests.model.standins import joint_standin
 
 TOL = 1e-5
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on the shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 CASES = [
     "f_V2A_replacement", "f_V2A_gradient_fp16scale", "f_V2A_gradient_noscale",
     "f_A2V_replacement", "f_A2V_gradient_fp16scale", "f_A2V_gradient_noscale",

@@ -13,15 +13,6 @@ from model.checkpoint import load
 from model.config import SRConfig, UNetConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP contention on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 CASES = {
     "base": ("checkpoint-layout-base.tsv", 1046, 133_675_524),
     "sr": ("checkpoint-layout-sr.tsv", 566, 311_027_910),

@@ -20,15 +20,6 @@ from model.config import SRConfig, UNetConfig
 from model.precision import apply_precision
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP contention on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 TOL = 1e-5  # max |ours - golden| / max |golden|, float32
 
 

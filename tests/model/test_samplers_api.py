@@ -14,14 +14,6 @@ from model.state import AV
 from tests.model.standins import joint_standin, sr_standin
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _x(batch: int = 2, seed: int = 0) -> AV:
     g = torch.Generator().manual_seed(seed)
     return AV(torch.randn((batch, 2, 3, 4, 4), generator=g), torch.randn((batch, 1, 64), generator=g))

@@ -27,15 +27,6 @@ TOL = 1e-5
 B2_T_TOL = 1e-8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on the shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def golden(golden_dir: Path) -> dict:
     return torch.load(golden_dir / "sampling.pt", weights_only=True)

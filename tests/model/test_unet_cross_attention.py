@@ -9,16 +9,6 @@ import torch.nn.functional as F
 from model.attention import CrossAttention, ShiftSource
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP contention on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-
 def reference(mod: CrossAttention, video: torch.Tensor, audio: torch.Tensor, s: int):
     """Per-frame loop over explicit index lists, math attention, GN via F.group_norm."""
     b, nf, c, h, w = video.shape

@@ -9,16 +9,6 @@ from model import build_sr, build_unet
 from model.config import SRConfig, UNetConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP contention on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-
 @pytest.fixture(scope="module")
 def unet() -> torch.nn.Module:
     torch.manual_seed(0)
