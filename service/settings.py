@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     storage_backend: StorageBackend = "local"
     data_dir: Path = Path("./mmd-data")
     s3_endpoint_url: str | None = None
+    # the address clients use for presigned result URLs (None: s3_endpoint_url), e.g. when the
+    # gateway reaches S3 as http://s3:8333 inside a compose network but users need localhost
+    s3_public_endpoint_url: str | None = None
     s3_bucket: str = "mmd"
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = None

@@ -147,29 +147,25 @@ class S3Storage(Storage):
         *,
         bucket: str,
         endpoint_url: str | None = None,
+        public_endpoint_url: str | None = None,
         region: str = "us-east-1",
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         prefix: str = "",
         presign_expiry_s: int = 3600,
     ) -> None:
-        import boto3
-        from botocore.config import Config
-
+        """``public_endpoint_url``: the S3 address clients outside the service network use
+        (presigned result URLs are signed for that host); ``None`` = ``endpoint_url``."""
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.presign_expiry_s = presign_expiry_s
-        self.client: Any = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-                retries={"max_attempts": 3, "mode": "standard"},
-            ),
+        options = dict(region=region, access_key_id=access_key_id,
+                       secret_access_key=secret_access_key)
+        self.client: Any = _s3_client(endpoint_url, **options)
+        # Presigning is offline (no request is sent), and SigV4 signs the Host: a URL for the
+        # public host must be signed by a client configured with that host.
+        self.presign_client: Any = (
+            _s3_client(public_endpoint_url, **options) if public_endpoint_url else self.client
         )
 
     def _key(self, key: str) -> str:
@@ -210,7 +206,7 @@ class S3Storage(Storage):
 
     def presigned_url(self, key: str, *, filename: str, content_type: str) -> str | None:
         return str(
-            self.client.generate_presigned_url(
+            self.presign_client.generate_presigned_url(
                 "get_object",
                 Params={
                     "Bucket": self.bucket,
@@ -223,6 +219,25 @@ class S3Storage(Storage):
         )
 
 
+def _s3_client(endpoint_url: str | None, *, region: str, access_key_id: str | None,
+               secret_access_key: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3, "mode": "standard"},
+        ),
+    )
+
+
 def make_storage(settings: Settings) -> Storage:
     """The backend named by ``MMD_STORAGE_BACKEND``."""
     if settings.storage_backend == "local":
@@ -231,6 +246,7 @@ def make_storage(settings: Settings) -> Storage:
     return S3Storage(
         bucket=settings.s3_bucket,
         endpoint_url=settings.s3_endpoint_url,
+        public_endpoint_url=settings.s3_public_endpoint_url,
         region=settings.s3_region,
         access_key_id=settings.s3_access_key_id,
         secret_access_key=secret.get_secret_value() if secret is not None else None,

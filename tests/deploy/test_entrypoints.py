@@ -32,8 +32,8 @@ from tests.e2e.servers import free_port, redis_server, stop, wait_for
 
 pytestmark = pytest.mark.e2e
 
-HOST_SPECIFIC = {"MMD_REDIS_URL", "MMD_S3_ENDPOINT_URL", "MMD_HOST", "MMD_PORT",
-                 "MMD_PUBLIC_URL", "MMD_WORKER_METRICS_PORT", "MMD_WORKER_READY_FILE",
+HOST_SPECIFIC = {"MMD_REDIS_URL", "MMD_S3_ENDPOINT_URL", "MMD_S3_PUBLIC_ENDPOINT_URL",
+                 "MMD_HOST", "MMD_PORT", "MMD_PUBLIC_URL", "MMD_WORKER_METRICS_PORT", "MMD_WORKER_READY_FILE",
                  "MMD_DATA_DIR"}
 
 
@@ -83,7 +83,8 @@ def test_compose_entrypoints_serve_a_job(servers: dict[str, str]) -> None:
     assert (gw_args[0], wk_args[0], wk_dockerfile) == ("gateway", "worker", "worker.Dockerfile")
     assert wk_env["MMD_DEVICE"] == "cpu" and wk_env["MMD_STORAGE_BACKEND"] == "s3"
     port, metrics_port = free_port(), free_port()
-    common = {"MMD_REDIS_URL": servers["redis"], "MMD_S3_ENDPOINT_URL": servers["s3"]}
+    common = {"MMD_REDIS_URL": servers["redis"], "MMD_S3_ENDPOINT_URL": servers["s3"],
+              "MMD_S3_PUBLIC_ENDPOINT_URL": servers["s3"]}
     for env in (gw_env, wk_env):  # every rewritten key is one the stack really sets
         assert set(common) <= set(env)
     gw = _process_env(gw_env, {**common, "MMD_HOST": "127.0.0.1", "MMD_PORT": str(port),

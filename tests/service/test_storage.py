@@ -64,3 +64,23 @@ def test_s3_roundtrip_and_presigned_url(s3_endpoint: str, tmp_path: Path) -> Non
     assert store.size("results/j1/sample_0.mp4") is None
     with pytest.raises(StorageError):
         store.download("results/j1/sample_0.mp4", out)
+
+
+def test_presigned_urls_use_the_public_endpoint(s3_endpoint: str, tmp_path: Path) -> None:
+    """Compose: the services reach S3 as http://s3:8333, users as http://localhost:8333. The
+    presigned URL must name (and be signed for) the public host, and work from there."""
+    public = s3_endpoint.replace("127.0.0.1", "localhost")
+    assert public != s3_endpoint
+    settings = Settings(storage_backend="s3", s3_endpoint_url=s3_endpoint,
+                        s3_public_endpoint_url=public, s3_bucket="mmd",
+                        s3_access_key_id="test", s3_secret_access_key="test")
+    store = make_storage(settings)
+    src = tmp_path / "clip.mp4"
+    src.write_bytes(b"\x00mp4" * 1000)
+    store.put_file("results/j2/sample_0.mp4", src, content_type="video/mp4")
+    url = store.presigned_url("results/j2/sample_0.mp4", filename="j2.mp4",
+                              content_type="video/mp4")
+    assert url is not None and url.startswith(public + "/mmd/results/j2/sample_0.mp4")
+    r = httpx.get(url)
+    assert r.status_code == 200 and r.content == src.read_bytes()
+    store.delete("results/j2/sample_0.mp4")
