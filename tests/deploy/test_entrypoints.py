@@ -33,8 +33,8 @@ from tests.e2e.servers import free_port, redis_server, stop, wait_for
 pytestmark = pytest.mark.e2e
 
 HOST_SPECIFIC = {"MMD_REDIS_URL", "MMD_S3_ENDPOINT_URL", "MMD_S3_PUBLIC_ENDPOINT_URL",
-                 "MMD_HOST", "MMD_PORT", "MMD_PUBLIC_URL", "MMD_WORKER_METRICS_PORT", "MMD_WORKER_READY_FILE",
-                 "MMD_DATA_DIR"}
+                 "MMD_HOST", "MMD_PORT", "MMD_PUBLIC_URL", "MMD_WORKER_METRICS_PORT",
+                 "MMD_WORKER_READY_FILE", "MMD_DATA_DIR"}
 
 
 def _service(name: str) -> tuple[list[str], dict[str, str], str]:
