@@ -13,6 +13,7 @@ from service.storage import LocalStorage
 from tests.e2e.fixtures import write_clip
 from tests.e2e.hostile_media import _write
 from tests.worker.test_runner import FakeGenerate, make_runner, make_spec, store  # noqa: F401
+from tests.worker.http_helpers import serve_dir
 from worker import media
 
 
@@ -88,18 +89,9 @@ def test_runner_maps_decode_failures_to_codes(settings: Settings, store: JobStor
 
 def test_audio_url_inputs_get_the_gateway_checks(settings: Settings, store: JobStore,  # noqa: F811
                                                  tmp_path: Path) -> None:
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
     (tmp_path / "doc.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
     write_clip(tmp_path / "video.mp4", audio=False)
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serve_dir(tmp_path) as base:
         runner = make_runner(settings, store, FakeGenerate(), sr=False)
         for name, code in (("doc.pdf", "unsupported_media_type"),
                            ("video.mp4", "no_audio_stream")):
@@ -109,8 +101,6 @@ def test_audio_url_inputs_get_the_gateway_checks(settings: Settings, store: JobS
             view = store.view(spec.id)
             assert view is not None and view.error is not None
             assert view.error.code == code and name in view.error.message
-    finally:
-        server.shutdown()
 
 
 def test_pixel_limit_per_frame(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from service.schemas import JobSpec, JobStatus, Progress, SamplerParams, SuperRe
 from service.settings import Settings
 from service.storage import LocalStorage
 from tests.e2e.fixtures import write_clip
+from tests.worker.http_helpers import http_server, serve_dir
 from worker import media
 from worker.runner import JobRunner
 
@@ -190,17 +191,8 @@ def test_conditional_inputs_are_decoded_at_model_size(settings: Settings, store:
 
 def test_audio_url_is_fetched_with_a_size_limit(settings: Settings, store: JobStore,
                                                 tmp_path: Path) -> None:
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
     write_clip(tmp_path / "tone.wav", video=False)
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serve_dir(tmp_path) as base:
         gen = FakeGenerate()
         ok = make_spec("audio-to-video", input_url=f"{base}/tone.wav")
         store.create_and_enqueue(ok)
@@ -214,16 +206,13 @@ def test_audio_url_is_fetched_with_a_size_limit(settings: Settings, store: JobSt
             make_runner(small, store, FakeGenerate()).run(spec.id)
             view = store.view(spec.id)
             assert view is not None and view.error is not None and view.error.code == code
-    finally:
-        server.shutdown()
 
 
 def test_audio_url_fetch_refuses_private_targets_and_redirects(settings: Settings,
                                                                store: JobStore) -> None:
     """The worker re-checks audio_url at fetch time (the gateway's check can be stale: DNS
     rebinding) and never follows a redirect, which could point at an internal host."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     class Redirect(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server API
@@ -234,10 +223,8 @@ def test_audio_url_fetch_refuses_private_targets_and_redirects(settings: Setting
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/clip.wav"
-    try:
+    with http_server(Redirect) as base:
+        url = f"{base}/clip.wav"
         strict = settings.model_copy(update={"webhook_allow_private": False})
         private = make_spec("audio-to-video", input_url=url)
         store.create_and_enqueue(private)
@@ -255,5 +242,3 @@ def test_audio_url_fetch_refuses_private_targets_and_redirects(settings: Setting
         assert view is not None and view.error is not None
         assert view.error.code == "fetch_failed" and "302" in view.error.message
         assert gen.requests == []  # nothing was generated from the redirect target
-    finally:
-        server.shutdown()
