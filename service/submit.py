@@ -75,6 +75,8 @@ def admit(state: AppState, owner: str, job_id: str) -> None:
 
 
 def fingerprint(payload: Any) -> str:
+    """A short digest of a request (its validated parameters, for an upload also the sha256 of
+    its bytes and its file name) that an ``Idempotency-Key`` is bound to."""
     return hashlib.sha256(repr(payload).encode()).hexdigest()[:32]
 
 
@@ -103,13 +105,14 @@ class Idempotency:
         return job_id
 
     def reserve(self, job_id: str, print_: str = "") -> str | None:
-        """Bind the key to ``job_id``; returns the other job id if a concurrent request won."""
+        """Bind the key to ``job_id``; returns the other job id if a concurrent request with the
+        same fingerprint won (422 when the winner was a different request)."""
         if self.key is None:
             return None
         ttl = self.state.settings.idempotency_ttl_s
         if self.state.redis.set(self.redis_key, f"{job_id} {print_}", nx=True, ex=ttl):
             return None
-        return self.existing()
+        return self.existing(print_ or None)
 
 
 def job_urls(base: str, job_id: str) -> JobUrls:

@@ -55,6 +55,12 @@ def _upload_key(upload_id: str, filename: str | None) -> str:
     return f"uploads/{upload_id}/input{ext}"
 
 
+def _upload_print(form: ParsedForm, params: dict[str, Any]) -> str:
+    """What an upload's ``Idempotency-Key`` is bound to: the parameters, the sha256 of the
+    uploaded bytes and the file name (the stored input keeps its extension)."""
+    return fingerprint({"params": params, "sha256": form.sha256, "filename": form.filename})
+
+
 async def _store_upload(state: AppState, form: ParsedForm, upload_id: str) -> str:
     key = _upload_key(upload_id, form.filename)
     assert form.file_path is not None
@@ -105,7 +111,12 @@ def generate(body: GenerateRequest, request: Request, state: State, owner: Owner
     check_urls(body, state.settings)
     job_id = new_id()
     admit(state, owner, job_id)
-    if (other := idem.reserve(job_id, print_)) is not None:
+    try:
+        other = idem.reserve(job_id, print_)
+    except HTTPException:  # a concurrent request with the same key and another body won
+        state.limiter.release(owner, job_id)
+        raise
+    if other is not None:
         state.limiter.release(owner, job_id)
         return replay(state, base, other)
     return enqueue(state, base, job_id=job_id, mode=body.mode, model=model, params=body,
@@ -118,14 +129,16 @@ async def _conditional(request: Request, state: AppState, idempotency_key: str |
     settings = state.settings
     base = base_url(request, settings)
     idem = Idempotency(state, f"{owner} /{mode}", idempotency_key)
-    if (job_id := await run_in_threadpool(idem.existing)) is not None:
-        return await run_in_threadpool(replay, state, base, job_id)
     form = await parse_multipart(request, max_bytes=settings.max_upload_bytes)
     try:
         try:
             params = ConditionalRequest.model_validate(form_params(form.fields))
         except ValidationError as exc:
             raise unprocessable(exc) from exc
+        print_ = _upload_print(form, params.model_dump(mode="json"))
+        if (job_id := await run_in_threadpool(idem.existing, print_)) is not None:
+            form.cleanup()
+            return await run_in_threadpool(replay, state, base, job_id)
         model = check_limits(params, settings)
         assert form.file_path is not None
         await run_in_threadpool(check_urls, params, settings)
@@ -136,9 +149,18 @@ async def _conditional(request: Request, state: AppState, idempotency_key: str |
         form.cleanup()
         raise
     key = await _store_upload(state, form, job_id)
-    if (other := await run_in_threadpool(idem.reserve, job_id)) is not None:
-        await run_in_threadpool(state.storage.delete, key)
-        await run_in_threadpool(state.limiter.release, owner, job_id)
+
+    def undo() -> None:
+        state.storage.delete(key)
+        state.limiter.release(owner, job_id)
+
+    try:
+        other = await run_in_threadpool(idem.reserve, job_id, print_)
+    except HTTPException:  # a concurrent request with the same key and another body won
+        await run_in_threadpool(undo)
+        raise
+    if other is not None:
+        await run_in_threadpool(undo)
         return await run_in_threadpool(replay, state, base, other)
     return await run_in_threadpool(
         lambda: enqueue(state, base, job_id=job_id, mode=mode, model=model,  # type: ignore[arg-type]
@@ -167,12 +189,14 @@ async def upload(request: Request, state: State, owner: Owner,
     """Store a media file for a later ``POST /generate`` (``upload_id``)."""
     settings = state.settings
     idem = Idempotency(state, f"{owner} /uploads", idempotency_key)
-    if (upload_id := await run_in_threadpool(idem.existing)) is not None:
-        raw = await run_in_threadpool(state.redis.get, settings.key("upload", upload_id))
-        if raw is not None:
-            return UploadResponse(upload_id=upload_id, bytes=json.loads(raw)["bytes"])
     form = await parse_multipart(request, max_bytes=settings.max_upload_bytes)
+    print_ = _upload_print(form, {})
     try:
+        if (upload_id := await run_in_threadpool(idem.existing, print_)) is not None:
+            raw = await run_in_threadpool(state.redis.get, settings.key("upload", upload_id))
+            if raw is not None:
+                form.cleanup()
+                return UploadResponse(upload_id=upload_id, bytes=json.loads(raw)["bytes"])
         assert form.file_path is not None
         info = await run_in_threadpool(check_upload, form.file_path, need="any",
                                        settings=settings)
@@ -182,11 +206,23 @@ async def upload(request: Request, state: State, owner: Owner,
     upload_id = new_id()
     size, filename = form.file_bytes, form.filename
     key = await _store_upload(state, form, upload_id)
+    meta_key = settings.key("upload", upload_id)
+
+    def undo() -> None:
+        state.storage.delete(key)
+        state.redis.delete(meta_key)
+
     meta = {"key": key, "filename": filename, "bytes": size,
             "has_audio": info.has_audio, "has_video": info.has_video, "owner": owner}
-    await run_in_threadpool(lambda: state.redis.set(settings.key("upload", upload_id),
-                                                    json.dumps(meta), ex=settings.result_ttl_s))
-    if (other := await run_in_threadpool(idem.reserve, upload_id)) is not None:
+    await run_in_threadpool(lambda: state.redis.set(meta_key, json.dumps(meta),
+                                                    ex=settings.result_ttl_s))
+    try:
+        other = await run_in_threadpool(idem.reserve, upload_id, print_)
+    except HTTPException:  # a concurrent upload with the same key and another file won
+        await run_in_threadpool(undo)
+        raise
+    if other is not None:  # a concurrent identical upload won: answer with its id
+        await run_in_threadpool(undo)
         upload_id = other
     return JSONResponse(UploadResponse(upload_id=upload_id, bytes=size).model_dump(),
                         status_code=201)
