@@ -10,6 +10,9 @@ One Lua script admits a submission atomically:
   (succeeded/failed/canceled) or gone (expired, or a submission that was admitted and then
   rejected and never stored: after a grace of ``RESERVATION_GRACE_S``). Over
   ``MMD_MAX_ACTIVE_JOBS_PER_KEY`` -> 429 with ``Retry-After: ACTIVE_RETRY_AFTER_S``.
+
+``POST /uploads`` has its own per-minute window, ``{prefix}:uprate:{owner}:{minute}``, capped
+by ``MMD_UPLOAD_RATE_LIMIT_PER_MINUTE`` (same script, no active-job part: an upload is not a job).
 """
 
 from __future__ import annotations
@@ -104,6 +107,21 @@ class Limiter:
             return Rejection(f"quota: at most {s.max_active_jobs_per_key} queued or running jobs "
                              "per API key (MMD_MAX_ACTIVE_JOBS_PER_KEY); wait for one to finish "
                              "or cancel one", ACTIVE_RETRY_AFTER_S)
+        return None
+
+    def admit_upload(self, owner: str, *, now: float | None = None) -> Rejection | None:
+        """Count one ``POST /uploads`` of ``owner``; None when admitted, else the
+        :class:`Rejection` (nothing counted)."""
+        limit = self.settings.upload_rate_limit_per_minute
+        if limit == 0:
+            return None
+        now = time.time() if now is None else now
+        rate_key = self.settings.key("uprate", owner, str(int(now // 60)))
+        code, retry = self._admit(keys=[rate_key, rate_key], args=[limit, 0, now, "", "", 0])
+        if int(code) == 1:
+            return Rejection(f"rate limit: at most {limit} uploads per minute per API key "
+                             f"(MMD_UPLOAD_RATE_LIMIT_PER_MINUTE); retry in {int(retry)} s",
+                             int(retry))
         return None
 
     def release(self, owner: str, job_id: str) -> None:

@@ -137,6 +137,7 @@ class Settings(BaseSettings):
     open_mode: bool = False  # True: no API key needed (`mmd serve` turns it on when no keys)
     rate_limit_per_minute: int = Field(60, ge=0)  # submissions per key per minute; 0 = no limit
     max_active_jobs_per_key: int = Field(8, ge=0)  # queued + running per key; 0 = no limit
+    upload_rate_limit_per_minute: int = Field(60, ge=0)  # POST /uploads per key; 0 = no limit
 
     # --- webhooks -------------------------------------------------------------------------
     webhook_secret: SecretStr | None = None  # None => webhooks are sent unsigned

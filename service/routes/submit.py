@@ -183,12 +183,17 @@ async def audio_to_video(request: Request, state: State, owner: Owner,
 
 
 @router.post("/uploads", status_code=201, response_model=UploadResponse,
-             openapi_extra=_MULTIPART_DOC)
+             openapi_extra=_MULTIPART_DOC, responses={
+                 401: _ACCEPTED[401], 413: _ACCEPTED[413], 415: _ACCEPTED[415],
+                 422: _ACCEPTED[422],
+                 429: {"description": "upload rate limit of the API key; see Retry-After"}})
 async def upload(request: Request, state: State, owner: Owner,
                  idempotency_key: IdemHeader = None) -> Any:
     """Store a media file for a later ``POST /generate`` (``upload_id``)."""
     settings = state.settings
     idem = Idempotency(state, f"{owner} /uploads", idempotency_key)
+    if (rejection := await run_in_threadpool(state.limiter.admit_upload, owner)) is not None:
+        raise rejection.http()  # before a byte of the body is read
     form = await parse_multipart(request, max_bytes=settings.max_upload_bytes)
     print_ = _upload_print(form, {})
     try:

@@ -4,12 +4,14 @@ Retry-After, independent per key, shared by two gateway apps (replicas) on the s
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from redis import Redis
 
 from service.jobs import JobStore
 from service.limits import Limiter
 from service.settings import Settings
+from tests.e2e.fixtures import write_clip
 from tests.service.auth_helpers import JOB_BODY, KEY_A, KEY_B, bearer, keyed_client
 from tests.service.auth_helpers import keyed_settings
 
@@ -67,3 +69,42 @@ def test_rejected_submission_is_not_counted(settings: Settings) -> None:
     bad = c.post("/generate", json={**JOB_BODY, "num_samples": 99}, headers=bearer(KEY_A))
     assert bad.status_code == 422
     assert c.post("/generate", json=JOB_BODY, headers=bearer(KEY_A)).status_code == 202
+
+
+def test_uploads_per_minute_have_their_own_limit(settings: Settings, tmp_path: Path) -> None:
+    wav = ("a.wav", write_clip(tmp_path / "a.wav", video=False).read_bytes(), "audio/wav")
+    one = keyed_client(settings, upload_rate_limit_per_minute=2, rate_limit_per_minute=1)
+    two = keyed_client(settings, upload_rate_limit_per_minute=2)  # a second replica
+    uploads = settings.data_dir / "uploads"
+    for attempt in range(2):  # the window is the calendar minute: redo if one just ended
+        minute = int(time.time() // 60)
+        key = KEY_A if attempt == 0 else KEY_B
+        codes = [c.post("/uploads", files={"file": wav}, headers=bearer(key)).status_code
+                 for c in (one, two)]
+        stored = sorted(uploads.rglob("*"))
+        r = one.post("/uploads", files={"file": wav}, headers=bearer(key))
+        if int(time.time() // 60) == minute:
+            break
+    assert codes == [201, 201]
+    assert r.status_code == 429, r.text
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert "MMD_UPLOAD_RATE_LIMIT_PER_MINUTE" in r.json()["detail"]
+    assert sorted(uploads.rglob("*")) == stored  # nothing of the refused upload is kept
+    # job submissions count in their own window (limit 1 here), untouched by the uploads
+    assert one.post("/generate", json=JOB_BODY, headers=bearer(key)).status_code == 202
+    if key == KEY_A:
+        assert two.post("/uploads", files={"file": wav}, headers=bearer(KEY_B)).status_code == 201
+
+
+def test_upload_window_resets_and_zero_means_unlimited(settings: Settings,
+                                                       redis_conn: Redis) -> None:
+    limiter = Limiter(redis_conn, keyed_settings(settings, upload_rate_limit_per_minute=1,
+                                                 rate_limit_per_minute=1))
+    t0 = 600_000 * 60.0
+    assert limiter.admit_upload("k", now=t0) is None
+    rejected = limiter.admit_upload("k", now=t0 + 20)
+    assert rejected is not None and 1 <= rejected.retry_after_s <= 60
+    assert limiter.admit("k", "job-1", now=t0 + 21) is None  # jobs: separate window
+    assert limiter.admit_upload("k", now=t0 + 60) is None
+    unlimited = Limiter(redis_conn, keyed_settings(settings, upload_rate_limit_per_minute=0))
+    assert all(unlimited.admit_upload("k", now=t0) is None for _ in range(5))
