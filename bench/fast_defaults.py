@@ -37,13 +37,15 @@ from model import build_sr, build_unet  # noqa: E402
 from model.checkpoint import load  # noqa: E402
 from model.config import SRConfig, UNetConfig  # noqa: E402
 from model.samplers import SamplerSpec, count_nfe, sample_joint, sample_sr  # noqa: E402
-from model.speed import FAST_BASE, FAST_SR  # noqa: E402
+from model.speed import FAST_BASE, FAST_SR, OFFICIAL_BASE, OFFICIAL_SR  # noqa: E402
 from model.state import AV  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "fixtures" / "golden"
-OFFICIAL_BASE = SamplerSpec()  # DPM-Solver, 20 steps, order 3, singlestep, logSNR
-OFFICIAL_SR = SamplerSpec(name="ddim", steps=25)
 CONVERGED = SamplerSpec(name="dpm_solver++", steps=100, order=3, method="multistep")
+# SR: the official DDIM clips x0 to [-1, 1] at every step, so the ODE it discretises is the
+# clipped one; its converged solve clips too.
+CONVERGED_SR = SamplerSpec(name="dpm_solver++", steps=100, order=3, method="multistep",
+                           clip_x0=True)
 BASE_CANDIDATES: dict[str, SamplerSpec] = {
     f"{name} {method} o{order} {steps}": SamplerSpec(name=name, steps=steps, order=order,
                                                       method=method)
@@ -56,9 +58,12 @@ BASE_CANDIDATES: dict[str, SamplerSpec] = {
 }
 SR_CANDIDATES: dict[str, SamplerSpec] = {
     "ddim 15": SamplerSpec(name="ddim", steps=15),
-    **{f"dpm_solver++ multistep o{o} {n}": SamplerSpec(name="dpm_solver++", steps=n, order=o,
-                                                       method="multistep")
-       for o, n in [(2, 10), (2, 15), (3, 10), (3, 15)]},
+    "ddim 10": SamplerSpec(name="ddim", steps=10),
+    "dpm_solver++ ms o2 10": SamplerSpec(name="dpm_solver++", steps=10, order=2,
+                                         method="multistep"),
+    **{f"dpm_solver++ ms o{o} {n} clip": SamplerSpec(name="dpm_solver++", steps=n, order=o,
+                                                     method="multistep", clip_x0=True)
+       for o in (2, 3) for n in (10, 12, 15)},
 }
 JointEps = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 SREps = Callable[..., Tensor]
@@ -150,7 +155,7 @@ def sr_errors(case: str, specs: dict[str, SamplerSpec], converged: bool = True,
     x_T = torch.randn(frames, 3, cfg.large_size, cfg.large_size, generator=g)
     with torch.inference_mode():
         ref = sample_sr(sr, x_T, OFFICIAL_SR, low_res=low)
-        conv = sample_sr(sr, x_T, CONVERGED, low_res=low) if converged else None
+        conv = sample_sr(sr, x_T, CONVERGED_SR, low_res=low) if converged else None
         out: dict[str, Row] = {}
         for label, spec in {"official": OFFICIAL_SR, **specs}.items():
             if label == "official":

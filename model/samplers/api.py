@@ -62,6 +62,7 @@ def run_spec(
         ns=continuous_schedule(acp_dtype),
         predict_x0=spec.name == "dpm_solver++",
         thresholding=spec.thresholding,
+        clip_x0=spec.clip_x0,
         audio_quirk=spec.official_compat,
     )
     kw = dict(steps=spec.steps, order=spec.order, skip_type=spec.skip_type, callback=callback)

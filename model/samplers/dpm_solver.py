@@ -2,7 +2,8 @@
 
 Both modalities share the continuous-time grid, step sizes, intermediate times and per-batch
 scalars; one network call returns both eps. ``predict_x0=False`` is DPM-Solver (noise
-prediction), ``True`` is DPM-Solver++ (data prediction, optional dynamic thresholding).
+prediction), ``True`` is DPM-Solver++ (data prediction, optional dynamic thresholding or a
+plain clip of x0 to [-1, 1], ``clip_x0``).
 Per-batch scalar coefficients ``[B]`` are formed first, then broadcast onto each modality.
 
 Official defect kept behind ``audio_quirk`` (``SamplerSpec.official_compat``): the official
@@ -47,6 +48,7 @@ class Solver:
     ns: ContinuousSchedule
     predict_x0: bool = False
     thresholding: bool = False
+    clip_x0: bool = False
     max_val: float = 1.0
     audio_quirk: bool = False
 
@@ -60,13 +62,18 @@ class Solver:
 
     # ---- the network -------------------------------------------------------------------------
     def model(self, x: State, t: Tensor) -> State:
-        """eps (noise prediction) or the (thresholded) data prediction at ``t [B]``."""
+        """eps (noise prediction) or the data prediction (thresholded or clipped to
+        ``[-max_val, max_val]`` when asked) at ``t [B]``."""
         _, alpha, sigma, _ = self.coefs(t)
         eps, _ = self.denoiser(x, self.ns.model_time(t), alpha, sigma)
         if not self.predict_x0:
             return eps
         x0 = tmap(lambda xt, e: (xt - bcast(sigma, xt) * e) / bcast(alpha, xt), x, eps)
-        return tmap(self._threshold, x0) if self.thresholding else x0
+        if self.thresholding:
+            return tmap(self._threshold, x0)
+        if self.clip_x0:
+            return tmap(lambda v: v.clamp(-self.max_val, self.max_val), x0)
+        return x0
 
     def _threshold(self, x0: Tensor) -> Tensor:
         q = torch.quantile(x0.abs().reshape(x0.shape[0], -1), 0.995, dim=1)

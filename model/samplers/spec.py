@@ -23,6 +23,9 @@ class SamplerSpec:
     :param method: DPM-Solver method.
     :param skip_type: DPM-Solver time grid.
     :param thresholding: dynamic thresholding of the data prediction (DPM-Solver++ only).
+    :param clip_x0: clip the data prediction to [-1, 1] at every network call (DPM-Solver++
+        only; the same correction DDIM applies to its x0, so a fast SR solver lands where the
+        official clipped DDIM does). Exclusive with ``thresholding`` (both bound x0).
     :param eta: DDIM stochasticity (0 = deterministic).
     :param official_compat: reproduce the official implementation's defects where we fixed
         them (audio first-order DPM-Solver update, float16 alphas_cumprod in the SR solver,
@@ -37,6 +40,7 @@ class SamplerSpec:
     method: Literal["singlestep", "multistep", "adaptive"] = "singlestep"
     skip_type: Literal["logSNR", "time_uniform", "time_quadratic"] = "logSNR"
     thresholding: bool = False
+    clip_x0: bool = False
     eta: float = 0.0
     official_compat: bool = False
 
@@ -55,6 +59,11 @@ class SamplerSpec:
             raise ValueError(f"eta must be >= 0, got {self.eta}")
         if self.thresholding and self.name != "dpm_solver++":
             raise ValueError("thresholding needs name='dpm_solver++' (data prediction)")
+        if self.clip_x0 and self.name != "dpm_solver++":
+            raise ValueError(f"clip_x0 needs name='dpm_solver++' (data prediction), got "
+                             f"{self.name!r} (ddim/ddpm always clip x0)")
+        if self.clip_x0 and self.thresholding:
+            raise ValueError("clip_x0 and thresholding both bound x0; set only one of them")
 
     @property
     def is_dpm(self) -> bool:
