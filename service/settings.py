@@ -151,6 +151,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     public_url: str | None = None  # base for absolute URLs in responses; None => request's
     worker_metrics_port: int = Field(9100, ge=0, le=65535)  # 0 disables the worker's endpoint
+    # bearer token for the gateway's /metrics; None = open (Prometheus scrapes it from inside
+    # the cluster / compose network without credentials). Set it when /metrics is reachable from
+    # outside (the k8s Ingress forwards every path) and give the scrape job the token.
+    metrics_token: SecretStr | None = None
     worker_ready_file: Path | None = Path("/tmp/mmd-worker-ready")
     worker_heartbeat_ttl_s: int = Field(30, ge=2)
     log_level: str = "INFO"

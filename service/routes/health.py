@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header, HTTPException
 from fastapi.responses import JSONResponse, Response
+from pydantic import SecretStr
 from redis.exceptions import RedisError
 
 from service import metrics
@@ -35,10 +38,25 @@ def readyz(state: State) -> JSONResponse:
     return JSONResponse({"status": "ready", "workers": workers})
 
 
+def _check_metrics_token(expected: SecretStr | None, authorization: str | None) -> None:
+    """401 unless ``MMD_METRICS_TOKEN`` is unset or ``authorization`` is ``Bearer <token>``
+    (compared in constant time)."""
+    if expected is None:
+        return
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), expected.get_secret_value().encode()):
+        raise HTTPException(401, "/metrics needs 'Authorization: Bearer <MMD_METRICS_TOKEN>' "
+                                 "(set the scraper's bearer token, or unset MMD_METRICS_TOKEN)",
+                            headers={"WWW-Authenticate": 'Bearer realm="mmd-metrics"'})
+
+
 @router.get("/metrics", include_in_schema=False)
-def prometheus_metrics(state: State) -> Response:
+def prometheus_metrics(state: State,
+                       authorization: Annotated[str | None, Header()] = None) -> Response:
     """Prometheus exposition; queue gauges are read from Redis now (this also lets RQ clean up
-    jobs whose worker died)."""
+    jobs whose worker died). Needs the bearer token when ``MMD_METRICS_TOKEN`` is set."""
+    _check_metrics_token(state.settings.metrics_token, authorization)
     try:
         metrics.QUEUE_DEPTH.set(state.store.queue.count)
         metrics.JOBS_RUNNING.set(state.store.running_count())
