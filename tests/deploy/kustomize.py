@@ -46,8 +46,16 @@ def _key(doc: Doc) -> tuple[str, str]:
     return doc["kind"], doc["metadata"]["name"]
 
 
+def pod_spec(doc: Doc) -> Doc | None:
+    """The pod spec of a workload (Deployment, StatefulSet, CronJob), else None."""
+    spec = doc.get("spec", {})
+    if doc.get("kind") == "CronJob":
+        spec = spec.get("jobTemplate", {}).get("spec", {})
+    return spec.get("template", {}).get("spec")
+
+
 def _containers(doc: Doc) -> list[Doc]:
-    spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+    spec = pod_spec(doc) or {}
     return [*spec.get("initContainers", []), *spec.get("containers", [])]
 
 

@@ -41,7 +41,7 @@ def _config(*files: Path) -> dict[str, Any]:
 def test_compose_file_is_accepted_and_has_the_stack() -> None:
     cfg = _config(COMPOSE)
     services = cfg["services"]
-    assert set(services) == {"redis", "s3", "gateway", "worker", "prometheus"}
+    assert set(services) == {"redis", "s3", "gateway", "worker", "prometheus", "cleanup"}
     redis_cmd = services["redis"]["command"]
     assert redis_cmd[redis_cmd.index("--appendonly") + 1] == "yes"
     assert "-bucket=mmd" in services["s3"]["command"]
@@ -59,6 +59,19 @@ def test_compose_file_is_accepted_and_has_the_stack() -> None:
                 assert source in named, f"{source} is not a named volume"
     for name in ("gateway", "worker"):
         assert services[name]["command"][0] in ("gateway", "worker")
+
+
+def test_cleanup_is_a_one_shot_with_the_gateway_image_and_storage() -> None:
+    services = _config(COMPOSE)["services"]
+    cleanup, gateway = services["cleanup"], services["gateway"]
+    assert cleanup["profiles"] == ["cleanup"]  # `up` leaves it alone; `run --rm cleanup` sweeps
+    assert cleanup["command"] == ["cleanup"]  # one sweep, no --every loop
+    assert cleanup["image"] == gateway["image"]
+    assert cleanup.get("restart", "no") == "no"
+    for key, value in cleanup["environment"].items():  # the shared x-mmd-env block
+        assert gateway["environment"][key] == value, key
+    assert {"MMD_STORAGE_BACKEND", "MMD_S3_BUCKET", "MMD_S3_ENDPOINT_URL"} <= set(
+        cleanup["environment"])
 
 
 def test_cpu_override_replaces_the_gpu_worker() -> None:

@@ -23,7 +23,7 @@ import yaml
 from service.cli import SUBCOMMANDS
 from service.settings import Settings
 from tests.conftest import REPO_ROOT
-from tests.deploy.kustomize import render
+from tests.deploy.kustomize import pod_spec, render
 
 SETTING_ENV = {f"MMD_{name.upper()}": name for name in Settings.model_fields}
 HEALTHCHECK = REPO_ROOT / "docker" / "healthcheck.py"
@@ -51,9 +51,8 @@ def _k8s_containers(overlay: str) -> list[Container]:
             data["secretRef", d["metadata"]["name"]] = d["stringData"]
     out = []
     for d in docs:
-        if d["kind"] != "Deployment":
+        if d["kind"] not in ("Deployment", "CronJob") or (spec := pod_spec(d)) is None:
             continue
-        spec = d["spec"]["template"]["spec"]
         for c in [*spec.get("initContainers", []), *spec["containers"]]:
             env: dict[str, str] = {}
             for src in c.get("envFrom", []):
@@ -161,7 +160,7 @@ def test_there_is_something_to_check() -> None:
     wheres = " ".join(IDS)
     for part in ("docker-compose.yml:gateway", "docker-compose.yml:worker",
                  "docker-compose.cpu.yml:worker-cpu", "k8s/overlays/prod:mmd-worker/fetch-weights",
-                 "k8s/overlays/dev:mmd-gateway/gateway"):
+                 "k8s/overlays/dev:mmd-gateway/gateway", "k8s/base:mmd-cleanup/cleanup"):
         assert part in wheres
 
 

@@ -159,3 +159,22 @@ def _check_mp4(data: bytes, path: Path, result: dict[str, Any]) -> None:
 def _tail(logs: dict[str, Path]) -> str:
     return "\n".join(f"--- {n}\n{p.read_text(errors='replace')[-2500:]}"
                      for n, p in logs.items() if p.exists())
+
+
+def test_compose_cleanup_one_shot_sweeps_the_bucket(servers: dict[str, str]) -> None:
+    """`docker compose run --rm cleanup`: one sweep over the compose bucket, then exit 0."""
+    args, env, dockerfile = _service("cleanup")
+    assert args == ["cleanup"] and dockerfile == "gateway.Dockerfile"
+    bucket = env["MMD_S3_BUCKET"]
+    s3 = client(servers["s3"])
+    s3.put_object(Bucket=bucket, Key="uploads/fresh/input.wav", Body=b"RIFF fresh upload")
+    run_env = _process_env(env, {"MMD_REDIS_URL": servers["redis"],
+                                 "MMD_S3_ENDPOINT_URL": servers["s3"],
+                                 "MMD_S3_PUBLIC_ENDPOINT_URL": servers["s3"]})
+    done = subprocess.run([*_mmd(), *args], env=run_env, cwd=servers["tmp"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = dict(part.split("=") for part in done.stdout.split())
+    assert int(report["scanned"]) >= 1 and report["deleted"] == "0"  # younger than the TTL
+    assert s3.get_object(Bucket=bucket, Key="uploads/fresh/input.wav")["Body"].read() == \
+        b"RIFF fresh upload"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
-from tests.deploy.kustomize import render, render_kubectl, render_python
+from tests.deploy.kustomize import pod_spec, render, render_kubectl, render_python
 
 K8S_VERSION = "1.32.0"  # a current release; the package's newest schema is checked too
 OVERLAYS = ["base", "overlays/dev", "overlays/prod"]
@@ -33,8 +33,7 @@ def _one(docs: list[Doc], kind: str, name: str) -> Doc:
 
 
 def _pod_specs(docs: list[Doc]) -> list[tuple[str, Doc]]:
-    return [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in docs
-            if d["kind"] in ("Deployment", "StatefulSet")]
+    return [(d["metadata"]["name"], spec) for d in docs if (spec := pod_spec(d)) is not None]
 
 
 @pytest.mark.parametrize("version", [K8S_VERSION, None])
@@ -94,7 +93,7 @@ def test_everything_listed_in_the_issue_is_there(rendered: list[Doc]) -> None:
                      ("Ingress", "mmd-gateway"), ("HorizontalPodAutoscaler", "mmd-gateway"),
                      ("PodDisruptionBudget", "mmd-gateway"), ("Deployment", "mmd-worker"),
                      ("ScaledObject", "mmd-worker"), ("StatefulSet", "mmd-redis"),
-                     ("Service", "mmd-redis")]:
+                     ("Service", "mmd-redis"), ("CronJob", "mmd-cleanup")]:
         assert expected in kinds
     secret = _one(rendered, "Secret", "mmd-secrets")["stringData"]
     for key in ("MMD_API_KEYS", "MMD_S3_ACCESS_KEY_ID", "MMD_S3_SECRET_ACCESS_KEY",
@@ -159,6 +158,22 @@ def test_prometheus_annotations_point_at_a_declared_port(rendered: list[Doc]) ->
         assert ann["prometheus.io/scrape"] == "true"
         ports = {p["containerPort"] for c in tpl["spec"]["containers"] for p in c["ports"]}
         assert int(ann["prometheus.io/port"]) in ports, name
+
+
+def test_cleanup_cron_job_sweeps_once_per_run_with_the_gateway_setup(rendered: list[Doc]) -> None:
+    cron = _one(rendered, "CronJob", "mmd-cleanup")["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"  # a slow sweep never overlaps the next one
+    job = cron["jobTemplate"]["spec"]
+    spec = job["template"]["spec"]
+    assert spec["restartPolicy"] in ("Never", "OnFailure")
+    (c,) = spec["containers"]
+    assert [*c["command"], *c["args"]] == ["mmd", "cleanup"]  # one sweep: no --every loop
+    gateway = next(g for g in _one(rendered, "Deployment", "mmd-gateway")["spec"]["template"]
+                   ["spec"]["containers"] if g["name"] == "gateway")
+    assert c["image"] == gateway["image"]  # the torch-free image has `mmd cleanup`
+    assert c["envFrom"] == gateway["envFrom"]  # same storage, bucket, prefix and TTL
+    assert job["activeDeadlineSeconds"] < 3600  # done before the hourly schedule fires again
+    assert cron["schedule"].split()[1:] == ["*", "*", "*", "*"]  # hourly
 
 
 def test_redis_persists_with_aof_on_a_pvc(rendered: list[Doc]) -> None:
