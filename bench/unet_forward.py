@@ -7,14 +7,19 @@
 Random weights (timing does not depend on values). FLOPs are counted analytically on the meta
 device with ``torch.utils.flop_counter.FlopCounterMode`` (one multiply-add = 2 FLOP). "plain" is
 math attention (``SDPBackend.MATH``), fp32, NCHW weights, no compile; "optimised" is the model as
-built (default SDPA kernels - the fused flash kernel on CPU -, channels-last SR convolutions) in
-the requested precision. Prints a table and the optimised/plain time ratio.
+built with the worker's default ``SpeedOptions`` (fused SDPA kernels - flash on CPU -,
+channels-last SR convolutions) in the requested precision. Both modes are built once, warmed up
+once, then timed interleaved (plain and optimised alternate, ``--repeats`` each) so that load
+from other processes on a shared machine hits both alike; the table shows medians, the load
+average is printed before and after, and the last lines give optimised/plain of the medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model import build_sr, build_unet  # noqa: E402
 from model.config import SRConfig, UNetConfig  # noqa: E402
 from model.precision import apply_precision, dtype_of  # noqa: E402
-from model.speed import SpeedOptions, apply_speed  # noqa: E402
+from model.attention import set_sdpa_backend  # noqa: E402
+from model.speed import PLAIN, SpeedOptions, apply_speed  # noqa: E402
 
 REFERENCE_S = {"base": 62.0, "sr": 25.0}  # official code, CPU fp32 2 threads (issue 2)
 
@@ -95,33 +101,62 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_case(name: str, args: argparse.Namespace, plain: bool) -> float:
-    model, run = make_case(name, args.device)
-    precision = "fp32" if plain else args.precision
-    apply_precision(model, precision)
-    if plain:  # build_sr defaults to channels-last weights: plain means NCHW
-        model.to(memory_format=torch.contiguous_format)
-    elif args.channels_last:
-        model.to(memory_format=torch.channels_last)
-    else:  # the worker's default speed options (channels-last SR, NCHW base, fused attention)
-        apply_speed(model, SpeedOptions(), device=torch.device(args.device))
-    best = float("inf")
+class Case:
+    """One network in one mode (optimised / plain), built once; ``run()`` times one forward."""
+
+    def __init__(self, name: str, args: argparse.Namespace, plain: bool) -> None:
+        self.model, self._run = make_case(name, args.device)
+        self.plain, self.device = plain, args.device
+        self.precision = "fp32" if plain else args.precision
+        apply_precision(self.model, self.precision)
+        if plain:  # what the official code computes: NCHW, math attention, fp32, eager
+            self.options = PLAIN
+        elif args.channels_last:
+            self.options = SpeedOptions(channels_last=True, channels_last_base=True)
+        else:  # the worker's default speed options (channels-last SR, NCHW base, fused attention)
+            self.options = SpeedOptions()
+        apply_speed(self.model, self.options, device=torch.device(args.device))
+        self.times: list[float] = []
+
+    def run(self, record: bool = True) -> float:
+        set_sdpa_backend(self.options.sdpa_backend)  # process-wide: set before every run
+        with torch.inference_mode(), mode(self.plain):
+            t0 = time.perf_counter()
+            self._run()
+            sync(self.device)
+            sec = time.perf_counter() - t0
+        if record:
+            self.times.append(sec)
+        return sec
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+
+def time_cases(name: str, args: argparse.Namespace, modes: list[str]) -> dict[str, Case]:
+    """Build every mode of ``name``, warm each up once, then time them INTERLEAVED (plain,
+    optimised, plain, ...) so that load from other processes hits both alike."""
+    cases = {m: Case(name, args, plain=(m == "plain")) for m in modes}
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    with torch.inference_mode(), mode(plain):
-        if args.device != "cpu" or args.warmup:
-            run()  # warm-up (kernel selection / allocator)
-            sync(args.device)
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            run()
-            sync(args.device)
-            best = min(best, time.perf_counter() - t0)
+    if args.warmup:  # first call: oneDNN primitive creation, allocator growth, page faults
+        for case in cases.values():
+            case.run(record=False)
+    for _ in range(args.repeats):
+        for case in cases.values():
+            case.run()
     if args.device.startswith("cuda"):  # what the worker exports as mmd_peak_memory_bytes
-        print(f"{name} {'plain' if plain else 'optimised'} {precision}: peak memory "
-              f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MiB", flush=True)
-    del model
-    return best
+        print(f"{name}: peak memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB "
+              "(all modes)", flush=True)
+    return cases
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def main() -> int:
@@ -129,8 +164,9 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--warmup", action="store_true", help="one untimed forward first (CPU)")
+    p.add_argument("--repeats", type=int, default=3, help="timed forwards per mode (median)")
+    p.add_argument("--no-warmup", dest="warmup", action="store_false",
+                   help="skip the untimed first forward of each mode")
     p.add_argument("--cases", default="base,sr")
     p.add_argument("--plain", action="store_true", help="run only the plain mode")
     p.add_argument("--no-plain", action="store_true", help="skip the plain comparison run")
@@ -145,21 +181,23 @@ def main() -> int:
     cases = [c for c in args.cases.split(",") if c]
     modes = ["plain"] if args.plain else (["optimised"] if args.no_plain else ["optimised", "plain"])
     print(f"torch {torch.__version__}, device {args.device}, threads {args.threads}, "
-          f"precision {args.precision} (plain: fp32), repeats {args.repeats}")
-    print(f"{'case':<6} {'mode':<10} {'seconds':>9} {'TFLOP':>7} {'GFLOP/s':>9} {'vs official':>12}")
-    times: dict[tuple[str, str], float] = {}
+          f"precision {args.precision} (plain: fp32), {args.repeats} interleaved repeats per mode "
+          f"(median; warm-up {'on' if args.warmup else 'off'}), load average {_load()}")
+    print(f"{'case':<6} {'mode':<10} {'median s':>9} {'min s':>7} {'TFLOP':>7} {'GFLOP/s':>9} "
+          f"{'vs official':>12}")
+    medians: dict[tuple[str, str], float] = {}
     for name in cases:
         flops = count_flops(name)
-        for m in modes:
-            sec = time_case(name, args, plain=(m == "plain"))
-            times[(name, m)] = sec
+        for m, case in time_cases(name, args, modes).items():
+            sec = medians[(name, m)] = case.median
             ref = f"{sec / REFERENCE_S[name]:.2f}x" if args.device == "cpu" and not args.tiny else "-"
-            print(f"{name:<6} {m:<10} {sec:9.2f} {flops / 1e12:7.3f} {flops / sec / 1e9:9.1f} "
-                  f"{ref:>12}", flush=True)
+            print(f"{name:<6} {m:<10} {sec:9.2f} {min(case.times):7.2f} {flops / 1e12:7.3f} "
+                  f"{flops / sec / 1e9:9.1f} {ref:>12}", flush=True)
     for name in cases:
-        if (name, "optimised") in times and (name, "plain") in times:
+        if (name, "optimised") in medians and (name, "plain") in medians:
             print(f"{name}: optimised/plain = "
-                  f"{times[(name, 'optimised')] / times[(name, 'plain')]:.2f}")
+                  f"{medians[(name, 'optimised')] / medians[(name, 'plain')]:.2f} (medians)")
+    print(f"load average at the end {_load()}")
     return 0
 
 
