@@ -22,6 +22,8 @@ RUN pip install --no-deps -r /tmp/requirements-gateway.txt && rm /tmp/requiremen
 COPY docker/healthcheck.py /usr/local/bin/mmd-healthcheck
 COPY pyproject.toml README.md ./
 COPY service/ service/
+# the upload check's bounded PyAV probe (service/probe.py); no other worker or model code
+COPY worker/__init__.py worker/media_probe.py worker/
 RUN pip install --no-deps --no-build-isolation . \
     && rm -rf build ./*.egg-info \
     && mkdir -p /data && chown mmd:mmd /data \

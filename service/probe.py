@@ -2,7 +2,7 @@
 decoding beyond what FFmpeg's bounded stream probe does):
 
 1. magic bytes (:mod:`service.sniff`): a known container, allowed for the endpoint (``415``);
-2. a bounded PyAV probe (:func:`worker.media.probe`: at most 5 MB / 5 s of the file read,
+2. a bounded PyAV probe (:func:`worker.media_probe.probe`: at most 5 MB / 5 s of the file read,
    ``MMD_PROBE_TIMEOUT_S`` of wall clock): readable (``422``), the needed stream present (``422``),
    at most ``MMD_MAX_STREAMS`` streams (``422``), codecs in ``MMD_VIDEO_CODECS`` /
    ``MMD_AUDIO_CODECS`` (``415``), video within ``MMD_MAX_VIDEO_WIDTH`` x ``MMD_MAX_VIDEO_HEIGHT``
@@ -27,7 +27,7 @@ from service.settings import Settings
 from service.sniff import AUDIO_KINDS, KINDS, SNIFF_BYTES, VIDEO_KINDS, describe, sniff_bytes
 
 if TYPE_CHECKING:
-    from worker.media import MediaInfo
+    from worker.media_probe import MediaInfo
 
 Need = Literal["video", "audio", "any"]
 
@@ -158,7 +158,8 @@ def _check_codec(codec: str | None, allowed: list[str], what: str, setting: str)
 
 
 def _probe(path: Path, settings: Settings) -> MediaInfo:
-    from worker.media import MediaError, probe  # PyAV + numpy only, never torch
+    # PyAV only, never torch; the gateway image ships just this file of worker/
+    from worker.media_probe import MediaError, probe
 
     started = time.monotonic()
     try:

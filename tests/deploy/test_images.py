@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -110,4 +111,55 @@ def test_dockerignore_keeps_the_context_small() -> None:
         for w, a in _instructions(dockerfile):
             if w == "COPY":
                 for src in a.split()[:-1]:
-                    assert src.rstrip("/") in allowed, f"{dockerfile.name} copies {src}"
+                    path = src.rstrip("/")
+                    assert any(path == ok or path.startswith(ok + "/") for ok in allowed), \
+                        f"{dockerfile.name} copies {src}"
+
+
+_GATEWAY_LAYOUT_CHECK = """
+import sys
+# only what the image holds: drop the editable install's finder that maps the whole repo
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path_hooks[:] = [h for h in sys.path_hooks if "editable" not in repr(h).lower()]
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from service.app import create_app
+from service.probe import check_upload
+from service.settings import Settings
+import service
+assert Path(service.__file__).parent == Path(sys.argv[1]) / "service", service.__file__
+settings = Settings(redis_url="redis://127.0.0.1:1/0", open_mode=True)
+create_app(settings)
+info = check_upload(Path(sys.argv[2]), need="audio", settings=settings)
+assert info.has_audio and not info.has_video, info
+import worker
+assert Path(worker.__file__).parent == Path(sys.argv[1]) / "worker", worker.__file__
+assert "torch" not in sys.modules and "model" not in sys.modules
+print("ok")
+"""
+
+
+def test_gateway_image_source_layout_serves_an_upload_check(tmp_path: Path) -> None:
+    """The gateway image holds only what its Dockerfile COPYs: with exactly those files (no
+    editable install of the repo) the app builds and an upload passes the PyAV probe."""
+    from tests.e2e.fixtures import write_clip
+
+    image = tmp_path / "app"
+    for word, args in _instructions(DOCKER / "gateway.Dockerfile"):
+        if word != "COPY" or args.startswith("--from"):
+            continue
+        *sources, dest = args.split()
+        for src in sources:
+            if not re.match(r"(service|worker|model)/", src):
+                continue
+            assert dest.endswith("/"), f"COPY {args}: expected a folder destination"
+            if src.endswith("/"):  # COPY dir/ dest/: the folder's contents
+                shutil.copytree(REPO_ROOT / src, image / dest, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                (image / dest).mkdir(parents=True, exist_ok=True)
+                shutil.copy(REPO_ROOT / src, image / dest)
+    wav = write_clip(tmp_path / "a.wav", video=False)
+    done = subprocess.run([sys.executable, "-c", _GATEWAY_LAYOUT_CHECK, str(image), str(wav)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr

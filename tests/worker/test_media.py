@@ -296,3 +296,20 @@ def test_real_clips_probe_and_decode(shared_media: Path) -> None:
     seeked = decode_audio(audioset, start_s=5.0)
     assert seeked.shape == (25600,) and seeked.std() > 1e-3
     np.testing.assert_allclose(seeked, whole[5 * 16000 :], atol=1e-4)
+
+
+def test_media_is_split_by_job_and_keeps_its_public_names() -> None:
+    """worker.media is the public face of media_probe / media_video / media_audio / muxing: the
+    same objects under the old import path, and every file under the ~400-line guide."""
+    import worker.media as media
+    from worker import media_audio, media_probe, media_video, muxing
+
+    for name in media.__all__:
+        assert hasattr(media, name), name
+    assert media.probe is media_probe.probe and media.MediaError is media_probe.MediaError
+    assert media.decode_video_clip is media_video.decode_video_clip
+    assert media.decode_audio is media_audio.decode_audio and media.mux_mp4 is muxing.mux_mp4
+    assert media_video.MediaError is media_audio.MediaError is media.MediaError  # one error type
+    root = Path(media.__file__).parent
+    for path in sorted(root.glob("media*.py")):
+        assert len(path.read_text().splitlines()) <= 400, path.name
