@@ -44,8 +44,22 @@ FAST_SR = SamplerSpec(name="ddim", steps=15)
 OFFICIAL_CONDITIONAL = SamplerSpec(name="ddpm", steps=1000)
 FAST_CONDITIONAL = SamplerSpec()
 
+
+def sr_sampler_spec(name: str, steps: int) -> SamplerSpec:
+    """The SR ``SamplerSpec`` for an API / CLI sampler name: ddim and ddpm as named;
+    ``dpm_solver++`` multistep order 3 with x0 clipped like DDIM (``clip_x0``, the variant
+    bench/fast_defaults.py measures); ``dpm_solver`` the official SR script's alternative
+    (multistep order 2, time_uniform). Multistep orders are capped at ``steps``."""
+    if name == "dpm_solver++":
+        return SamplerSpec(name=name, steps=steps, order=min(3, steps), method="multistep",
+                           clip_x0=True)
+    if name == "dpm_solver":
+        return SamplerSpec(name=name, steps=steps, order=min(2, steps), method="multistep",
+                           skip_type="time_uniform")
+    return SamplerSpec(name=name, steps=steps)  # type: ignore[arg-type]
+
 __all__ = ["FAST_BASE", "FAST_CONDITIONAL", "FAST_SR", "OFFICIAL_BASE", "OFFICIAL_CONDITIONAL",
-           "OFFICIAL_SR", "SpeedOptions", "PLAIN", "apply_speed", "set_channels_last", "uses_channels_last"]
+           "OFFICIAL_SR", "sr_sampler_spec", "SpeedOptions", "PLAIN", "apply_speed", "set_channels_last", "uses_channels_last"]
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 Mode = Literal["joint", "video-to-audio", "audio-to-video"]
 SamplerName = Literal["dpm_solver", "dpm_solver++", "ddim", "ddpm"]
+Preset = Literal["fast", "official"]
 
 
 class JobStatus(str, Enum):
@@ -33,7 +34,8 @@ class _Frozen(BaseModel):
 
 
 class SamplerParams(_Frozen):
-    """The base (64x64 video + audio) sampler; defaults are the official DPM-Solver 20 / order 3."""
+    """The base (64x64 video + audio) sampler a job runs (resolved: ``JobSpec.sampler``).
+    Defaults: the official DPM-Solver 20 / order 3 (what ``preset: "official"`` gives a joint job)."""
 
     name: SamplerName = "dpm_solver"
     steps: int = Field(20, ge=1, description="sampler steps (bounded by MMD_MAX_STEPS)")
@@ -43,19 +45,43 @@ class SamplerParams(_Frozen):
 
 
 class SuperResolutionParams(_Frozen):
-    """The 64->256 video super-resolution stage."""
+    """The 64->256 video super-resolution stage a job runs (resolved)."""
 
     enabled: bool = True
     sampler: SamplerName = "ddim"
     steps: int = Field(25, ge=1, description="SR sampler steps (bounded by MMD_MAX_SR_STEPS)")
 
 
+class SamplerRequest(_Frozen):
+    """The base sampler a request asks for: each field given replaces the preset's; null or
+    omitted fields come from the preset (see ``preset``)."""
+
+    name: SamplerName | None = None
+    steps: int | None = Field(None, ge=1, description="sampler steps (bounded by MMD_MAX_STEPS)")
+    order: int | None = Field(None, ge=1, le=3)
+    method: Literal["singlestep", "multistep", "adaptive"] | None = None
+    eta: float | None = Field(None, ge=0.0, le=1.0, description="DDIM eta (0 = deterministic)")
+
+
+class SuperResolutionRequest(_Frozen):
+    """The super-resolution stage a request asks for (sampler and steps: null = the preset's)."""
+
+    enabled: bool = True
+    sampler: SamplerName | None = None
+    steps: int | None = Field(None, ge=1,
+                              description="SR sampler steps (bounded by MMD_MAX_SR_STEPS)")
+
+
 class _CommonParams(_Frozen):
     model: str | None = Field(None, description="configured model name; None = MMD_DEFAULT_MODEL")
     seed: int | None = Field(None, ge=0, lt=2**63, description="None = a random seed, recorded")
     num_samples: int = Field(1, ge=1, description="bounded by MMD_MAX_NUM_SAMPLES")
-    sampler: SamplerParams = SamplerParams()
-    super_resolution: SuperResolutionParams = SuperResolutionParams()
+    preset: Preset | None = Field(
+        None, description="sampler defaults: 'fast' (DPM-Solver++ 15 + SR DDIM 15; conditional: "
+        "DPM-Solver 20) or 'official' (DPM-Solver 20 + SR DDIM 25; conditional: DDPM 1000); "
+        "None = MMD_SAMPLING_PRESET. Fields given in sampler / super_resolution override it")
+    sampler: SamplerRequest = SamplerRequest()
+    super_resolution: SuperResolutionRequest = SuperResolutionRequest()
     webhook_url: HttpUrl | None = None
 
 
@@ -126,8 +152,9 @@ class JobSpec(_Frozen):
     model: str
     seed: int
     num_samples: int
-    sampler: SamplerParams
+    sampler: SamplerParams  # resolved: the preset's values with the request's fields on top
     super_resolution: SuperResolutionParams
+    preset: Preset | None = None  # the preset it was resolved from (None: an older record)
     guidance: Literal["replacement", "gradient"] = "gradient"
     guidance_scale: float = 3.0
     start_s: float = 0.0

@@ -98,10 +98,16 @@ class Settings(BaseSettings):
     batch_wait_ms: int = Field(50, ge=0)  # how long to wait for more compatible jobs
     batch_memory_mb: int = Field(8192, ge=1)  # estimated base-stage memory a batch may use
 
+    # --- sampling -------------------------------------------------------------------------
+    # default of a request's `preset` (service/presets.py): "fast" (fewer sampler steps,
+    # measured against the official settings by bench/fast_defaults.py) or "official"
+    sampling_preset: Literal["fast", "official"] = "fast"
+
     # --- limits ---------------------------------------------------------------------------
     max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1)
     max_clip_duration_s: float = Field(600.0, gt=0)
     max_num_samples: int = Field(4, ge=1)
+    # 1000 = the official conditional DDPM loop (preset "official") must stay allowed
     max_steps: int = Field(1000, ge=1)
     max_sr_steps: int = Field(250, ge=1)
     max_start_s: float = Field(3600.0, ge=0)

@@ -15,6 +15,7 @@ from service.deps import AppState
 from service.jobs import utcnow
 from service.metrics import JOBS_SUBMITTED
 from service.netguard import UnsafeURLError, check_url
+from service.presets import Sampling, resolve
 from service.schemas import JobSpec, JobStatus, JobUrls, Mode, SubmitResponse
 from service.settings import Settings
 
@@ -31,24 +32,33 @@ def unprocessable(exc: ValidationError) -> HTTPException:
     return HTTPException(422, jsonable_encoder(exc.errors(include_url=False, include_context=False)))
 
 
-def check_limits(params: Any, settings: Settings) -> str:
-    """Enforce the configured limits on a request's parameters; returns the model name.
-    Raises 422 naming the field, the value and the allowed maximum."""
+def resolve_sampling(params: Any, mode: Mode, settings: Settings) -> Sampling:
+    """The request's sampler settings: its preset (else ``MMD_SAMPLING_PRESET``) with its own
+    ``sampler`` / ``super_resolution`` fields on top (``service.presets``)."""
+    try:
+        return resolve(params, mode, settings.sampling_preset)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+def check_limits(params: Any, settings: Settings, sampling: Sampling) -> str:
+    """Enforce the configured limits on a request's parameters and its resolved ``sampling``;
+    returns the model name. Raises 422 naming the field, the value and the allowed maximum."""
     model = params.model or settings.default_model
     if model not in settings.models:
         raise HTTPException(422, f"unknown model {model!r}; configured models: "
                                  f"{sorted(settings.models)}")
     checks = [
         ("num_samples", params.num_samples, settings.max_num_samples, "MMD_MAX_NUM_SAMPLES"),
-        ("sampler.steps", params.sampler.steps, settings.max_steps, "MMD_MAX_STEPS"),
-        ("super_resolution.steps", params.super_resolution.steps, settings.max_sr_steps,
+        ("sampler.steps", sampling.sampler.steps, settings.max_steps, "MMD_MAX_STEPS"),
+        ("super_resolution.steps", sampling.super_resolution.steps, settings.max_sr_steps,
          "MMD_MAX_SR_STEPS"),
         ("start_s", params.start_s, settings.max_start_s, "MMD_MAX_START_S"),
     ]
     for name, value, limit, env in checks:
         if value > limit:
             raise HTTPException(422, f"{name}={value} is above the limit {limit} ({env})")
-    if params.super_resolution.enabled and settings.models[model].resolved_sr_preset() is None:
+    if sampling.super_resolution.enabled and settings.models[model].resolved_sr_preset() is None:
         raise HTTPException(422, f"model {model!r} has no super-resolution network; send "
                                  "super_resolution.enabled=false")
     return str(model)
@@ -129,13 +139,15 @@ def replay(state: AppState, base: str, job_id: str) -> JSONResponse:
 
 
 def enqueue(state: AppState, base: str, *, job_id: str, mode: Mode, model: str, params: Any,
-            input_key: str | None = None, input_filename: str | None = None,
+            sampling: Sampling, input_key: str | None = None, input_filename: str | None = None,
             input_url: str | None = None, owner: str = "open") -> JSONResponse:
-    """Store the job spec (owned by key id ``owner``), enqueue it and answer ``202``."""
+    """Store the job spec (owned by key id ``owner``, with the resolved ``sampling``), enqueue it
+    and answer ``202``."""
     seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
     spec = JobSpec(
         id=job_id, mode=mode, model=model, seed=seed, num_samples=params.num_samples,
-        sampler=params.sampler, super_resolution=params.super_resolution,
+        sampler=sampling.sampler, super_resolution=sampling.super_resolution,
+        preset=sampling.preset,
         guidance=params.guidance, guidance_scale=params.guidance_scale, start_s=params.start_s,
         input_key=input_key, input_filename=input_filename, input_url=input_url,
         webhook_url=str(params.webhook_url) if params.webhook_url else None,

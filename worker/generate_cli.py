@@ -9,6 +9,11 @@ Examples::
         --start-s 2.5 --out with_sound.mp4
     mmd generate --checkpoint landscape.pt --no-sr --mode audio-to-video --input song.mp3 --out v.mp4
 
+Sampler settings default to the fast ones (``model.speed``: base DPM-Solver++ multistep order 3,
+15 steps; conditional DPM-Solver 20 steps; SR DDIM 15); ``--official`` selects the official ones
+(base DPM-Solver 20 steps order 3 singlestep; conditional the 1000-step DDPM loop; SR DDIM 25).
+``--sampler/--steps/--order/--method/--sr-sampler/--sr-steps`` override single fields of either.
+
 Without ``--checkpoint`` the ``tiny`` preset is randomly initialised and the output is noise
 (said plainly on stderr). With ``--num-samples N > 1`` the files are ``<out stem>-<i><suffix>``.
 Exit status: 0 done, 2 bad arguments/input, 130 interrupted.
@@ -44,19 +49,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--start-s", type=float, default=0.0, help="where in --input to start (seconds)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--num-samples", type=int, default=1)
-    r.add_argument("--sampler", default="dpm_solver", choices=SAMPLERS, help="base sampler")
-    r.add_argument("--steps", type=int, default=20, help="base sampler steps (default 20)")
-    r.add_argument("--order", type=int, default=3, choices=(1, 2, 3), help="DPM-Solver order")
-    r.add_argument("--method", default="singlestep", choices=("singlestep", "multistep", "adaptive"),
+    r.add_argument("--official", action="store_true", help="the official sampler settings "
+                   "(default: the fast ones; see the module help)")
+    r.add_argument("--sampler", choices=SAMPLERS, help="base sampler (default: the preset's)")
+    r.add_argument("--steps", type=int, help="base sampler steps (default: the preset's)")
+    r.add_argument("--order", type=int, choices=(1, 2, 3), help="DPM-Solver order")
+    r.add_argument("--method", choices=("singlestep", "multistep", "adaptive"),
                    help="DPM-Solver method")
     r.add_argument("--guidance", default="gradient", choices=("gradient", "replacement"),
                    help="conditional modes: gradient guidance or replacement")
     r.add_argument("--guidance-scale", type=float, default=3.0)
     r.add_argument("--no-sr", action="store_true", help="skip super-resolution (64x64 output)")
-    r.add_argument("--sr-sampler", default="ddim", choices=SAMPLERS)
-    r.add_argument("--sr-steps", type=int, default=25, help="SR sampler steps (default 25)")
+    r.add_argument("--sr-sampler", choices=SAMPLERS, help="SR sampler (default: the preset's)")
+    r.add_argument("--sr-steps", type=int, help="SR sampler steps (default: the preset's: 15 fast, "
+                   "25 official)")
     r.add_argument("--sr-chunk-frames", type=int, default=16, help="frames per SR batch")
     parser.add_argument("--out", type=Path, default=Path("sample.mp4"), help="output MP4 path")
+
+
+def sampler_specs(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``(base SamplerSpec, SR SamplerSpec)``: the preset's (``--official`` or fast, by
+    ``--mode``) with the sampler flags given on top. ValueError for an invalid combination."""
+    import dataclasses
+
+    from model import speed
+
+    official, joint = args.official, args.mode == "joint"
+    if joint:
+        base = speed.OFFICIAL_BASE if official else speed.FAST_BASE
+    else:
+        base = speed.OFFICIAL_CONDITIONAL if official else speed.FAST_CONDITIONAL
+    given = {k: getattr(args, k) for k in ("steps", "order", "method")
+             if getattr(args, k) is not None}
+    if args.sampler is not None:
+        given["name"] = args.sampler
+    base = dataclasses.replace(base, **given)
+    sr = speed.OFFICIAL_SR if official else speed.FAST_SR
+    if args.sr_sampler is not None or args.sr_steps is not None:
+        sr = speed.sr_sampler_spec(args.sr_sampler or sr.name,
+                                    sr.steps if args.sr_steps is None else args.sr_steps)
+    return base, sr
 
 
 def output_paths(out: Path, num_samples: int) -> list[Path]:
@@ -111,17 +143,10 @@ def run(args: argparse.Namespace) -> int:
 
     from model.pipeline import FPS, SAMPLE_RATE, GenerationRequest, generate
     from model.registry import load_models
-    from model.samplers import SamplerSpec
 
     preset = args.preset or ("landscape" if args.checkpoint is not None else "tiny")
     try:
-        base_spec = SamplerSpec(name=args.sampler, steps=args.steps, order=args.order,
-                                method=args.method)
-        # SR with DPM-Solver: the official alternative (order 2, multistep, time_uniform).
-        sr_spec = (SamplerSpec(name=args.sr_sampler, steps=args.sr_steps, order=2,
-                               method="multistep", skip_type="time_uniform")
-                   if args.sr_sampler.startswith("dpm")
-                   else SamplerSpec(name=args.sr_sampler, steps=args.sr_steps))
+        base_spec, sr_spec = sampler_specs(args)
         models = load_models(
             preset, preset=preset, checkpoint=args.checkpoint, sr_preset=args.sr_preset,
             sr_checkpoint=args.sr_checkpoint, device=args.device, precision=args.precision,

@@ -34,6 +34,26 @@ GenerateFn = Callable[..., Any]
 ProgressFn = Callable[[str, int, int], None]
 
 
+def generation_request(spec: JobSpec, sr_on: bool, cond_video: Any = None,
+                       cond_audio: Any = None) -> Any:
+    """The ``model.pipeline.GenerationRequest`` of ``spec`` (its resolved sampler settings; the
+    SR sampler name maps through ``model.speed.sr_sampler_spec``)."""
+    from model.pipeline import GenerationRequest
+    from model.samplers import SamplerSpec
+    from model.speed import sr_sampler_spec
+
+    s = spec.sampler
+    return GenerationRequest(
+        mode=spec.mode, seed=spec.seed, num_samples=spec.num_samples,
+        base_sampler=SamplerSpec(name=s.name, steps=s.steps, order=s.order,
+                                 method=s.method, eta=s.eta),
+        super_resolution=sr_on,
+        sr_sampler=sr_sampler_spec(spec.super_resolution.sampler, spec.super_resolution.steps),
+        guidance=spec.guidance, guidance_scale=spec.guidance_scale,
+        condition_video=cond_video, condition_audio=cond_audio,
+    )
+
+
 class JobFailed(Exception):
     """A failure with a code for ``GET /jobs/{id}`` (bad input, storage, ...)."""
 
@@ -148,20 +168,7 @@ class JobRunner:
     def request(self, spec: JobSpec, sr_on: bool, cond_video: Any = None,
                 cond_audio: Any = None) -> Any:
         """The ``model.pipeline.GenerationRequest`` of ``spec``."""
-        from model.pipeline import GenerationRequest
-        from model.samplers import SamplerSpec
-
-        s = spec.sampler
-        return GenerationRequest(
-            mode=spec.mode, seed=spec.seed, num_samples=spec.num_samples,
-            base_sampler=SamplerSpec(name=s.name, steps=s.steps, order=s.order,
-                                     method=s.method, eta=s.eta),
-            super_resolution=sr_on,
-            sr_sampler=SamplerSpec(name=spec.super_resolution.sampler,
-                                   steps=spec.super_resolution.steps),
-            guidance=spec.guidance, guidance_scale=spec.guidance_scale,
-            condition_video=cond_video, condition_audio=cond_audio,
-        )
+        return generation_request(spec, sr_on, cond_video, cond_audio)
 
     @staticmethod
     def sr_on(spec: JobSpec, models: Any) -> bool:

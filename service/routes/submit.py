@@ -17,7 +17,7 @@ from service.metrics import UPLOAD_BYTES
 from service.probe import check_upload
 from service.schemas import ConditionalRequest, GenerateRequest, SubmitResponse, UploadResponse
 from service.submit import Idempotency, admit, check_limits, check_urls, enqueue, fingerprint
-from service.submit import new_id, replay, unprocessable
+from service.submit import new_id, replay, resolve_sampling, unprocessable
 from service.uploads import ParsedForm, form_params, parse_multipart
 
 router = APIRouter(tags=["submit"])
@@ -83,7 +83,8 @@ def generate(body: GenerateRequest, request: Request, state: State, owner: Owner
     print_ = fingerprint(body.model_dump(mode="json"))
     if (job_id := idem.existing(print_)) is not None:
         return replay(state, base, job_id)
-    model = check_limits(body, state.settings)
+    sampling = resolve_sampling(body, body.mode, state.settings)
+    model = check_limits(body, state.settings, sampling)
     input_key = input_filename = input_url = None
     if body.mode == "joint":
         if body.upload_id or body.audio_url:
@@ -120,8 +121,8 @@ def generate(body: GenerateRequest, request: Request, state: State, owner: Owner
         state.limiter.release(owner, job_id)
         return replay(state, base, other)
     return enqueue(state, base, job_id=job_id, mode=body.mode, model=model, params=body,
-                   input_key=input_key, input_filename=input_filename, input_url=input_url,
-                   owner=owner)
+                   sampling=sampling, input_key=input_key, input_filename=input_filename,
+                   input_url=input_url, owner=owner)
 
 
 async def _conditional(request: Request, state: AppState, idempotency_key: str | None,
@@ -139,7 +140,8 @@ async def _conditional(request: Request, state: AppState, idempotency_key: str |
         if (job_id := await run_in_threadpool(idem.existing, print_)) is not None:
             form.cleanup()
             return await run_in_threadpool(replay, state, base, job_id)
-        model = check_limits(params, settings)
+        sampling = resolve_sampling(params, mode, settings)  # type: ignore[arg-type]
+        model = check_limits(params, settings, sampling)
         assert form.file_path is not None
         await run_in_threadpool(check_urls, params, settings)
         await run_in_threadpool(check_upload, form.file_path, need=need, settings=settings)
@@ -164,7 +166,8 @@ async def _conditional(request: Request, state: AppState, idempotency_key: str |
         return await run_in_threadpool(replay, state, base, other)
     return await run_in_threadpool(
         lambda: enqueue(state, base, job_id=job_id, mode=mode, model=model,  # type: ignore[arg-type]
-                        params=params, input_key=key, input_filename=form.filename, owner=owner))
+                        params=params, sampling=sampling, input_key=key,
+                        input_filename=form.filename, owner=owner))
 
 
 @router.post("/video-to-audio", status_code=202, responses=_ACCEPTED, openapi_extra=_MULTIPART_DOC)

@@ -65,7 +65,8 @@ def test_sigterm_finishes_current_job_and_takes_no_new_one(s3_stack: Stack) -> N
         s3_stack.wait(first, timeout=60, until=lambda v: v["progress"]["step"] >= 1
                       or v["status"] not in ("queued", "running"))
         s3_stack.worker.send_signal(signal.SIGTERM)
-        second = c.post("/generate", json={"seed": 7, "sampler": {"steps": 2}}).json()["id"]
+        second = c.post("/generate",
+                        json={"seed": 7, "sampler": {"name": "ddim", "steps": 2}}).json()["id"]
         deadline = time.monotonic() + 10
         while ready_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -34,7 +34,8 @@ def test_mmd_serve_runs_a_job_end_to_end(tmp_path: Path) -> None:
         wait_for(lambda: httpx.get(base + "/readyz").status_code == 200, 120, "mmd serve",
                  proc, log)
         with httpx.Client(base_url=base, timeout=30) as c:
-            r = c.post("/generate", json={"seed": 1, "sampler": {"steps": 2},
+            r = c.post("/generate", json={"seed": 1,
+                                          "sampler": {"name": "dpm_solver", "steps": 2},
                                           "super_resolution": {"steps": 2}})
             assert r.status_code == 202, r.text
             job_id = r.json()["id"]
