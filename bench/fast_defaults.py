@@ -5,10 +5,12 @@
 
 Per case and candidate: NFE and the relative RMS difference to the official settings' sample
 (base: DPM-Solver 20 steps order 3 singlestep; SR: DDIM 25), ``rms(cand - official) /
-rms(official)``, worst of video and audio. The row ``converged`` is a 100-step DPM-Solver++
-multistep order-3 run; the column "vs converged" is each sampler's own discretisation error, the
-scale to read "vs official" against (the official DDIM-25 SR is itself far from converged, so a
-more accurate SR solver differs from it by about DDIM-25's own error).
+rms(official)``, worst of video and audio. The reference "converged" is a 100-step DPM-Solver++
+multistep order-3 run (for SR with ``clip_x0``: the official DDIM clips x0 to [-1, 1] every step,
+so the ODE it discretises is the clipped one); the column "vs converged" is each sampler's own
+discretisation error, the scale to read "vs official" against (the official DDIM-25 SR is itself
+not converged, so a more accurate SR solver differs from it by about DDIM-25's own error, while
+DDIM-15 shares DDIM-25's first-order bias). SR candidates marked ``clip`` clip x0 like DDIM.
 
 Cases: ``standin`` (the analytic denoisers of ``tests/model/standins.py``: a known Gaussian
 posterior, so the ODE is smooth like a trained model's), ``golden`` (the tiny golden-test

@@ -41,6 +41,7 @@ _MULTIPART_DOC = {
                 "params": {"type": "string", "description": "JSON object of the parameters"},
                 "seed": {"type": "integer"}, "num_samples": {"type": "integer"},
                 "model": {"type": "string"}, "start_s": {"type": "number"},
+                "preset": {"type": "string", "enum": ["fast", "official"]},
                 "sampler.steps": {"type": "integer"}, "super_resolution.enabled": {"type": "boolean"},
                 "webhook_url": {"type": "string"},
             },
