@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,8 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.load import percentile  # noqa: E402
 from model.samplers import SamplerSpec  # noqa: E402
-from model.speed import FAST_BASE, FAST_SR, OFFICIAL_BASE, OFFICIAL_SR  # noqa: E402
-from service.schemas import SamplerParams, SuperResolutionParams  # noqa: E402
+from model.speed import FAST_BASE, FAST_SR, OFFICIAL_BASE, OFFICIAL_SR, sr_sampler_spec  # noqa: E402
 
 MODES = ("plain", "optimised", "batched")
 TERMINAL = ("succeeded", "failed", "canceled")
@@ -78,20 +77,23 @@ class Row:
         return 60.0 * self.succeeded / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def _params(spec: SamplerSpec, model: type[SamplerParams | SuperResolutionParams]) -> dict[str, Any]:
-    """The request-body fields of ``model`` taken from ``spec`` (SR names the sampler
-    ``sampler``); warns about a non-default ``spec`` field the request schema cannot express."""
-    names = set(model.model_fields)
-    body: dict[str, Any] = {}
-    default = SamplerSpec()
-    for f in fields(SamplerSpec):
-        key = "sampler" if f.name == "name" and "sampler" in names else f.name
-        value = getattr(spec, f.name)
-        if key in names:
-            body[key] = value
-        elif value != getattr(default, f.name) and f.name != "name":
-            print(f"warning: {model.__name__} has no field {f.name!r}; {spec} runs without "
-                  f"{f.name}={value!r}", file=sys.stderr)
+def _base_body(spec: SamplerSpec) -> dict[str, Any]:
+    """``spec`` as the request's ``sampler`` field (warns if the API cannot express it)."""
+    body = {"name": spec.name, "steps": spec.steps, "order": spec.order, "method": spec.method,
+            "eta": spec.eta}
+    if SamplerSpec(**body) != spec:
+        print(f"warning: the request schema cannot express {spec}; sending {body}",
+              file=sys.stderr)
+    return body
+
+
+def _sr_body(spec: SamplerSpec) -> dict[str, Any]:
+    """``spec`` as the request's ``super_resolution`` sampler fields (the worker maps them
+    through ``model.speed.sr_sampler_spec``; warns if that gives another sampler)."""
+    body = {"sampler": spec.name, "steps": spec.steps}
+    if sr_sampler_spec(spec.name, spec.steps) != spec:
+        print(f"warning: the request schema cannot express SR {spec}; sending {body}",
+              file=sys.stderr)
     return body
 
 
@@ -105,10 +107,9 @@ def request_bodies(*, base_steps: int | None = None, sr_steps: int | None = None
         if base_steps is not None:
             base = replace(base, steps=base_steps, order=min(base.order, base_steps))
         if sr_steps is not None:
-            sr_spec = replace(sr_spec, steps=sr_steps, order=min(sr_spec.order, sr_steps))
-        bodies[mode] = {"sampler": _params(base, SamplerParams),
-                        "super_resolution": {**_params(sr_spec, SuperResolutionParams),
-                                             "enabled": sr}}
+            sr_spec = sr_sampler_spec(sr_spec.name, sr_steps)
+        bodies[mode] = {"sampler": _base_body(base),
+                        "super_resolution": {**_sr_body(sr_spec), "enabled": sr}}
     return bodies
 
 

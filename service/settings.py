@@ -96,7 +96,9 @@ class Settings(BaseSettings):
     # job matches its solo run only up to float rounding; set 4-8 on GPU workers.
     max_batch: int = Field(1, ge=1)  # jobs per batch (1 = no batching)
     batch_wait_ms: int = Field(50, ge=0)  # how long to wait for more compatible jobs
-    batch_memory_mb: int = Field(8192, ge=1)  # estimated base-stage memory a batch may use
+    # estimated activation memory a batch may use: the larger of its base stage and one SR call
+    # (worker/batching.py; fp32 estimate; the official 16-frame SR call is ~9.2 GiB)
+    batch_memory_mb: int = Field(16384, ge=1)
 
     # --- sampling -------------------------------------------------------------------------
     # default of a request's `preset` (service/presets.py): "fast" (fewer sampler steps,

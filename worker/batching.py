@@ -4,7 +4,8 @@ Compatible (:func:`spec_key`): same model, joint mode, base sampler, SR settings
 ``num_samples``, and nothing that couples the samples of a batch (see
 ``model.pipeline.batch_key``: conditional modes, adaptive DPM-Solver and stochastic SR samplers
 always run alone). Up to ``MMD_MAX_BATCH`` jobs, waiting at most ``MMD_BATCH_WAIT_MS`` for more
-to arrive, and only as many as fit ``MMD_BATCH_MEMORY_MB`` by :func:`estimate_batch_bytes`.
+to arrive, and only as many as fit ``MMD_BATCH_MEMORY_MB`` by :func:`estimate_batch_bytes` (the
+larger of the base stage and one SR chunk).
 
 Claiming is atomic across workers: a job is ours once ``LREM`` removed its id from RQ's queue
 list (exactly one worker can remove it). It then gets an RQ execution in the started registry,
@@ -30,6 +31,7 @@ from worker import metrics
 from worker.runner import JobFailed, JobRunner, ProgressFn
 
 if TYPE_CHECKING:
+    from model.config import SRConfig
     from model.pipeline import LoadedModels
 
 log = logging.getLogger(__name__)
@@ -46,16 +48,54 @@ def spec_key(spec: JobSpec) -> tuple[object, ...] | None:
     return (spec.model, spec.mode, spec.num_samples, s.model_dump_json(), sr.model_dump_json())
 
 
-def estimate_batch_bytes(models: LoadedModels, samples: int) -> int:
-    """Rough peak of the base stage for ``samples`` samples (the SR stage is chunked by
-    ``MMD_SR_MAX_BATCH_FRAMES`` and does not grow with the batch): per sample, fp32 activations
-    of ``model_channels x (video elements F*H*W + audio length)`` kept for every resolution
-    level and residual block (skip connections), times 2 for transient buffers."""
+def estimate_stage_bytes(models: LoadedModels, samples: int, *, sr: bool = True) -> dict[str, int]:
+    """Rough peak activation memory per stage of a batch of ``samples`` samples, fp32 (an upper
+    bound at fp16 / bf16), on top of the weights.
+
+    * ``base``: per sample, fp32 activations of ``model_channels x (video elements F*H*W + audio
+      length)`` kept for every resolution level and residual block (skip connections), times 2
+      for transient buffers. Landscape: 1068 MiB a sample; measured on CPU (fused attention)
+      690 MiB peak RSS growth a sample.
+    * ``sr`` (with ``sr`` and an SR network): the batch's frames are flattened and upsampled
+      ``MMD_SR_MAX_BATCH_FRAMES`` at a time, so one chunk of ``min(MMD_SR_MAX_BATCH_FRAMES,
+      samples x F)`` frames; per frame the skip tensors of every level plus 8 x the top level's
+      tensor for transient buffers. Official 256x256: 586 MiB a frame; measured on CPU
+      507 MiB peak RSS growth for one frame (fresh process).
+    """
     cfg = models.unet_cfg
     frames, _, height, width = cfg.video_size
     tokens = frames * height * width + cfg.audio_size[1]
     per_sample = 4 * cfg.model_channels * tokens * (cfg.num_res_blocks + 1) * len(cfg.channel_mult) * 2
-    return samples * per_sample
+    out = {"base": samples * per_sample}
+    if sr and models.sr is not None and models.sr_cfg is not None:
+        out["sr"] = sr_chunk_frames(models, samples) * 4 * _sr_frame_elements(models.sr_cfg)
+    return out
+
+
+def sr_chunk_frames(models: LoadedModels, samples: int) -> int:
+    """Frames of the largest SR network call of a batch of ``samples`` samples."""
+    from model.pipeline import GenerationRequest
+
+    chunk = models.sr_batch_frames or GenerationRequest().sr_chunk_frames
+    return min(chunk, samples * models.unet_cfg.video_size[0])
+
+
+def _sr_frame_elements(cfg: SRConfig) -> int:
+    """Activation elements of one SR forward per frame: the skips of the down path (input conv,
+    ``num_res_blocks`` per level, a downsample per level but the last) + 8 x the widest tensor."""
+    sizes = [(cfg.model_channels * m, (cfg.large_size >> level) ** 2)
+             for level, m in enumerate(cfg.channel_mult)]
+    skips = sizes[0][0] * sizes[0][1]
+    for level, (channels, pixels) in enumerate(sizes):
+        skips += cfg.num_res_blocks * channels * pixels
+        if level + 1 < len(sizes):
+            skips += channels * sizes[level + 1][1]
+    return skips + 8 * max(c * p for c, p in sizes)
+
+
+def estimate_batch_bytes(models: LoadedModels, samples: int, *, sr: bool = True) -> int:
+    """The larger of :func:`estimate_stage_bytes` (the stages run one after the other)."""
+    return max(estimate_stage_bytes(models, samples, sr=sr).values())
 
 
 class Batcher:
@@ -68,6 +108,7 @@ class Batcher:
         self.worker_name = worker_name
         self.active: list[tuple[Job, Execution]] = []
         self._lock = threading.Lock()
+        self._warned = False  # logged once that the memory budget holds no batch
 
     def claim(self, job: Job, queue: Queue, ttl: int) -> list[str]:
         """Claim up to ``MMD_MAX_BATCH - 1`` jobs compatible with ``job``; sets the runner's
@@ -79,12 +120,25 @@ class Batcher:
         if key is None or models is None:
             return []
         budget = self.settings.batch_memory_mb * 2**20
-        per_job = estimate_batch_bytes(models, lead.num_samples)
+
+        def fits(jobs: int) -> bool:
+            need = estimate_batch_bytes(models, lead.num_samples * jobs,
+                                        sr=lead.super_resolution.enabled)
+            return need <= budget
+
+        if not fits(2) and not self._warned:
+            self._warned = True
+            log.warning("MMD_BATCH_MEMORY_MB=%d cannot hold 2 jobs like %s (estimated %s MiB); "
+                        "they run alone: raise MMD_BATCH_MEMORY_MB (or, if sr is the larger, lower "
+                        "MMD_SR_MAX_BATCH_FRAMES)", self.settings.batch_memory_mb, job.id,
+                        {k: v // 2**20 for k, v in estimate_stage_bytes(
+                            models, 2 * lead.num_samples,
+                            sr=lead.super_resolution.enabled).items()})
         claimed: list[str] = []
         deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
         while True:
             for raw in self.connection.lrange(queue.key, 0, SCAN_LIMIT - 1):
-                if len(claimed) + 1 >= limit or per_job * (len(claimed) + 2) > budget:
+                if len(claimed) + 1 >= limit or not fits(len(claimed) + 2):
                     break
                 job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
                 spec = self.runner.store.spec(job_id)
@@ -94,7 +148,7 @@ class Batcher:
                     continue
                 if self.connection.lrem(queue.key, 1, job_id) == 1 and self._start(job_id, ttl):
                     claimed.append(job_id)
-            full = len(claimed) + 1 >= limit or per_job * (len(claimed) + 2) > budget
+            full = len(claimed) + 1 >= limit or not fits(len(claimed) + 2)
             left = deadline - time.monotonic()
             if full or left <= 0:
                 break
@@ -181,12 +235,16 @@ def _generate_together(runner: JobRunner, members: list[JobSpec], models: Any) -
     from model.samplers import SamplingCancelled
 
     samples = sum(s.num_samples for s in members)
-    need, budget = estimate_batch_bytes(models, samples), runner.settings.batch_memory_mb * 2**20
-    if need > budget:
+    stages = estimate_stage_bytes(models, samples, sr=members[0].super_resolution.enabled)
+    stage = max(stages, key=lambda k: stages[k])
+    if stages[stage] > runner.settings.batch_memory_mb * 2**20:
+        what = ("its base stage" if stage == "base" else
+                f"its SR stage ({sr_chunk_frames(models, samples)} frames a call)")
         error = JobFailed("batch_too_large", f"a batch of {len(members)} jobs ({samples} samples) "
-                          f"needs about {need // 2**20} MiB > MMD_BATCH_MEMORY_MB="
-                          f"{runner.settings.batch_memory_mb}; lower MMD_MAX_BATCH or raise "
-                          "MMD_BATCH_MEMORY_MB")
+                          f"needs about {stages[stage] // 2**20} MiB in {what} > "
+                          f"MMD_BATCH_MEMORY_MB={runner.settings.batch_memory_mb}; lower "
+                          "MMD_MAX_BATCH" + (" or MMD_SR_MAX_BATCH_FRAMES" if stage == "sr" else "")
+                          + " or raise MMD_BATCH_MEMORY_MB")
         runner.batch_results.update({s.id: error for s in members})
         return
 
