@@ -59,7 +59,8 @@ def sr_sampler_spec(name: str, steps: int) -> SamplerSpec:
     return SamplerSpec(name=name, steps=steps)  # type: ignore[arg-type]
 
 __all__ = ["FAST_BASE", "FAST_CONDITIONAL", "FAST_SR", "OFFICIAL_BASE", "OFFICIAL_CONDITIONAL",
-           "OFFICIAL_SR", "sr_sampler_spec", "SpeedOptions", "PLAIN", "apply_speed", "set_channels_last", "uses_channels_last"]
+           "OFFICIAL_SR", "PLAIN", "SpeedOptions", "apply_speed", "set_channels_last",
+           "sr_sampler_spec", "uses_channels_last"]
 
 
 @dataclass(frozen=True)

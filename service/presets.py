@@ -7,7 +7,7 @@ own sampler fields override them (no torch here; ``model.speed`` holds the same 
 | fast | joint | DPM-Solver++ multistep order 3, 15 steps | DDIM 15 | 15 + 15 |
 | official | joint | DPM-Solver singlestep order 3, 20 steps | DDIM 25 | 20 + 25 |
 | fast | conditional | DPM-Solver singlestep order 3, 20 steps | DDIM 15 | 20 (+20 backward) + 15 |
-| official | conditional | DDPM, 1000 steps (the official loop) | DDIM 25 | 1000 (+1000 backward) + 25 |
+| official | conditional | DDPM, 1000 steps (official loop) | DDIM 25 | 1000 (+1000 backward) + 25 |
 
 Guidance is the same in both (``gradient``, scale 3.0: the official scripts' classifier_scale).
 A field the client sends (``sampler.steps``, ``super_resolution.sampler``, ...) replaces the

@@ -35,7 +35,7 @@ class _Frozen(BaseModel):
 
 class SamplerParams(_Frozen):
     """The base (64x64 video + audio) sampler a job runs (resolved: ``JobSpec.sampler``).
-    Defaults: the official DPM-Solver 20 / order 3 (what ``preset: "official"`` gives a joint job)."""
+    Defaults: the official DPM-Solver 20 / order 3 (``preset: "official"`` for a joint job)."""
 
     name: SamplerName = "dpm_solver"
     steps: int = Field(20, ge=1, description="sampler steps (bounded by MMD_MAX_STEPS)")
