@@ -206,34 +206,45 @@ class ShiftSource:
             )
 
 
-@lru_cache(maxsize=512)
-def _window_index(
-    frames: int, seg: int, total: int, window: int, shift: int, device: torch.device
-) -> Tensor:
-    """``[F, window*seg]`` positions ``((f + shift)*seg + j) mod total`` (cached).
-
-    Built outside inference mode so a table first made under ``torch.inference_mode`` can
-    still be saved for backward later (gradient guidance differentiates through the U-Net).
-    """
-    with torch.inference_mode(False):
-        f = torch.arange(frames, device=device)[:, None]
-        j = torch.arange(window * seg, device=device)[None]
-        return ((f + shift) * seg + j) % total
-
-
 def _sample_window_index(frames: int, seg: int, total: int, window: int, shifts: Tensor,
                          device: torch.device) -> Tensor:
-    """Per-sample :func:`_window_index`: ``shifts [B]`` -> ``[B, F, window*seg]``."""
+    """``[B, F, window*seg]`` positions ``((f + shifts[b])*seg + j) mod total`` (one shift per
+    sample; the shared-shift path uses :func:`_windows`)."""
     f = torch.arange(frames, device=device)[None, :, None]
     j = torch.arange(window * seg, device=device)[None, None]
     return ((f + shifts.to(device)[:, None, None]) * seg + j) % total
 
 
+@lru_cache(maxsize=512)
+def _ring_index(frames: int, seg: int, total: int, window: int, shift: int,
+                device: torch.device) -> Tensor:
+    """``[(F - 1 + window) * seg]`` positions ``(shift*seg + r) mod total`` (cached): the rows
+    that :func:`_windows` lays out once so that every frame's window is a slice of them."""
+    with torch.inference_mode(False):
+        r = torch.arange((frames - 1 + window) * seg, device=device)
+        return (shift * seg + r) % total
+
+
+def _windows(x: Tensor, frames: int, seg: int, window: int, shift: int) -> Tensor:
+    """Every frame's cyclic window of ``x [B, T, ...]`` as ``[B, F, window*seg, ...]``.
+
+    Frame ``f`` gets rows ``((f + shift)*seg + j) mod T``, ``j < window*seg`` (as
+    :func:`_sample_window_index` + :func:`_gather` give), but the windows overlap in memory: the
+    rows are gathered once in ring order (``T + (window-1)*seg`` rows, not ``F*window*seg``) and
+    each window is a strided view of them. No copy at all for ``shift == 0`` and ``window == 1``.
+    """
+    total = x.shape[1]
+    if shift == 0 and window == 1 and frames * seg == total:
+        ring = x
+    else:
+        ring = x[:, _ring_index(frames, seg, total, window, shift, x.device)].contiguous()
+    size = (ring.shape[0], frames, window * seg) + tuple(ring.shape[2:])
+    stride = (ring.stride(0), seg * ring.stride(1)) + tuple(ring.stride()[1:])
+    return ring.as_strided(size, stride, ring.storage_offset())
+
+
 def _gather(x: Tensor, idx: Tensor) -> Tensor:
-    """Rows of ``x [B, T, ...]`` at ``idx [F, K]`` (shared) or ``[B, F, K]`` (per sample)
-    -> ``[B, F, K, ...]``."""
-    if idx.dim() == 2:
-        return x[:, idx]
+    """Rows of ``x [B, T, ...]`` at ``idx [B, F, K]`` (per sample) -> ``[B, F, K, ...]``."""
     rows = torch.arange(x.shape[0], device=x.device)[:, None, None]
     return x[rows, idx]
 
@@ -283,25 +294,26 @@ class CrossAttention(nn.Module):
         per_sample = isinstance(s, Tensor)  # batched independent jobs: [B] shifts
         if per_sample:
             idx_a = _sample_window_index(nf, p, length, self.window, s, audio.device)
-        else:
-            idx_a = _window_index(nf, p, length, self.window, s, audio.device)  # [F, W*p]
-        win_a = _gather(qkv_a[:, :, 1:], idx_a)  # [B, F, W*p, 2, nh, d]
+            win_a = _gather(qkv_a[:, :, 1:], idx_a)  # [B, F, W*p, 2, nh, d]
+        else:  # overlapping strided windows, no W-fold copy
+            win_a = _windows(qkv_a[:, :, 1:], nf, p, self.window, s)
         ka, va = frames(win_a[:, :, :, 0]), frames(win_a[:, :, :, 1])
         out_v = sdpa(frames(qkv_v[:, :, :, 0]), ka, va, upcast=False)  # [B*F, nh, S, d]
         out_v = out_v.permute(0, 1, 3, 2).reshape(b, nf, c, hh, ww)
 
         # audio -> video: audio segment f sees the W*S video tokens of its window
+        kv_v = qkv_v.view(b, nv, 3, nh, d)[:, :, 1:]
         if per_sample:
             idx_v = _sample_window_index(nf, s_tok, nv, self.window, s, video.device)
+            kv_all = _gather(kv_v, idx_v)  # [B, F, W*S, 2, nh, d]
         else:
-            idx_v = _window_index(nf, s_tok, nv, self.window, s, video.device)  # [F, W*S]
-        kv_all = _gather(qkv_v.view(b, nv, 3, nh, d)[:, :, 1:], idx_v)  # [B, F, W*S, 2, nh, d]
+            kv_all = _windows(kv_v, nf, s_tok, self.window, s)
         kv, vv = frames(kv_all[:, :, :, 0]), frames(kv_all[:, :, :, 1])
         qa = qkv_a[:, :, 0]  # [B, L, nh, d]
         out_a = sdpa(frames(qa[:, : nf * p].reshape(b, nf, p, nh, d)), kv, vv, upcast=False)
         out_a = out_a.view(b, nf, nh, p, d).permute(0, 2, 4, 1, 3).reshape(b, c, nf * p)
         if length > nf * p:  # the last segment absorbs the remainder
-            last = (kv.reshape(b, nf, nh, -1, d)[:, -1], vv.reshape(b, nf, nh, -1, d)[:, -1])
+            last = (kv[nf - 1::nf], vv[nf - 1::nf])  # each sample's last frame window
             rest = sdpa(qa[:, nf * p:].transpose(1, 2), *last, upcast=False)  # [B, nh, r, d]
             out_a = torch.cat([out_a, rest.transpose(-1, -2).reshape(b, c, -1)], dim=2)
 

@@ -58,32 +58,68 @@ def group_norm_act(
     """GroupNorm (float32 statistics) with optional FiLM and SiLU fused into one pass.
 
     ``x`` is video ``[B, F, C, H, W]`` (statistics over group channels x all frames, computed on
-    the native layout without a permute copy) or channel-first ``[N, C, ...]`` (images, audio). ``scale``/``shift`` ``[B, C]``
-    give ``GN(x) * (1 + scale) + shift``. Returns ``x``'s dtype.
+    the native layout without a permute copy) or channel-first ``[N, C, ...]`` (images, audio).
+    ``scale``/``shift`` ``[B, C]`` give ``GN(x) * (1 + scale) + shift``. Returns ``x``'s dtype.
     """
-    video = x.dim() == 5
-    n, c = x.shape[0], x.shape[2 if video else 1]
+    if x.dim() == 5:
+        return _video_group_norm_act(x, gn, scale, shift, silu=silu)
+    n, c = x.shape[0], x.shape[1]
     g = gn.num_groups
     xf = x.float()
-    if video:
-        grouped, dims = xf.reshape(n, x.shape[1], g, -1), (1, 3)
-    elif x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and c > 1:
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and c > 1:
         # NHWC storage: group the channel axis of the [N, H, W, C] view (no copy)
         grouped, dims = xf.permute(0, 2, 3, 1).reshape(n, -1, g, c // g), (1, 3)
     else:
         grouped, dims = xf.reshape(n, g, -1), (2,)
     var, mean = torch.var_mean(grouped, dim=dims, unbiased=False)  # [N, G]
-    rstd = torch.rsqrt(var + gn.eps)
-    a = (gn.weight.float().view(1, g, c // g) * rstd[:, :, None]).reshape(n, c)
-    b = gn.bias.float().view(1, c) - (mean[:, :, None] * a.view(n, g, c // g)).reshape(n, c)
-    if scale is not None and shift is not None:
-        a = a * (1 + scale.float())
-        b = b * (1 + scale.float()) + shift.float()
-    view = (n, 1, c, 1, 1) if video else (n, c) + (1,) * (x.dim() - 2)
+    a, b = _film(gn, torch.rsqrt(var + gn.eps), scale, shift)
+    b = b - (mean[:, :, None] * a.view(n, g, c // g)).reshape(n, c)
+    view = (n, c) + (1,) * (x.dim() - 2)
     out = torch.addcmul(b.view(view), xf, a.view(view)).to(x.dtype)
     if silu:
         out = F.silu(out, inplace=not torch.is_grad_enabled())
     return out
+
+
+def _film(gn: nn.GroupNorm, rstd: Tensor, scale: Tensor | None,
+          shift: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Per-sample channel factors ``a``, ``b`` ``[N, C]`` with ``GN(x) * (1 + scale) + shift =
+    (x - mean) * a + b`` for ``rstd [N, G]``."""
+    n, g = rstd.shape
+    c = gn.weight.shape[0]
+    a = (gn.weight.float().view(1, g, c // g) * rstd[:, :, None]).reshape(n, c)
+    b = gn.bias.float().view(1, c).expand(n, c)
+    if scale is not None and shift is not None:
+        a = a * (1 + scale.float())
+        b = b * (1 + scale.float()) + shift.float()
+    return a, b
+
+
+def _video_group_norm_act(x: Tensor, gn: nn.GroupNorm, scale: Tensor | None,
+                          shift: Tensor | None, *, silu: bool) -> Tensor:
+    """:func:`group_norm_act` of video ``[B, F, C, H, W]``, two-pass statistics.
+
+    Mean, then the norm of the centred values, each reduced over the contiguous rows of one
+    frame's group first (vectorised, cascade-summed) and then over frames; the centred copy is
+    then scaled in place. About 2-4x less CPU time than ``torch.var_mean`` over the strided
+    (frames, group) dims, and as precise (float64 check: ~1.5e-7 relative either way).
+    """
+    n, f, c = x.shape[:3]
+    g = gn.num_groups
+    grouped = x.float().reshape(n, f, g, -1)
+    count = f * grouped.shape[3]
+    mean = grouped.sum(dim=3, keepdim=True).sum(dim=1, keepdim=True) / count  # [N, 1, G, 1]
+    centred = grouped - mean
+    var = torch.linalg.vector_norm(centred, dim=3).square().sum(dim=1) / count  # [N, G]
+    a, b = _film(gn, torch.rsqrt(var + gn.eps), scale, shift)
+    out = centred.view(n, f, c, -1)
+    if torch.is_grad_enabled():  # out= variants are not differentiable
+        out = torch.addcmul(b.reshape(n, 1, c, 1), out, a.reshape(n, 1, c, 1))
+    else:
+        torch.addcmul(b.reshape(n, 1, c, 1), out, a.reshape(n, 1, c, 1), out=out)
+    if silu:
+        out = F.silu(out, inplace=not torch.is_grad_enabled())
+    return out.view(x.shape).to(x.dtype)
 
 
 def video_group_norm(x: Tensor, gn: nn.GroupNorm) -> Tensor:
@@ -155,13 +191,15 @@ def temporal_conv(x: Tensor, conv: nn.Conv1d) -> Tensor:
 
     Equals applying ``conv`` to the ``[B*S, C, F]`` view, without the permute copies or a padded
     copy: the centre tap is one batched GEMM over all frames, each other tap accumulates into
-    the frames it reaches (``baddbmm_``, loops only over batch and taps).
+    the frames it reaches (``baddbmm_``, loops only over batch and taps). The taps are first
+    copied into one contiguous ``[k, Co, C]`` block: a strided ``weight[:, :, i]`` slice makes
+    ``baddbmm_`` fall back to one GEMM plus one weight copy per frame.
     """
     b, f, c, s = x.shape
     k = conv.kernel_size[0]
-    w = conv.weight  # [Co, C, k]
+    taps = conv.weight.permute(2, 0, 1).contiguous()  # [k, Co, C]
     centre = k // 2
-    out = torch.matmul(w[:, :, centre], x)  # [B, F, Co, S]
+    out = torch.matmul(taps[centre], x)  # [B, F, Co, S]
     if conv.bias is not None:
         out += conv.bias[:, None]
     for i in range(k):
@@ -169,7 +207,7 @@ def temporal_conv(x: Tensor, conv: nn.Conv1d) -> Tensor:
         if i == centre or abs(off) >= f:
             continue
         n = f - abs(off)
-        wi = w[:, :, i].expand(n, -1, -1)
+        wi = taps[i].expand(n, -1, -1)
         for j in range(b):
             dst = out[j, max(0, -off):max(0, -off) + n]
             dst.baddbmm_(wi, x[j, max(0, off):max(0, off) + n])
