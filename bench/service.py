@@ -249,10 +249,15 @@ def run_bench(concurrency: Sequence[int], *, modes: Sequence[str] = ("plain", "o
             bases = {m: s.base for m, s in started.items()}
         else:
             bases = {m: url for m in modes}
-        return [asyncio.run(measure(bases[m], n, bodies[m], mode=m, rounds=rounds,
-                                    timeout_s=timeout_s, poll_interval_s=poll_interval_s,
-                                    headers=headers))
-                for n in concurrency for m in modes]
+        rows = []
+        for n in concurrency:
+            for m in modes:
+                rows.append(asyncio.run(measure(
+                    bases[m], n, bodies[m], mode=m, rounds=rounds, timeout_s=timeout_s,
+                    poll_interval_s=poll_interval_s, headers=headers)))
+                print(f"  measured N={n} {m}: {rows[-1].jobs_per_min:.2f} jobs/min",
+                      file=sys.stderr, flush=True)
+        return rows
 
 
 def stage_timing(base: str, body: dict[str, Any], runs: int) -> None:
