@@ -77,7 +77,7 @@ class _CommonParams(_Frozen):
     seed: int | None = Field(None, ge=0, lt=2**63, description="None = a random seed, recorded")
     num_samples: int = Field(1, ge=1, description="bounded by MMD_MAX_NUM_SAMPLES")
     preset: Preset | None = Field(
-        None, description="sampler defaults: 'fast' (DPM-Solver++ 15 + SR DDIM 15; conditional: "
+        None, description="sampler defaults: 'fast' (DPM-Solver++ 15 + SR DPM-Solver++ 12; conditional: "
         "DPM-Solver 20) or 'official' (DPM-Solver 20 + SR DDIM 25; conditional: DDPM 1000); "
         "None = MMD_SAMPLING_PRESET. Fields given in sampler / super_resolution override it")
     sampler: SamplerRequest = SamplerRequest()

@@ -10,7 +10,7 @@ Examples::
     mmd generate --checkpoint landscape.pt --no-sr --mode audio-to-video --input song.mp3 --out v.mp4
 
 Sampler settings default to the fast ones (``model.speed``: base DPM-Solver++ multistep order 3,
-15 steps; conditional DPM-Solver 20 steps; SR DDIM 15); ``--official`` selects the official ones
+15 steps; conditional DPM-Solver 20 steps; SR DPM-Solver++ 12, x0 clipped); ``--official`` selects the official ones
 (base DPM-Solver 20 steps order 3 singlestep; conditional the 1000-step DDPM loop; SR DDIM 25).
 ``--sampler/--steps/--order/--method/--sr-sampler/--sr-steps`` override single fields of either.
 
@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--guidance-scale", type=float, default=3.0)
     r.add_argument("--no-sr", action="store_true", help="skip super-resolution (64x64 output)")
     r.add_argument("--sr-sampler", choices=SAMPLERS, help="SR sampler (default: the preset's)")
-    r.add_argument("--sr-steps", type=int, help="SR sampler steps (default: the preset's: 15 fast, "
+    r.add_argument("--sr-steps", type=int, help="SR sampler steps (default: the preset's: 12 fast, "
                    "25 official)")
     r.add_argument("--sr-chunk-frames", type=int, default=16, help="frames per SR batch")
     parser.add_argument("--out", type=Path, default=Path("sample.mp4"), help="output MP4 path")

@@ -18,7 +18,7 @@ from service.settings import Settings
 from tests.e2e.fixtures import write_clip
 
 FAST_JOINT = (SamplerParams(name="dpm_solver++", steps=15, order=3, method="multistep"),
-              SuperResolutionParams(sampler="ddim", steps=15))
+              SuperResolutionParams(sampler="dpm_solver++", steps=12))
 OFFICIAL_JOINT = (SamplerParams(name="dpm_solver", steps=20, order=3, method="singlestep"),
                   SuperResolutionParams(sampler="ddim", steps=25))
 
@@ -62,7 +62,7 @@ def test_explicit_fields_override_only_themselves(settings: Settings, store: Job
     spec = _spec(client, store, {"sampler": {"steps": 7}, "super_resolution": {"sampler": "ddpm"}})
     assert spec.preset == "fast"
     assert spec.sampler == FAST_JOINT[0].model_copy(update={"steps": 7})
-    assert spec.super_resolution == SuperResolutionParams(sampler="ddpm", steps=15)
+    assert spec.super_resolution == SuperResolutionParams(sampler="ddpm", steps=12)
     spec = _spec(client, store, {"preset": "official", "sampler": {"name": "ddim", "eta": 0.5},
                                  "super_resolution": {"steps": 9, "enabled": False}})
     assert spec.sampler == SamplerParams(name="ddim", steps=20, order=3, method="singlestep",
@@ -76,7 +76,7 @@ def test_explicit_fields_override_only_themselves(settings: Settings, store: Job
 def test_limits_apply_to_resolved_values(settings: Settings, store: JobStore) -> None:
     tight = TestClient(create_app(settings.model_copy(update={"max_steps": 16,
                                                               "max_sr_steps": 20})))
-    assert tight.post("/generate", json={}).status_code == 202  # fast: 15 + 15
+    assert tight.post("/generate", json={}).status_code == 202  # fast: 15 + 12
     r = tight.post("/generate", json={"preset": "official"})  # 20 base steps from the preset
     assert r.status_code == 422 and "sampler.steps=20" in r.text and "MMD_MAX_STEPS" in r.text
     r = tight.post("/generate", json={"preset": "official", "sampler": {"steps": 10}})
@@ -102,7 +102,7 @@ def test_conditional_presets(settings: Settings, store: JobStore, tmp_path: Path
     for spec in (fast, official):
         assert (spec.guidance, spec.guidance_scale) == ("gradient", 3.0)
         assert spec.super_resolution.enabled is False
-    assert official.super_resolution.steps == 25 and fast.super_resolution.steps == 15
+    assert official.super_resolution.steps == 25 and fast.super_resolution.steps == 12
 
 
 def test_default_limits_allow_the_official_conditional_loop() -> None:
