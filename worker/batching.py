@@ -60,7 +60,7 @@ def estimate_stage_bytes(models: LoadedModels, samples: int, *, sr: bool = True)
       ``MMD_SR_MAX_BATCH_FRAMES`` at a time, so one chunk of ``min(MMD_SR_MAX_BATCH_FRAMES,
       samples x F)`` frames; per frame the skip tensors of every level plus 8 x the top level's
       tensor for transient buffers. Official 256x256: 586 MiB a frame; measured on CPU
-      507 MiB peak RSS growth for one frame (fresh process).
+      507 / 539 MiB a frame peak RSS growth for 1 / 2 frames (fresh processes).
     """
     cfg = models.unet_cfg
     frames, _, height, width = cfg.video_size

@@ -5,6 +5,7 @@ naming the stage and the setting to change (real redis-server, real run_batch, t
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,7 +70,8 @@ def test_sr_chunk_grows_with_the_batch_only_up_to_the_chunk_size(tiny: Any) -> N
 
 
 def test_a_batch_whose_sr_chunk_does_not_fit_is_not_claimed_and_is_refused(
-        settings: Settings, store: JobStore, redis_conn: Redis, tiny: Any) -> None:
+        settings: Settings, store: JobStore, redis_conn: Redis, tiny: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
     two = estimate_stage_bytes(tiny, 2)
     mb = (two["sr"] - 1) // MIB  # the base stage of 2 jobs fits, their SR chunk does not
     assert two["base"] <= mb * MIB < two["sr"]
@@ -78,8 +80,10 @@ def test_a_batch_whose_sr_chunk_does_not_fit_is_not_claimed_and_is_refused(
     ids = [_enqueue(store, seed, sr=True) for seed in (1, 2)]
     redis_conn.lrem(store.queue.key, 1, ids[0])  # what RQ's dequeue did
     batcher = Batcher(_runner(settings, store, tiny), redis_conn, "w1")
-    assert batcher.claim(Job.fetch(ids[0], connection=redis_conn), store.queue, ttl=30) == []
+    with caplog.at_level(logging.WARNING, logger="worker.batching"):
+        assert batcher.claim(Job.fetch(ids[0], connection=redis_conn), store.queue, ttl=30) == []
     assert store.queue.get_job_ids() == [ids[1]]  # left for the next dequeue
+    assert f"MMD_BATCH_MEMORY_MB={mb} cannot hold 2 jobs" in caplog.text  # said once, not silent
 
     # asked for directly (as after a config change between claim and run): every job fails
     redis_conn.lrem(store.queue.key, 1, ids[1])
