@@ -11,7 +11,9 @@ built with the worker's default ``SpeedOptions`` (fused SDPA kernels - flash on 
 channels-last SR convolutions) in the requested precision. Both modes are built once, warmed up
 once, then timed interleaved (plain and optimised alternate, ``--repeats`` each) so that load
 from other processes on a shared machine hits both alike; the table shows medians, the load
-average is printed before and after, and the last lines give optimised/plain of the medians.
+average is printed before and after, and the last lines give optimised/plain of the medians,
+of the minima and of the process CPU seconds. On a loaded machine wall times at 2 threads swing
+2-4x (OpenMP threads wait for each other); ``--threads 1`` CPU seconds measure the work itself.
 """
 
 from __future__ import annotations
@@ -117,21 +119,27 @@ class Case:
             self.options = SpeedOptions()
         apply_speed(self.model, self.options, device=torch.device(args.device))
         self.times: list[float] = []
+        self.cpu_times: list[float] = []  # process CPU seconds: robust to other load at 1 thread
 
     def run(self, record: bool = True) -> float:
         set_sdpa_backend(self.options.sdpa_backend)  # process-wide: set before every run
         with torch.inference_mode(), mode(self.plain):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             self._run()
             sync(self.device)
-            sec = time.perf_counter() - t0
+            sec, cpu = time.perf_counter() - t0, time.process_time() - c0
         if record:
             self.times.append(sec)
+            self.cpu_times.append(cpu)
         return sec
 
     @property
     def median(self) -> float:
         return statistics.median(self.times)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu_times)
 
 
 def time_cases(name: str, args: argparse.Namespace, modes: list[str]) -> dict[str, Case]:
@@ -183,20 +191,27 @@ def main() -> int:
     print(f"torch {torch.__version__}, device {args.device}, threads {args.threads}, "
           f"precision {args.precision} (plain: fp32), {args.repeats} interleaved repeats per mode "
           f"(median; warm-up {'on' if args.warmup else 'off'}), load average {_load()}")
-    print(f"{'case':<6} {'mode':<10} {'median s':>9} {'min s':>7} {'TFLOP':>7} {'GFLOP/s':>9} "
-          f"{'vs official':>12}")
+    print(f"{'case':<6} {'mode':<10} {'median s':>9} {'min s':>7} {'CPU s':>7} {'TFLOP':>7} "
+          f"{'GFLOP/s':>9} {'vs official':>12}")
     medians: dict[tuple[str, str], float] = {}
+    mins: dict[tuple[str, str], float] = {}
+    cpus: dict[tuple[str, str], float] = {}
     for name in cases:
         flops = count_flops(name)
         for m, case in time_cases(name, args, modes).items():
             sec = medians[(name, m)] = case.median
+            mins[(name, m)] = min(case.times)
             ref = f"{sec / REFERENCE_S[name]:.2f}x" if args.device == "cpu" and not args.tiny else "-"
-            print(f"{name:<6} {m:<10} {sec:9.2f} {min(case.times):7.2f} {flops / 1e12:7.3f} "
-                  f"{flops / sec / 1e9:9.1f} {ref:>12}", flush=True)
+            cpus[(name, m)] = case.cpu_median
+            print(f"{name:<6} {m:<10} {sec:9.2f} {min(case.times):7.2f} {case.cpu_median:7.2f} "
+                  f"{flops / 1e12:7.3f} {flops / sec / 1e9:9.1f} {ref:>12}", flush=True)
     for name in cases:
         if (name, "optimised") in medians and (name, "plain") in medians:
             print(f"{name}: optimised/plain = "
-                  f"{medians[(name, 'optimised')] / medians[(name, 'plain')]:.2f} (medians)")
+                  f"{medians[(name, 'optimised')] / medians[(name, 'plain')]:.2f} (medians), "
+                  f"{mins[(name, 'optimised')] / mins[(name, 'plain')]:.2f} (minima: least "
+                  f"disturbed by other load), {cpus[(name, 'optimised')] / cpus[(name, 'plain')]:.2f}"
+                  " (process CPU seconds; with --threads 1 the work itself, whatever the load)")
     print(f"load average at the end {_load()}")
     return 0
 
