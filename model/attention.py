@@ -240,7 +240,7 @@ def _windows(x: Tensor, frames: int, seg: int, window: int, shift: int) -> Tenso
         ring = x[:, _ring_index(frames, seg, total, window, shift, x.device)].contiguous()
     size = (ring.shape[0], frames, window * seg) + tuple(ring.shape[2:])
     stride = (ring.stride(0), seg * ring.stride(1)) + tuple(ring.stride()[1:])
-    return ring.as_strided(size, stride, ring.storage_offset())
+    return ring.as_strided(size, stride)  # keeps ring's storage offset
 
 
 def _gather(x: Tensor, idx: Tensor) -> Tensor:
