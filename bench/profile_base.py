@@ -78,6 +78,10 @@ def profile_forward(plain: bool, args: argparse.Namespace) -> None:
               for fam, ops in FAMILIES.items()}
     shares["other"] = 1 - sum(shares.values())
     print(f"{name} self CPU shares: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
+    # whole attention calls, whatever kernel ran inside (math: bmm + softmax + masking + copies)
+    sdpa = sum(e.cpu_time_total for e in events if e.key == "aten::scaled_dot_product_attention")
+    print(f"{name} attention (scaled_dot_product_attention, inclusive): {sdpa / 1e6:.2f} s = "
+          f"{sdpa / total:.1%} of self CPU time {total / 1e6:.2f} s")
     if args.shapes:
         print(prof.key_averages(group_by_input_shape=True).table(
             sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=40,
