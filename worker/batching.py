@@ -7,9 +7,11 @@ always run alone). Up to ``MMD_MAX_BATCH`` jobs, waiting at most ``MMD_BATCH_WAI
 to arrive, and only as many as fit ``MMD_BATCH_MEMORY_MB`` by :func:`estimate_batch_bytes` (the
 larger of the base stage and one SR chunk).
 
-Claiming is atomic across workers: a job is ours once ``LREM`` removed its id from RQ's queue
-list (exactly one worker can remove it). It then gets an RQ execution in the started registry,
-renewed by the worker's job heartbeat thread like the job RQ gave it, so a batch whose worker
+Claiming is atomic across workers and against a crash: one Redis transaction (``WATCH`` on the
+queue list) removes the id from RQ's queue and gives the job an RQ execution in the started
+registry, so a worker killed at any point leaves each job either queued or started, never in
+neither, and exactly one worker can claim it. The execution is renewed while the claim loop waits
+and then by the worker's job heartbeat thread like the job RQ gave it, so a batch whose worker
 died is found abandoned and retried like any job. Each job is then completed by
 :class:`worker.runner.JobRunner` (result upload, metadata, webhook, metrics) on its own.
 """
@@ -22,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from redis import Redis
+from redis.exceptions import WatchError
 from rq.executions import Execution
 from rq.job import Job, JobStatus as RQStatus
 from rq.queue import Queue
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SCAN_LIMIT = 200  # queued ids looked at per scan (the head of the queue)
+CLAIM_RETRIES = 5  # transactions tried per job before leaving it queued (busy queue)
 
 
 def spec_key(spec: JobSpec) -> tuple[object, ...] | None:
@@ -135,7 +139,8 @@ class Batcher:
                             models, 2 * lead.num_samples,
                             sr=lead.super_resolution.enabled).items()})
         claimed: list[str] = []
-        deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
+        deadline = renewed = time.monotonic()
+        deadline += self.settings.batch_wait_ms / 1000
         while True:
             for raw in self.connection.lrange(queue.key, 0, SCAN_LIMIT - 1):
                 if len(claimed) + 1 >= limit or not fits(len(claimed) + 2):
@@ -146,32 +151,51 @@ class Batcher:
                     continue
                 if self.runner.store.status(job_id) != JobStatus.queued:
                     continue
-                if self.connection.lrem(queue.key, 1, job_id) == 1 and self._start(job_id, ttl):
+                if self._claim_one(queue.key, job_id, ttl):
                     claimed.append(job_id)
             full = len(claimed) + 1 >= limit or not fits(len(claimed) + 2)
             left = deadline - time.monotonic()
             if full or left <= 0:
                 break
+            if time.monotonic() - renewed > ttl / 3:  # a long MMD_BATCH_WAIT_MS: keep them ours
+                self.heartbeat(ttl)
+                renewed = time.monotonic()
             time.sleep(min(0.02, left))
         self.runner.batch_extras = list(claimed)
         if claimed:
             log.info("job %s runs in a batch with %s", job.id, claimed)
         return claimed
 
-    def _start(self, job_id: str, ttl: int) -> bool:
-        """Mark a claimed RQ job started by this worker (an execution in the started registry)."""
+    def _claim_one(self, queue_key: str, job_id: str, ttl: int) -> bool:
+        """Take ``job_id`` off the queue list and mark it started by this worker (an execution in
+        the started registry) in one transaction; False if another worker got it first (or the
+        queue kept changing under us: it stays queued, nothing is lost)."""
         try:
-            job = Job.fetch(job_id, connection=self.connection)
+            job: Job | None = Job.fetch(job_id, connection=self.connection)
         except Exception:  # noqa: BLE001 - RQ job hash gone (expired): the record decides
-            log.warning("claimed job %s has no RQ job; running it from its record", job_id)
+            job = None
+        for _ in range(CLAIM_RETRIES):
+            with self.connection.pipeline() as pipe:
+                try:
+                    pipe.watch(queue_key)
+                    if pipe.lpos(queue_key, job_id) is None:
+                        return False
+                    pipe.multi()
+                    pipe.lrem(queue_key, 1, job_id)
+                    execution = None
+                    if job is not None:
+                        job.prepare_for_execution(self.worker_name, pipeline=pipe)
+                        execution = Execution.create(job, ttl, pipe, worker_name=self.worker_name)
+                    pipe.execute()
+                except WatchError:
+                    continue  # the queue changed between WATCH and EXEC: look again
+            if job is None or execution is None:
+                log.warning("claimed job %s has no RQ job; running it from its record", job_id)
+            else:
+                with self._lock:
+                    self.active.append((job, execution))
             return True
-        with self.connection.pipeline() as pipe:
-            job.prepare_for_execution(self.worker_name, pipeline=pipe)
-            execution = Execution.create(job, ttl, pipe, worker_name=self.worker_name)
-            pipe.execute()
-        with self._lock:
-            self.active.append((job, execution))
-        return True
+        return False
 
     def heartbeat(self, ttl: int) -> None:
         """Renew the claimed jobs' started-registry entries (called by the job heartbeat)."""

@@ -174,6 +174,44 @@ def test_claim_takes_compatible_jobs_atomically(settings: Settings, store: JobSt
     assert queue.get_job_ids() == [c, odd] and store.status(c) == JobStatus.queued
 
 
+def test_claim_failing_midway_leaves_the_job_queued(settings: Settings, store: JobStore,
+                                                   redis_conn: Redis, tiny: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker dying between taking a job off the queue and registering it started must not
+    lose it: both happen in one transaction, so an error before EXEC leaves it queued."""
+    settings = settings.model_copy(update={"max_batch": 2, "batch_wait_ms": 0})
+    lead, other = _enqueue(store, seed=1), _enqueue(store, seed=2)
+    queue = store.queue
+    assert redis_conn.lrem(queue.key, 1, lead) == 1
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("worker died here")
+
+    monkeypatch.setattr("worker.batching.Execution.create", crash)
+    batcher = Batcher(_runner(settings, store, tiny), redis_conn, "w1")
+    with pytest.raises(RuntimeError, match="died"):
+        batcher.claim(Job.fetch(lead, connection=redis_conn), queue, ttl=30)
+    assert queue.get_job_ids() == [other]  # still queued: another worker will run it
+    assert queue.started_job_registry.get_job_ids() == []
+    assert Job.fetch(other, connection=redis_conn).get_status() == RQStatus.QUEUED
+
+
+def test_a_long_batch_wait_keeps_the_claimed_jobs_started(settings: Settings, store: JobStore,
+                                                          redis_conn: Redis, tiny: Any) -> None:
+    """Waiting longer than the started-registry TTL for more jobs must not let the jobs already
+    claimed expire (they would be retried while still running)."""
+    settings = settings.model_copy(update={"max_batch": 3, "batch_wait_ms": 3500})
+    lead, b = _enqueue(store, seed=1), _enqueue(store, seed=2)
+    queue = store.queue
+    assert redis_conn.lrem(queue.key, 1, lead) == 1
+    batcher = Batcher(_runner(settings, store, tiny), redis_conn, "w1")
+    assert batcher.claim(Job.fetch(lead, connection=redis_conn), queue, ttl=2) == [b]
+    # claimed at the start of a 3.5 s wait with a 2 s TTL: only renewals keep it in the registry
+    queue.started_job_registry.cleanup()
+    assert queue.started_job_registry.get_job_ids() == [b]
+    assert queue.get_job_ids() == []
+
+
 def test_claim_respects_the_memory_budget(settings: Settings, store: JobStore,
                                           redis_conn: Redis, tiny: Any) -> None:
     one = estimate_batch_bytes(tiny, 1)
