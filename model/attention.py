@@ -232,8 +232,13 @@ def _windows(x: Tensor, frames: int, seg: int, window: int, shift: int) -> Tenso
     :func:`_sample_window_index` + :func:`_gather` give), but the windows overlap in memory: the
     rows are gathered once in ring order (``T + (window-1)*seg`` rows, not ``F*window*seg``) and
     each window is a strided view of them. No copy at all for ``shift == 0`` and ``window == 1``.
+    Under ``torch.compile`` an ordinary gather (inductor crashed on the overlapping view).
     """
     total = x.shape[1]
+    if torch.compiler.is_compiling():  # inductor: a plain gather (no overlapping strides)
+        f = torch.arange(frames, device=x.device)[:, None]
+        j = torch.arange(window * seg, device=x.device)[None]
+        return x[:, ((f + shift) * seg + j) % total]
     if shift == 0 and window == 1 and frames * seg == total:
         ring = x
     else:
