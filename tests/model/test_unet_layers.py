@@ -1,6 +1,7 @@
 """The CPU fast paths of the shared layers equal their plain definitions.
 
-``temporal_conv`` vs ``nn.Conv1d`` on the permuted ``[B*S, C, F]`` view, the video GroupNorm
+``temporal_conv`` vs ``nn.Conv1d`` on the permuted ``[B*S, C, F]`` view, ``channel_mix`` vs
+``torch.matmul``, ``_video_up`` vs ``F.interpolate``, the video GroupNorm
 (two-pass statistics, FiLM, SiLU) vs ``F.group_norm`` on ``[B, C, F, H, W]``, and the strided
 cross-attention windows vs an explicit index gather.
 """
@@ -13,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.attention import _windows
-from model.nn import group_norm_act, temporal_conv
+from model.nn import channel_mix, group_norm_act, temporal_conv
+from model.unet import _video_up
 
 
 def test_temporal_conv_matches_conv1d() -> None:
@@ -69,3 +71,19 @@ def test_windows_match_index_gather(frames: int, seg: int, extra: int, window: i
     ours = _windows(x, frames, seg, window, shift)
     idx = [[((f + shift) * seg + j) % total for j in range(window * seg)] for f in range(frames)]
     torch.testing.assert_close(ours, x[:, torch.tensor(idx)], rtol=0, atol=0)
+
+
+def test_channel_mix_matches_matmul_for_strided_input() -> None:
+    w = torch.randn(6, 4)
+    x = torch.randn(2, 3, 5, 4).transpose(-1, -2)  # [2, 3, 4, 5], not contiguous
+    out = channel_mix(w, x)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, torch.matmul(w, x), rtol=1e-6, atol=1e-6)
+
+
+def test_video_up_equals_nearest_interpolate() -> None:
+    x = torch.randn(2, 3, 5, 6, 4).permute(0, 1, 4, 2, 3)  # [B, F, C, H, W], strided
+    ref = F.interpolate(x.reshape(6, 4, 5, 6), scale_factor=2.0, mode="nearest")
+    out = _video_up(x)
+    assert out.is_contiguous()
+    assert torch.equal(out, ref.reshape(2, 3, 4, 10, 12))
