@@ -28,7 +28,8 @@ def test_pipeline_bench_prints_every_stage_memory_and_the_ratio(tmp_path: Path) 
     for cells in rows.values():
         seconds = [float(x) for x in cells[3:9]]
         assert all(s >= 0 for s in seconds) and seconds[1] > 0 and seconds[2] > 0
-        assert abs(sum(seconds[:5]) - seconds[5]) < 2e-3  # total = the five stages
+        # total = the five stages, up to the rounding of six figures printed to 1 ms each
+        assert abs(sum(seconds[:5]) - seconds[5]) <= 6 * 0.0005 + 1e-9
     memory = [line for line in lines if line.startswith(("cpu ", "cpu/plain "))
               and "upload" in line and "decode" in line]
     assert len(memory) == 2  # RSS growth per stage, a number (Linux) or n/a
