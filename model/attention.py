@@ -17,8 +17,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model.nn import AudioConv, Norm, VideoConv3d, group_norm_fp32
 
-__all__ = ["SelfAttention", "LegacyAttention", "CrossAttention", "ShiftSource", "sdpa",
-           "SDPA_BACKENDS", "set_sdpa_backend", "get_sdpa_backend"]
+__all__ = ["SelfAttention", "LegacyAttention", "CrossAttention", "ShiftSource", "Shifts", "sdpa",
+           "SDPA_BACKENDS", "set_sdpa_backend", "get_sdpa_backend", "shift_table"]
 
 # MMD_SDPA_BACKEND: "auto" lets torch pick (fused flash / memory-efficient when eligible);
 # the others restrict every attention call of this process to those kernels.
@@ -198,12 +198,32 @@ class ShiftSource:
         dev = generator.device if generator is not None else "cpu"
         return int(torch.randint(0, high + 1, (1,), generator=generator, device=dev).item())
 
+    def draw_all(self, calls: Sequence[tuple[str, int, bool]]) -> list[int | Tensor]:
+        """One :meth:`next` per ``(name, high, enabled)`` call, in forward order (the same draws
+        and validation as calling them one by one), then :meth:`check_consumed`."""
+        values = [self.next(name, high, enabled) for name, high, enabled in calls]
+        self.check_consumed()
+        return values
+
     def check_consumed(self) -> None:
         if self._given is not None and len(self._given) != len(self.used):
             raise ValueError(
                 f"window_shifts has {len(self._given)} values; this model makes "
                 f"{len(self.used)} cross-attention calls per forward"
             )
+
+
+# What a cross-attention call reads its shift from: a ShiftSource (drawn on the call), a list
+# of per-call values (int, or an int64 [B] tensor of per-sample shifts), or an int64
+# [num_calls, B] table (row k = call k; the compiled path: shifts as data, not Python ints).
+Shifts = ShiftSource | Sequence[int | Tensor] | Tensor
+
+
+def shift_table(values: Sequence[int | Tensor], batch: int, device: torch.device) -> Tensor:
+    """``int64 [len(values), batch]`` table of per-call shifts from :meth:`ShiftSource.draw_all`
+    values (an int fills its row; a ``[batch]`` tensor is its row)."""
+    rows = [[v] * batch if isinstance(v, int) else [int(x) for x in v.tolist()] for v in values]
+    return torch.tensor(rows, dtype=torch.int64, device=device).reshape(len(rows), batch)
 
 
 def _sample_window_index(frames: int, seg: int, total: int, window: int, shifts: Tensor,
@@ -265,7 +285,11 @@ class CrossAttention(nn.Module):
     """
 
     def __init__(self, channels: int, num_heads: int, window: int, shift: bool, name: str = ""):
+        """``call_index``: this layer's position among the model's cross-attention calls in
+        forward order (set by the U-Net); it picks the layer's entry of a list / table of
+        shifts."""
         super().__init__()
+        self.call_index = 0
         if channels % num_heads:
             raise ValueError(f"{channels} channels are not divisible by {num_heads} heads")
         self.num_heads = num_heads
@@ -279,13 +303,20 @@ class CrossAttention(nn.Module):
         self.video_proj_out = VideoConv3d(channels, channels, 1)
         self.audio_proj_out = AudioConv(channels, channels, 1)
 
-    def forward(self, video: Tensor, audio: Tensor, shifts: ShiftSource) -> tuple[Tensor, Tensor]:
+    def forward(self, video: Tensor, audio: Tensor, shifts: Shifts) -> tuple[Tensor, Tensor]:
+        """``shifts``: a :class:`ShiftSource` (draws this call's shift), or the per-call values /
+        ``int64 [calls, B]`` table indexed by ``call_index`` (see :data:`Shifts`). A table row
+        is a tensor, so the per-sample gather runs: what a compiled graph needs to take the
+        shifts as data instead of specialising on (and recompiling for) each int value."""
         b, nf, c, hh, ww = video.shape
         length = audio.shape[-1]
         s_tok, nv = hh * ww, nf * hh * ww
         nh, d = self.num_heads, c // self.num_heads
         p = length // nf
-        s = shifts.next(self.name, nf - self.window, self.shift)
+        if isinstance(shifts, (Tensor, list, tuple)):
+            s = shifts[self.call_index]
+        else:  # a ShiftSource (or anything with its ``next``)
+            s = shifts.next(self.name, nf - self.window, self.shift)
 
         # token-major projections: head dim innermost so SDPA can use its fused CPU kernel
         qkv_v = tokens_linear(self.v_norm(video).reshape(b, nf, c, s_tok), self.v_qkv)

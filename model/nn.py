@@ -113,7 +113,8 @@ def _video_group_norm_act(x: Tensor, gn: nn.GroupNorm, scale: Tensor | None,
     var = torch.linalg.vector_norm(centred, dim=3).square().sum(dim=1) / count  # [N, G]
     a, b = _film(gn, torch.rsqrt(var + gn.eps), scale, shift)
     out = centred.view(n, f, c, -1)
-    if torch.is_grad_enabled():  # out= variants are not differentiable
+    # out= variants are not differentiable, and dynamo graph-breaks on them
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
         out = torch.addcmul(b.reshape(n, 1, c, 1), out, a.reshape(n, 1, c, 1))
     else:
         torch.addcmul(b.reshape(n, 1, c, 1), out, a.reshape(n, 1, c, 1), out=out)

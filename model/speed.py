@@ -9,7 +9,10 @@
 * ``sdpa_backend``: which ``scaled_dot_product_attention`` kernels run (``model.attention``);
   ``"math"`` is what the official code computes.
 * ``compile``: ``torch.compile`` of the forward (in place, the module keeps its type and
-  attributes); the first call per input shape compiles, so the worker's warm-up pays it.
+  attributes); the first call per input shape compiles, so the worker's warm-up pays it. For
+  the base U-Net only the network proper (``AVUNet._network``) is compiled: its random window
+  shifts are drawn eagerly before it and go in as an int64 tensor, so one graph serves every
+  shift value (as Python ints each new value recompiled until dynamo's cache limit).
 * ``cuda_graphs``: ``torch.compile(mode="reduce-overhead")`` (CUDA graphs over static shapes);
   CUDA only, ValueError elsewhere.
 
@@ -127,23 +130,31 @@ def apply_speed(module: nn.Module, options: SpeedOptions, *, device: torch.devic
     set_channels_last(module, options.channels_last and (options.channels_last_base or not is_base))
     set_sdpa_backend(options.sdpa_backend)
     if options.cuda_graphs:
-        _compile_with_cuda_graphs(module)
+        _compile_with_cuda_graphs(module, is_base)
+    elif options.compile and is_base:  # shifts drawn eagerly, passed to the graph as a tensor
+        module.shifts_as_table = True
+        module._network = torch.compile(  # type: ignore[method-assign]
+            module._network, backend=options.compile_backend, dynamic=False)
     elif options.compile:
         module.compile(backend=options.compile_backend, dynamic=False)
     return module
 
 
-def _compile_with_cuda_graphs(module: nn.Module) -> None:
-    """``forward`` compiled with ``mode="reduce-overhead"``; outputs are cloned because a CUDA
-    graph replay overwrites its output buffers and the multistep samplers keep earlier outputs.
+def _compile_with_cuda_graphs(module: nn.Module, is_base: bool) -> None:
+    """``forward`` (the base U-Net: ``_network``, shifts as a tensor, as for ``compile``)
+    compiled with ``mode="reduce-overhead"``; outputs are cloned because a CUDA graph replay
+    overwrites its output buffers and the multistep samplers keep earlier outputs.
     Not measured yet (no GPU in CI): treat as experimental."""
     from torch.utils._pytree import tree_map
 
-    compiled = torch.compile(module.forward, mode="reduce-overhead", dynamic=False)
+    name = "_network" if is_base else "forward"
+    compiled = torch.compile(getattr(module, name), mode="reduce-overhead", dynamic=False)
 
-    def forward(*args: object, **kwargs: object) -> object:
+    def run(*args: object, **kwargs: object) -> object:
         torch.compiler.cudagraph_mark_step_begin()
         out = compiled(*args, **kwargs)
         return tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
 
-    module.forward = forward  # type: ignore[method-assign]
+    if is_base:
+        module.shifts_as_table = True
+    setattr(module, name, run)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.attention import CrossAttention, SelfAttention, ShiftSource
+from model.attention import CrossAttention, SelfAttention, Shifts, ShiftSource, shift_table
 from model.config import UNetConfig
 from model.nn import AudioConv, Norm, TimeEmbed, VideoConv2p1, VideoConv3d, group_norm_act
 
@@ -129,7 +129,7 @@ class AVSequential(nn.Sequential):
     """A U-Net block: layers run in order, each given what it needs."""
 
     def forward(  # type: ignore[override]
-        self, video: Tensor, audio: Tensor, emb: Tensor, shifts: ShiftSource
+        self, video: Tensor, audio: Tensor, emb: Tensor, shifts: Shifts
     ) -> tuple[Tensor, Tensor]:
         for layer in self:
             if isinstance(layer, AVResBlock):
@@ -216,11 +216,17 @@ class AVUNet(nn.Module):
             Norm(ch), nn.SiLU(), VideoConv3d(ch, cfg.video_out_channels, 3)
         )
         self.last_window_shifts: list[int | list[int]] = []
+        self._cross = [mod for mod in self.modules() if isinstance(mod, CrossAttention)]
+        for i, mod in enumerate(self._cross):  # modules() order is forward order
+            mod.call_index = i
+        # True once model.speed compiled ``_network``: shifts then go in as an int64 table on
+        # the input's device (data for the graph) instead of Python ints (one graph per value).
+        self.shifts_as_table = False
 
     @property
     def num_cross_calls(self) -> int:
         """Cross-attention calls per forward = the length ``window_shifts`` must have."""
-        return sum(isinstance(mod, CrossAttention) for mod in self.modules())
+        return len(self._cross)
 
     def check_inputs(self, video: Tensor, audio: Tensor, timesteps: Tensor) -> Tensor:
         """Validate shapes (cheap, before any compute); returns timesteps as ``[B]``."""
@@ -269,7 +275,22 @@ class AVUNet(nn.Module):
         if shift_groups is not None and sum(n for _, n in shift_groups) != video.shape[0]:
             raise ValueError(f"shift_groups cover {sum(n for _, n in shift_groups)} samples; "
                              f"the batch has {video.shape[0]} (one (generator, samples) per job)")
-        shifts = ShiftSource(window_shifts, generator, shift_groups)
+        # every shift of this forward is drawn here, before the (possibly compiled) network, in
+        # forward order: the same draws, values and validation as drawing them call by call
+        source = ShiftSource(window_shifts, generator, shift_groups)
+        nf = video.shape[1]
+        values = source.draw_all([(m.name, nf - m.window, m.shift) for m in self._cross])
+        self.last_window_shifts = source.used
+        shifts: Shifts = values
+        if self.shifts_as_table:
+            shifts = shift_table(values, video.shape[0], video.device)
+        return self._network(video, audio, t, shifts)
+
+    def _network(self, video: Tensor, audio: Tensor, t: Tensor,
+                 shifts: Shifts) -> tuple[Tensor, Tensor]:
+        """The network proper (what ``model.speed`` compiles): ``shifts`` are the per-call values
+        (eager: ints, the strided-window fast path) or an ``int64 [calls, B]`` table
+        (compiled: one graph for every shift value)."""
         emb = self.time_embed(t)
         v, a = video.to(self.working_dtype), audio.to(self.working_dtype)
         saved: list[tuple[Tensor, Tensor]] = []
@@ -280,6 +301,4 @@ class AVUNet(nn.Module):
         for block in self.output_blocks:
             sv, sa = saved.pop()
             v, a = block(torch.cat([v, sv], dim=2), torch.cat([a, sa], dim=1), emb, shifts)
-        shifts.check_consumed()
-        self.last_window_shifts = shifts.used
         return self.video_out(v), self.audio_out(a)
