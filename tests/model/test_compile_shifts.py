@@ -130,7 +130,7 @@ def test_shift_table_layout():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("MMD_RUN_SLOW"),
-                    reason="inductor compile of the tiny base U-Net takes minutes on 2 shared "
+                    reason="inductor compile of the tiny base U-Net took 500 s on 2 shared "
                            "CPU cores; set MMD_RUN_SLOW=1 to run it")
 def test_inductor_compiled_base_one_graph_for_new_shifts():
     torch._dynamo.reset()
@@ -143,6 +143,35 @@ def test_inductor_compiled_base_one_graph_for_new_shifts():
             out, shifts = _run(compiled, generator=torch.Generator().manual_seed(seed))
             assert shifts == ref_shifts
             assert torch.allclose(out, ref, rtol=0, atol=3e-5), (out - ref).abs().max()
+        _assert_one_graph()
+    finally:
+        torch._dynamo.reset()
+
+
+def test_cuda_graphs_wrapper_compiles_the_network_with_shift_tables(monkeypatch):
+    """``MMD_CUDA_GRAPHS``'s wrapper gets the same treatment; CPU stand-in: its
+    ``torch.compile(mode="reduce-overhead")`` call goes to the ``eager`` backend instead."""
+    from model import speed
+
+    real = torch.compile
+    modes = []
+
+    def fake(fn, *, mode=None, dynamic=None):
+        modes.append(mode)
+        return real(fn, backend="eager", dynamic=dynamic)
+
+    monkeypatch.setattr(torch, "compile", fake)
+    torch._dynamo.reset()
+    counters.clear()
+    eager, wrapped = _model(), _model()
+    speed._compile_with_cuda_graphs(wrapped, True)
+    assert modes == ["reduce-overhead"] and wrapped.shifts_as_table
+    try:
+        for seed in (0, 1):
+            ref, ref_shifts = _run(eager, generator=torch.Generator().manual_seed(seed))
+            out, shifts = _run(wrapped, generator=torch.Generator().manual_seed(seed))
+            assert shifts == ref_shifts
+            assert torch.allclose(out, ref, rtol=0, atol=TOL), (out - ref).abs().max()
         _assert_one_graph()
     finally:
         torch._dynamo.reset()
