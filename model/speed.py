@@ -65,6 +65,7 @@ def sr_sampler_spec(name: str, steps: int) -> SamplerSpec:
                            skip_type="time_uniform")
     return SamplerSpec(name=name, steps=steps)  # type: ignore[arg-type]
 
+
 __all__ = ["FAST_BASE", "FAST_CONDITIONAL", "FAST_SR", "OFFICIAL_BASE", "OFFICIAL_CONDITIONAL",
            "OFFICIAL_SR", "PLAIN", "SpeedOptions", "apply_speed", "set_channels_last",
            "sr_sampler_spec", "uses_channels_last"]
