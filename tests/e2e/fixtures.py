@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from redis import Redis
 
+from service.jobs import JobStore
 from service.settings import Settings
 from tests.e2e.servers import redis_server, weed_s3
 
@@ -43,6 +44,12 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
                     open_mode=True, webhook_allow_private=True, rate_limit_per_minute=0,
                     max_active_jobs_per_key=0)
 
+
+
+@pytest.fixture
+def store(settings: Settings, redis_conn: Redis) -> JobStore:
+    """The gateway/worker job store on the isolated ``settings``."""
+    return JobStore(redis_conn, settings)
 
 def write_clip(path: Path, *, seconds: float = 2.0, fps: int = 10, size: int = 32,
                audio: bool = True, video: bool = True) -> Path:

@@ -1,1 +1,14 @@
-from tests.e2e.fixtures import redis_conn, redis_url, s3_endpoint, settings  # noqa: F401
+"""Fixtures of the gateway tests: real Redis, isolated settings, a job store, a test client."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tests.e2e.fixtures import redis_conn, redis_url, s3_endpoint, settings, store  # noqa: F401
+
+
+@pytest.fixture
+def client(settings: Settings) -> TestClient:
+    """An open-mode gateway app on ``settings`` (test files with API keys override it)."""
+    return TestClient(create_app(settings))

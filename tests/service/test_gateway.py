@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from redis import Redis
 
 from service.app import create_app
 from service.jobs import JobStore, result_key
@@ -16,16 +15,6 @@ from service.schemas import JobError, JobResult, JobStatus, SampleFile
 from service.settings import Settings
 from service.storage import LocalStorage
 from tests.e2e.fixtures import write_clip
-
-
-@pytest.fixture
-def client(settings: Settings) -> TestClient:
-    return TestClient(create_app(settings))
-
-
-@pytest.fixture
-def store(settings: Settings, redis_conn: Redis) -> JobStore:
-    return JobStore(redis_conn, settings)
 
 
 def _submit(client: TestClient, body: dict | None = None, **headers: str):

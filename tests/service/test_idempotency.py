@@ -22,16 +22,6 @@ from tests.e2e.fixtures import write_clip
 DIFFERENT = "already used with a different request"
 
 
-@pytest.fixture
-def client(settings: Settings) -> TestClient:
-    return TestClient(create_app(settings))
-
-
-@pytest.fixture
-def store(settings: Settings, redis_conn: Redis) -> JobStore:
-    return JobStore(redis_conn, settings)
-
-
 def _stored(settings: Settings) -> list[Path]:
     root = Path(settings.data_dir) / "uploads"
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
-from redis import Redis
 
 from service.app import create_app
 from service.jobs import JobStore
@@ -21,11 +19,6 @@ FAST_JOINT = (SamplerParams(name="dpm_solver++", steps=15, order=3, method="mult
               SuperResolutionParams(sampler="dpm_solver++", steps=12))
 OFFICIAL_JOINT = (SamplerParams(name="dpm_solver", steps=20, order=3, method="singlestep"),
                   SuperResolutionParams(sampler="ddim", steps=25))
-
-
-@pytest.fixture
-def store(settings: Settings, redis_conn: Redis) -> JobStore:
-    return JobStore(redis_conn, settings)
 
 
 def _spec(client: TestClient, store: JobStore, body: dict) -> JobSpec:

@@ -3,7 +3,6 @@ redis-server, cancel of one batch member, and batched == alone with the tiny mod
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,6 @@ from rq.job import Job, JobStatus as RQStatus
 
 from model.attention import CrossAttention, ShiftSource
 from model.pipeline import GenerationRequest, batch_key, generate, generate_batch
-from model.registry import load_models
 from model.samplers import SamplerSpec
 from service.jobs import JobStore
 from service.schemas import JobStatus, SamplerParams, SuperResolutionParams
@@ -25,20 +23,6 @@ from worker.batching import Batcher, estimate_batch_bytes, run_batch, spec_key
 from worker.runner import JobRunner
 
 FAST = dict(base_sampler=SamplerSpec(steps=2, order=2), sr_sampler=SamplerSpec(name="ddim", steps=2))
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Iterator[Any]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared CPU cores: one thread avoids oversubscription stalls
-    torch.manual_seed(0)
-    yield load_models("default", preset="tiny")
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def store(settings: Settings, redis_conn: Redis) -> JobStore:
-    return JobStore(redis_conn, settings)
 
 
 # --- compatibility -------------------------------------------------------------------------

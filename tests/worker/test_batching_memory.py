@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import torch
 from redis import Redis
 from rq.job import Job
 
-from model.registry import load_models
 from service.jobs import JobStore
 from service.schemas import JobStatus, SamplerParams, SuperResolutionParams
 from service.settings import Settings
@@ -25,20 +22,6 @@ from worker.runner import JobRunner
 
 MIB = 2**20
 BASE_FAST = SamplerParams(name="dpm_solver", steps=1, order=1)
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Iterator[Any]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield load_models("default", preset="tiny")
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def store(settings: Settings, redis_conn: Redis) -> JobStore:
-    return JobStore(redis_conn, settings)
 
 
 def _runner(settings: Settings, store: JobStore, models: Any) -> JobRunner:

@@ -12,7 +12,7 @@ from service.settings import Settings
 from service.storage import LocalStorage
 from tests.e2e.fixtures import write_clip
 from tests.e2e.hostile_media import _write
-from tests.worker.test_runner import FakeGenerate, make_runner, make_spec, store  # noqa: F401
+from tests.worker.test_runner import FakeGenerate, make_runner, make_spec
 from tests.worker.http_helpers import serve_dir
 from worker import media
 

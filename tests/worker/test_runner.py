@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from redis import Redis
 
 from model.pipeline import GenerationResult
 from service.jobs import JobStore, result_key, utcnow
@@ -65,11 +64,6 @@ def make_spec(mode: str = "joint", **kw: Any) -> JobSpec:
                   created_at=utcnow())
     fields.update(kw)
     return JobSpec(**fields)
-
-
-@pytest.fixture
-def store(settings: Settings, redis_conn: Redis) -> JobStore:
-    return JobStore(redis_conn, settings)
 
 
 def make_runner(settings: Settings, store: JobStore, gen: FakeGenerate, **kw: Any) -> JobRunner:
