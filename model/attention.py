@@ -213,10 +213,10 @@ class ShiftSource:
             )
 
 
-# What a cross-attention call reads its shift from: a ShiftSource (drawn on the call), a list
-# of per-call values (int, or an int64 [B] tensor of per-sample shifts), or an int64
+# What a cross-attention call reads its shift from (drawn beforehand by ShiftSource.draw_all):
+# a list of per-call values (int, or an int64 [B] tensor of per-sample shifts), or an int64
 # [num_calls, B] table (row k = call k; the compiled path: shifts as data, not Python ints).
-Shifts = ShiftSource | Sequence[int | Tensor] | Tensor
+Shifts = Sequence[int | Tensor] | Tensor
 
 
 def shift_table(values: Sequence[int | Tensor], batch: int, device: torch.device) -> Tensor:
@@ -304,8 +304,8 @@ class CrossAttention(nn.Module):
         self.audio_proj_out = AudioConv(channels, channels, 1)
 
     def forward(self, video: Tensor, audio: Tensor, shifts: Shifts) -> tuple[Tensor, Tensor]:
-        """``shifts``: a :class:`ShiftSource` (draws this call's shift), or the per-call values /
-        ``int64 [calls, B]`` table indexed by ``call_index`` (see :data:`Shifts`). A table row
+        """``shifts``: the per-call values (:meth:`ShiftSource.draw_all`) or their
+        ``int64 [calls, B]`` table, indexed by ``call_index`` (see :data:`Shifts`). A table row
         is a tensor, so the per-sample gather runs: what a compiled graph needs to take the
         shifts as data instead of specialising on (and recompiling for) each int value."""
         b, nf, c, hh, ww = video.shape
@@ -313,10 +313,7 @@ class CrossAttention(nn.Module):
         s_tok, nv = hh * ww, nf * hh * ww
         nh, d = self.num_heads, c // self.num_heads
         p = length // nf
-        if isinstance(shifts, (Tensor, list, tuple)):
-            s = shifts[self.call_index]
-        else:  # a ShiftSource (or anything with its ``next``)
-            s = shifts.next(self.name, nf - self.window, self.shift)
+        s = shifts[self.call_index]
 
         # token-major projections: head dim innermost so SDPA can use its fused CPU kernel
         qkv_v = tokens_linear(self.v_norm(video).reshape(b, nf, c, s_tok), self.v_qkv)

@@ -18,7 +18,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from model import build_unet
-from model.attention import CrossAttention, ShiftSource, shift_table
+from model.attention import CrossAttention, shift_table
 from model.config import UNetConfig
 from model.speed import SpeedOptions, apply_speed
 
@@ -114,7 +114,7 @@ def test_cross_attention_table_row_equals_int_shift():
     table = shift_table([0, 1], 2, CPU)
     assert table.tolist() == [[0, 0], [1, 1]]
     with torch.inference_mode():
-        ref = mod(video, audio, ShiftSource([1], None))
+        ref = mod(video, audio, [0, 1])  # call_index 1: shift 1, as an int
         out = mod(video, audio, table)
     for o, r in zip(out, ref):
         assert torch.allclose(o, r, rtol=0, atol=TOL), (o - r).abs().max()

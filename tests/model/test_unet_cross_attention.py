@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.attention import CrossAttention, ShiftSource
+from model.attention import CrossAttention
 
 
 def reference(mod: CrossAttention, video: torch.Tensor, audio: torch.Tensor, s: int):
@@ -53,7 +53,7 @@ def test_matches_loop_reference(length: int, window: int, shift: int) -> None:
     audio = torch.randn(2, 64, length, generator=g)
     with torch.no_grad():
         # windows longer than the clip (6 > 4 frames) allow only shift 0
-        ours = mod(video, audio, ShiftSource([shift], None))
+        ours = mod(video, audio, [shift])
         ref = reference(mod, video, audio, shift)
     torch.testing.assert_close(ours[0], ref[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours[1], ref[1], rtol=1e-5, atol=1e-5)
@@ -64,8 +64,8 @@ def test_cached_indices_survive_inference_mode_then_backward() -> None:
     mod = CrossAttention(64, 4, 2, shift=True, name="t")
     video, audio = torch.randn(1, 4, 64, 2, 2), torch.randn(1, 64, 16)
     with torch.inference_mode():
-        mod(video, audio, ShiftSource([1], None))
+        mod(video, audio, [1])
     v = video.clone().requires_grad_()
-    out_v, out_a = mod(v, audio, ShiftSource([1], None))
+    out_v, out_a = mod(v, audio, [1])
     (out_v.sum() + out_a.sum()).backward()
     assert v.grad is not None and v.grad.abs().sum() > 0

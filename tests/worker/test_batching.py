@@ -49,16 +49,6 @@ def test_pipeline_batch_key_and_refusal(tiny: Any) -> None:
 
 
 # --- per-sample window shifts --------------------------------------------------------------
-class _Fixed:
-    """A shift source handing out one per-sample shift tensor."""
-
-    def __init__(self, shifts: list[int]) -> None:
-        self.shifts = torch.tensor(shifts)
-
-    def next(self, name: str, high: int, enabled: bool) -> torch.Tensor:
-        return self.shifts
-
-
 def test_per_sample_shifts_equal_each_sample_alone() -> None:
     torch.manual_seed(0)
     mod = CrossAttention(64, 2, window=2, shift=True).eval()
@@ -66,12 +56,12 @@ def test_per_sample_shifts_equal_each_sample_alone() -> None:
         torch.nn.init.normal_(p, std=0.2)
     video, audio = torch.randn(3, 4, 64, 3, 3), torch.randn(3, 64, 70)  # 70 = 4*17 + 2 rest
     with torch.no_grad():
-        out_v, out_a = mod(video, audio, _Fixed([0, 2, 1]))
+        out_v, out_a = mod(video, audio, [torch.tensor([0, 2, 1])])
         for i, s in enumerate([0, 2, 1]):
-            ov, oa = mod(video[i:i + 1], audio[i:i + 1], ShiftSource([s], None))
+            ov, oa = mod(video[i:i + 1], audio[i:i + 1], [s])
             torch.testing.assert_close(out_v[i:i + 1], ov, rtol=0, atol=1e-5)
             torch.testing.assert_close(out_a[i:i + 1], oa, rtol=0, atol=1e-5)
-        assert not torch.allclose(out_v[1:2], mod(video[1:2], audio[1:2], ShiftSource([0], None))[0])
+        assert not torch.allclose(out_v[1:2], mod(video[1:2], audio[1:2], [0])[0])
 
 
 def test_shift_groups_draw_each_jobs_own_sequence() -> None:
