@@ -83,6 +83,9 @@ def sampler_specs(args: argparse.Namespace) -> tuple[Any, Any]:
              if getattr(args, k) is not None}
     if args.sampler is not None:
         given["name"] = args.sampler
+    # the preset's multistep order is capped at the steps (as the API does); a given one is not
+    if args.order is None and given.get("method", base.method) == "multistep":
+        given["order"] = min(base.order, given.get("steps", base.steps))
     base = dataclasses.replace(base, **given)
     sr = speed.OFFICIAL_SR if official else speed.FAST_SR
     if args.sr_sampler is not None or args.sr_steps is not None:

@@ -4,6 +4,7 @@ settings in the worker, and ``mmd generate --official`` picks the official ones.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import pytest
 
@@ -55,6 +56,13 @@ def test_cli_flags_override_single_fields() -> None:
     assert base.name == "ddim" and base.steps == speed.FAST_BASE.steps
     assert sr == SamplerSpec(name="dpm_solver++", steps=speed.FAST_SR.steps, order=3,
                              method="multistep", clip_x0=True)
+
+
+def test_cli_caps_the_presets_multistep_order_at_few_steps_like_the_api() -> None:
+    base, _ = sampler_specs(_args("--steps", "2"))
+    assert base == dataclasses.replace(speed.FAST_BASE, steps=2, order=2)
+    base, _ = sampler_specs(_args("--steps", "2", "--order", "3"))  # given: not capped
+    assert base.order == 3
 
 
 def test_sr_sampler_names_map_to_the_measured_specs() -> None:
