@@ -10,7 +10,7 @@ Stages: ``decode`` = decoding the conditioning input at the model size (a 16-fra
 audio, from ``--input`` or the released landscape clip, else a clip written on the fly), ``base``
 and ``sr`` = the pipeline's own stage timers (CUDA-synchronised), ``mux`` = writing the MP4,
 ``upload`` = what the worker's upload stage does (sha256, ``put_file`` through the real
-``service.storage`` local backend into a temp dir, size read back).
+``core.storage`` local backend into a temp dir, size read back).
 Weights are random (timing does not depend on them). The first run per device is a warm-up
 (not reported) unless ``--no-warmup``. ``--plain-ratio`` repeats each row on the plain path
 (what the official code computes: fp32, math attention, NCHW, eager, SR batch 1 frame; with
@@ -36,12 +36,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.storage import LocalStorage, Storage  # noqa: E402
+from core.store import result_key  # noqa: E402
 from model.pipeline import FPS, SAMPLE_RATE, GenerationRequest, generate  # noqa: E402
 from model.registry import load_models  # noqa: E402
 from model.samplers import SamplerSpec  # noqa: E402
 from model.speed import FAST_BASE, FAST_SR, OFFICIAL_BASE, OFFICIAL_SR, PLAIN, SpeedOptions  # noqa: E402
-from service.jobs import result_key  # noqa: E402
-from service.storage import LocalStorage, Storage  # noqa: E402
 from worker.media import decode_audio, decode_video_clip, mux_mp4  # noqa: E402
 
 DEFAULT_CLIP = Path(__file__).resolve().parent.parent.parent / "shared" / "media" / "landscape.mp4"

@@ -34,9 +34,9 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model import build_sr, build_unet  # noqa: E402
+from model.attention import set_sdpa_backend  # noqa: E402
 from model.config import SRConfig, UNetConfig  # noqa: E402
 from model.precision import apply_precision, dtype_of  # noqa: E402
-from model.attention import set_sdpa_backend  # noqa: E402
 from model.speed import PLAIN, SpeedOptions, apply_speed  # noqa: E402
 
 REFERENCE_S = {"base": 62.0, "sr": 25.0}  # official code, CPU fp32 2 threads (issue 2)

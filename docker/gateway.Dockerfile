@@ -1,4 +1,5 @@
-# The HTTP gateway: FastAPI + RQ client. No torch, no CUDA, no model code (service/ only).
+# The HTTP gateway: FastAPI + RQ client. No torch, no CUDA, no model or worker code (core/ and
+# service/ only; its command is `mmd-gateway`: gateway, cleanup, hash-key).
 # Build from the repository root:  docker build -f docker/gateway.Dockerfile -t mmd-gateway .
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 FROM ${PYTHON_IMAGE}
@@ -21,9 +22,8 @@ RUN pip install --no-deps -r /tmp/requirements-gateway.txt && rm /tmp/requiremen
 # Source layer.
 COPY docker/healthcheck.py /usr/local/bin/mmd-healthcheck
 COPY pyproject.toml README.md ./
+COPY core/ core/
 COPY service/ service/
-# the upload check's bounded PyAV probe (service/probe.py); no other worker or model code
-COPY worker/__init__.py worker/media_probe.py worker/
 RUN pip install --no-deps --no-build-isolation . \
     && rm -rf build ./*.egg-info \
     && mkdir -p /data && chown mmd:mmd /data \
@@ -39,5 +39,5 @@ USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["mmd-healthcheck", "gateway"]
-ENTRYPOINT ["mmd"]
+ENTRYPOINT ["mmd-gateway"]
 CMD ["gateway"]

@@ -31,8 +31,10 @@ RUN pip install --no-deps -r /tmp/requirements-gateway.txt -r /tmp/requirements-
 COPY docker/healthcheck.py /usr/local/bin/mmd-healthcheck
 COPY pyproject.toml README.md ./
 COPY model/ model/
-COPY worker/ worker/
+COPY core/ core/
 COPY service/ service/
+COPY worker/ worker/
+COPY cli/ cli/
 RUN pip install --no-deps --no-build-isolation . \
     && rm -rf build ./*.egg-info \
     && mkdir -p /data /weights && chown mmd:mmd /data /weights \

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import time
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from redis import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.probe import UploadRejected
+from core.settings import Settings, get_settings
+from core.storage import Storage, make_storage
+from core.store import JobStore
 from service.auth import Authenticator
 from service.deps import AppState
-from service.jobs import JobStore
 from service.limits import Limiter
 from service.metrics import HTTP_LATENCY
-from service.probe import UploadRejected, upload_rejected_handler
 from service.routes import health, jobs, submit
-from service.settings import Settings, get_settings
-from service.storage import Storage, make_storage
 
 
 def create_app(settings: Settings | None = None, *, redis: Redis | None = None,
@@ -44,6 +45,12 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None,
 
     app.add_middleware(LatencyMiddleware)
     return app
+
+
+async def upload_rejected_handler(request: Request, exc: UploadRejected) -> JSONResponse:
+    """An upload's 4xx with ``error.code`` (the upload was neither stored nor enqueued: it only
+    ever lived in a temp file, already deleted)."""
+    return JSONResponse(exc.body(), status_code=exc.status_code)
 
 
 class LatencyMiddleware:

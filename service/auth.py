@@ -12,42 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-if TYPE_CHECKING:
-    from service.settings import Settings
+from core.keys import KeyEntry, parse_key_entry
+from core.settings import Settings
 
 OPEN_OWNER = "open"
-_ENTRY = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.\-]{1,64}):)?(?P<digest>[0-9a-fA-F]{64})$")
-
-
-@dataclass(frozen=True)
-class KeyEntry:
-    """One configured key: its id (stored as job owner) and its sha256 digest (bytes)."""
-
-    key_id: str
-    digest: bytes
-
-
-def hash_key(key: str) -> str:
-    """The sha256 hex digest to put in ``MMD_API_KEYS`` for the API key ``key``."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def parse_key_entry(entry: str, *, where: str) -> KeyEntry:
-    """``"<64 hex>"`` or ``"<name>:<64 hex>"`` -> :class:`KeyEntry`; ValueError otherwise."""
-    m = _ENTRY.match(entry.strip())
-    if m is None:
-        raise ValueError(f"{where}: {entry[:12]!r}... is not a sha256 hex digest (64 hex digits, "
-                         "optionally 'name:<hex>'); configure hashed keys, e.g. "
-                         "`mmd hash-key KEY`, never the key itself")
-    digest = m["digest"].lower()
-    return KeyEntry(key_id=m["name"] or f"key-{digest[:12]}", digest=bytes.fromhex(digest))
 
 
 def load_keys(settings: Settings) -> tuple[KeyEntry, ...]:

@@ -7,9 +7,9 @@ import argparse
 import logging
 import time
 
+from core.settings import get_settings
+from core.storage import make_storage
 from service.retention import sweep
-from service.settings import get_settings
-from service.storage import make_storage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from redis import Redis
 
+from core.settings import Settings
+from core.storage import Storage
+from core.store import JobStore
 from service.auth import Authenticator
-from service.jobs import JobStore
 from service.limits import Limiter
-from service.settings import Settings
-from service.storage import Storage
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 
-from service.settings import get_settings
+from core.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import secrets
 
-from service.auth import hash_key
+from core.keys import hash_key
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

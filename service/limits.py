@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from fastapi import HTTPException
 from redis import Redis
 
-from service.settings import Settings
+from core.settings import Settings
 
 RESERVATION_GRACE_S = 60
 ACTIVE_RETRY_AFTER_S = 5

@@ -21,8 +21,6 @@ from prometheus_client import multiprocess as _mp
 
 # Latency buckets for HTTP handlers (seconds).
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# Buckets for minutes-long jobs: 0.1 s up to 30 min.
-JOB_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800)
 
 _MULTIPROC = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 _GAUGE_MODE = {"multiprocess_mode": "mostrecent"} if _MULTIPROC else {}

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from service.storage import LocalStorage, S3Storage, Storage
+from core.storage import LocalStorage, S3Storage, Storage
 
 log = logging.getLogger(__name__)
 

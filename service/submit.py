@@ -11,13 +11,14 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from core.contract import JobSpec, JobStatus
+from core.netguard import UnsafeURLError, check_url
+from core.sampling import Mode, Sampling, resolve
+from core.settings import Settings
+from core.store import utcnow
 from service.deps import AppState
-from service.jobs import utcnow
 from service.metrics import JOBS_SUBMITTED
-from service.netguard import UnsafeURLError, check_url
-from service.presets import Sampling, resolve
-from service.schemas import JobSpec, JobStatus, JobUrls, Mode, SubmitResponse
-from service.settings import Settings
+from service.schemas import JobUrls, SubmitResponse
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -34,7 +35,7 @@ def unprocessable(exc: ValidationError) -> HTTPException:
 
 def resolve_sampling(params: Any, mode: Mode, settings: Settings) -> Sampling:
     """The request's sampler settings: its preset (else ``MMD_SAMPLING_PRESET``) with its own
-    ``sampler`` / ``super_resolution`` fields on top (``service.presets``)."""
+    ``sampler`` / ``super_resolution`` fields on top (``core.sampling``)."""
     try:
         return resolve(params, mode, settings.sampling_preset)
     except ValueError as exc:
@@ -66,7 +67,7 @@ def check_limits(params: Any, settings: Settings, sampling: Sampling) -> str:
 
 def check_urls(params: Any, settings: Settings) -> None:
     """422 unless ``webhook_url`` / ``audio_url`` are http(s) URLs to public addresses (SSRF
-    guard, ``service.netguard``; resolves DNS, so call it off the event loop)."""
+    guard, ``core.netguard``; resolves DNS, so call it off the event loop)."""
     for what in ("webhook_url", "audio_url"):
         url = getattr(params, what, None)
         if url is None:

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from service.probe import UploadRejected
+from core.probe import UploadRejected
 
 MAX_FIELDS_BYTES = 64 * 1024  # all non-file fields together
 MULTIPART_OVERHEAD = 64 * 1024  # headers and boundaries allowed on top of the file limit
@@ -38,7 +38,7 @@ class ParsedForm:
             self.file_path.unlink(missing_ok=True)
 
 
-def too_large(max_bytes: int) -> HTTPException:
+def too_large(max_bytes: int) -> UploadRejected:
     return UploadRejected(
         "upload_too_large",
         f"upload exceeds MMD_MAX_UPLOAD_BYTES={max_bytes} bytes; send a shorter clip "
@@ -63,7 +63,7 @@ async def parse_multipart(request: Request, *, max_bytes: int, tmp_dir: Path | N
     state: dict[str, Any] = {"headers": {}, "hname": b"", "hvalue": b"", "name": None,
                              "is_file": False, "buf": bytearray(), "fh": None, "field_bytes": 0}
     digest = hashlib.sha256()
-    errors: list[HTTPException] = []
+    errors: list[HTTPException | UploadRejected] = []
 
     def on_part_begin() -> None:
         state.update(headers={}, hname=b"", hvalue=b"", name=None, is_file=False, buf=bytearray())
@@ -133,7 +133,7 @@ async def parse_multipart(request: Request, *, max_bytes: int, tmp_dir: Path | N
         parser.finalize()
         if errors:
             raise errors[0]
-    except HTTPException:
+    except (HTTPException, UploadRejected):
         _close(state)
         form.cleanup()
         raise

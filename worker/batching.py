@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 from redis import Redis
 from redis.exceptions import WatchError
 from rq.executions import Execution
-from rq.job import Job, JobStatus as RQStatus
+from rq.job import Job
+from rq.job import JobStatus as RQStatus
 from rq.queue import Queue
 
-from service.schemas import JobSpec, JobStatus
+from core.contract import JobSpec, JobStatus
 from worker import metrics
 from worker.runner import JobFailed, JobRunner, ProgressFn
 

@@ -115,7 +115,7 @@ def make_s3_client(*, endpoint_url: str | None = None, region: str | None = None
 def client_from_settings() -> Any:
     """An S3 client configured from ``MMD_S3_ENDPOINT_URL`` / ``MMD_S3_REGION`` /
     ``MMD_S3_ACCESS_KEY_ID`` / ``MMD_S3_SECRET_ACCESS_KEY``."""
-    from service.settings import Settings
+    from core.settings import Settings
 
     s = Settings()
     secret = s.s3_secret_access_key.get_secret_value() if s.s3_secret_access_key else None

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from rq import get_current_job
 
-from service.schemas import Progress
+from core.contract import Progress
+from worker.batching import run_batch
 from worker.runner import JobRunner
 
 _RUNNER: JobRunner | None = None
@@ -36,6 +37,9 @@ def run_job(job_id: str) -> str:
     previous = runner.on_progress
     runner.on_progress = _save_meta
     try:
+        extras, runner.batch_extras = runner.batch_extras, []
+        if extras:  # claimed by the worker's batcher: run them with this job as one batch
+            return run_batch(runner, [job_id, *extras])[0]
         return runner.run(job_id)
     finally:
         runner.on_progress = previous

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from service.settings import Settings
+from core.settings import Settings
 from worker import metrics
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ from typing import Any
 
 from redis import Redis
 
-from service.jobs import JobStore, redis_client
-from service.settings import Settings, get_settings
-from service.storage import make_storage
+from core.settings import Settings, get_settings
+from core.storage import make_storage
+from core.store import JobStore, redis_client
 from worker import jobs, metrics
 from worker.loading import load_all, warm_up
 from worker.runner import JobRunner

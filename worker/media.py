@@ -17,18 +17,17 @@ the video a few milliseconds against the audio (the released clips start their v
 Every failure on user input raises :class:`MediaError` (a ``ValueError``) whose ``code`` says what
 went wrong (see :data:`ERROR_CODES`); the message says what to do.
 
-Limits are keyword arguments with documented defaults (:mod:`worker.media_probe`); the service
+Limits are keyword arguments with documented defaults (:mod:`core.media_probe`); the service
 passes its settings.
 
-This module is the public face; the work is split by job: :mod:`worker.media_probe` (opening under
+This module is the public face; the work is split by job: :mod:`core.media_probe` (opening under
 limits, errors, probing), :mod:`worker.media_video` (video clips), :mod:`worker.media_audio`
 (audio) and :mod:`worker.muxing` (writing MP4s).
 """
 
 from __future__ import annotations
 
-from worker.media_audio import decode_audio
-from worker.media_probe import (
+from core.media_probe import (
     ANALYZE_DURATION_S,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_FRAMES,
@@ -43,6 +42,7 @@ from worker.media_probe import (
     StreamInfo,
     probe,
 )
+from worker.media_audio import decode_audio
 from worker.media_video import decode_video_clip
 from worker.muxing import AAC_FRAME_SAMPLES, mux_mp4
 

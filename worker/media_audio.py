@@ -8,7 +8,7 @@ import time
 import av
 import numpy as np
 
-from worker.media_probe import (
+from core.media_probe import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_SAMPLES,
     DEFAULT_TIMEOUT_S,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import av
 import numpy as np
 
-from worker.media_probe import (
+from core.media_probe import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from service.metrics import JOB_BUCKETS
+# Buckets for minutes-long jobs: 0.1 s up to 30 min.
+JOB_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800)
 
 JOBS_FINISHED = Counter("mmd_jobs_finished_total", "Jobs finished by mode and final status",
                         ["mode", "status"])

@@ -19,11 +19,11 @@ from typing import Any
 
 import httpx
 
-from service.jobs import JobStore, result_key, utcnow
-from service.netguard import UnsafeURLError, pin
-from service.schemas import JobError, JobResult, JobSpec, JobStatus, Progress, SampleFile
-from service.settings import Settings
-from service.storage import Storage, StorageError
+from core.contract import JobError, JobResult, JobSpec, JobStatus, Progress, SampleFile
+from core.netguard import UnsafeURLError, pin
+from core.settings import Settings
+from core.storage import Storage, StorageError
+from core.store import JobStore, result_key, utcnow
 from worker import metrics
 from worker.webhooks import WebhookSender
 
@@ -82,13 +82,7 @@ class JobRunner:
     # --- entry point ------------------------------------------------------------------
     def run(self, job_id: str) -> str:
         """Run one job to a terminal status; returns it. Never raises for a job's own failure
-        (RQ's retries are kept for jobs whose worker died). With ``batch_extras`` set (by the
-        worker's batcher), runs ``job_id`` and those jobs as one batch (worker/batching.py)."""
-        extras, self.batch_extras = self.batch_extras, []
-        if extras:
-            from worker.batching import run_batch
-
-            return run_batch(self, [job_id, *extras])[0]
+        (RQ's retries are kept for jobs whose worker died)."""
         spec = self.claim(job_id)
         return spec if isinstance(spec, str) else self.complete(spec)
 
@@ -266,7 +260,7 @@ class JobRunner:
 
         frames, _channels, height, _width = unet_cfg.video_size
         if spec.input_url:  # fetched here, so the gateway never checked it: same checks now
-            from service.probe import UploadRejected, check_upload
+            from core.probe import UploadRejected, check_upload
 
             need = "video" if spec.mode == "video-to-audio" else "audio"
             try:

@@ -5,7 +5,7 @@ Headers: ``X-MMD-Signature: sha256=<hex>`` (present when ``MMD_WEBHOOK_SECRET`` 
 ``X-MMD-Event: job.<status>``, ``X-MMD-Delivery: <uuid>`` (the same on every retry).
 Receivers verify with ``hmac.compare_digest(sign(body, secret), header)``.
 
-SSRF: before every attempt the URL is checked again (``service.netguard``: http(s) only, the host
+SSRF: before every attempt the URL is checked again (``core.netguard``: http(s) only, the host
 must resolve to public addresses unless ``MMD_WEBHOOK_ALLOW_PRIVATE``), so a name that was public
 at submission and now resolves to a private address (DNS rebinding) is refused, and the request
 goes to the very address that was checked (pinned; ``Host`` header and TLS SNI keep the name);
@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from service.netguard import Target, UnsafeURLError, pin
+from core.netguard import Target, UnsafeURLError, pin
 from worker.metrics import WEBHOOKS
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class WebhookSender:
                  sleep: Callable[[float], None] = time.sleep,
                  allow_private: bool | None = None) -> None:
         if allow_private is None:  # default: MMD_WEBHOOK_ALLOW_PRIVATE
-            from service.settings import get_settings
+            from core.settings import get_settings
 
             allow_private = get_settings().webhook_allow_private
         self.allow_private = allow_private

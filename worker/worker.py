@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import Any
 
 from rq import SimpleWorker
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.queue import Queue
 from rq.utils import now
-from rq.exceptions import StopRequested
 from rq.worker.base import WorkerStatus
 
-from service.jobs import JobStore
+from core.store import JobStore
 from worker import metrics
 
 log = logging.getLogger(__name__)

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from core.contract import JobResult, JobStatus, JobView, SampleFile
+from core.store import result_key
 from service.auth import Owner
 from service.deps import AppState, State, base_url
-from service.jobs import result_key
 from service.metrics import JOBS_CANCEL_REQUESTS
-from service.schemas import JobResult, JobStatus, JobView, SampleFile
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

@@ -11,13 +11,23 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from core.probe import check_upload
 from service.auth import Owner
 from service.deps import AppState, State, base_url
 from service.metrics import UPLOAD_BYTES
-from service.probe import check_upload
 from service.schemas import ConditionalRequest, GenerateRequest, SubmitResponse, UploadResponse
-from service.submit import Idempotency, admit, check_limits, check_urls, enqueue, fingerprint
-from service.submit import new_id, replay, resolve_sampling, unprocessable
+from service.submit import (
+    Idempotency,
+    admit,
+    check_limits,
+    check_urls,
+    enqueue,
+    fingerprint,
+    new_id,
+    replay,
+    resolve_sampling,
+    unprocessable,
+)
 from service.uploads import ParsedForm, form_params, parse_multipart
 
 router = APIRouter(tags=["submit"])

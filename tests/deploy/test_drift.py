@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from service.cli import SUBCOMMANDS
-from service.settings import Settings
+from cli.main import SUBCOMMANDS
+from core.settings import Settings
+from service.commands import COMMANDS as GATEWAY_COMMANDS
 from tests.conftest import REPO_ROOT
 from tests.deploy.kustomize import pod_spec, render
 
@@ -94,7 +95,8 @@ def _compose_containers() -> list[Container]:
             dockerfile = "gateway.Dockerfile" if "gateway" in image else "worker.Dockerfile"
             env = {**_dockerfile_env(dockerfile), **merged.get(name, {}).get("environment", {}),
                    **svc.get("environment", {})}
-            out.append(Container(f"{file}:{name}", ["mmd", *full["command"]],
+            command = "mmd-gateway" if "gateway" in image else "mmd"  # the image's ENTRYPOINT
+            out.append(Container(f"{file}:{name}", [command, *full["command"]],
                                  {k: str(v) for k, v in env.items()}))
     return out
 
@@ -120,8 +122,8 @@ def _route_paths(routes: list[Any]) -> set[str]:
 def gateway_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from redis import Redis
 
+    from core.storage import LocalStorage
     from service.app import create_app
-    from service.storage import LocalStorage
 
     # Nothing listens on port 1: Redis-backed routes answer without a server.
     return create_app(Settings(redis_url="redis://127.0.0.1:1/0"),
@@ -169,7 +171,7 @@ def test_env_vars_are_settings_fields_and_validate(c: Container,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     mmd = {k: v for k, v in c.env.items() if k.startswith("MMD_")}
     unknown = sorted(set(mmd) - set(SETTING_ENV))
-    assert not unknown, f"{c.where}: {unknown} are not fields of service.settings.Settings"
+    assert not unknown, f"{c.where}: {unknown} are not fields of core.settings.Settings"
     settings = _settings_from(mmd, monkeypatch)  # raises if a value does not validate
     for key, value in mmd.items():
         if key.endswith(("_KEY_ID", "ACCESS_KEY", "SECRET", "KEYS", "_MODELS")):
@@ -180,10 +182,11 @@ def test_env_vars_are_settings_fields_and_validate(c: Container,
 
 @pytest.mark.parametrize("c", ALL, ids=IDS)
 def test_commands_are_real_subcommands_with_real_flags(c: Container) -> None:
-    assert c.argv[0] == "mmd", f"{c.where}: runs {c.argv[0]!r}, not the mmd CLI"
+    commands = {"mmd": SUBCOMMANDS, "mmd-gateway": GATEWAY_COMMANDS}.get(c.argv[0])
+    assert commands is not None, f"{c.where}: runs {c.argv[0]!r}, not the mmd CLI"
     sub = c.argv[1]
-    assert sub in SUBCOMMANDS, f"{c.where}: `mmd {sub}` is not one of {sorted(SUBCOMMANDS)}"
-    module = importlib.import_module(SUBCOMMANDS[sub][0])
+    assert sub in commands, f"{c.where}: `{c.argv[0]} {sub}` is not one of {sorted(commands)}"
+    module = importlib.import_module(commands[sub][0])
     parser = argparse.ArgumentParser(prog=f"mmd {sub}", exit_on_error=False)
     module.add_arguments(parser)
     try:
@@ -290,6 +293,8 @@ def test_image_entrypoint_cmd_and_healthcheck_are_real(dockerfile: str, sub: str
     text = re.sub(r"\\\n", " ", (REPO_ROOT / "docker" / dockerfile).read_text())
     entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M).group(1))
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))
-    assert entry == ["mmd"] and cmd == [sub] and sub in SUBCOMMANDS
+    commands = GATEWAY_COMMANDS if sub == "gateway" else SUBCOMMANDS
+    assert entry == ["mmd-gateway" if sub == "gateway" else "mmd"] and cmd == [sub]
+    assert sub in commands
     health = json.loads(re.search(r"^HEALTHCHECK .*CMD (\[.*\])$", text, re.M).group(1))
     assert health == ["mmd-healthcheck", sub]

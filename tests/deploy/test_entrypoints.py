@@ -1,8 +1,8 @@
 """The compose stack's entrypoint commands, run for real outside Docker.
 
 The gateway and the CPU worker are started with the command line of docker-compose.yml /
-docker-compose.cpu.yml (after the images' ``ENTRYPOINT ["mmd"]``) and the environment those
-files and the Dockerfiles' ``ENV`` give them. Only host-specific values are rewritten: service
+docker-compose.cpu.yml (after the images' ``ENTRYPOINT``: ``mmd-gateway`` or ``mmd``) and the
+environment those files and the Dockerfiles' ``ENV`` give them. Only host-specific values are rewritten: service
 addresses (``redis`` / ``s3`` become 127.0.0.1 servers started here, SeaweedFS exactly as compose
 runs it), free ports, and paths under a temp dir. Then a job is served end to end, the MP4 is
 fetched from S3 through the gateway's redirect and decoded, and the images' HEALTHCHECK commands
@@ -47,10 +47,13 @@ def _service(name: str) -> tuple[list[str], dict[str, str], str]:
     return list(svc["command"]), {**_dockerfile_env(dockerfile), **env}, dockerfile
 
 
-def _mmd() -> list[str]:
-    """The images' ENTRYPOINT: the installed `mmd` script, or the same dispatcher via -m."""
-    found = shutil.which("mmd")
-    return [found] if found else [sys.executable, "-m", "service.cli"]
+def _mmd(dockerfile: str) -> list[str]:
+    """The image's ENTRYPOINT (`mmd-gateway` for the gateway image, `mmd` for the worker's): the
+    installed script, or the same dispatcher via -m."""
+    script, module = (("mmd-gateway", "service.commands") if dockerfile == "gateway.Dockerfile"
+                      else ("mmd", "cli"))
+    found = shutil.which(script)
+    return [found] if found else [sys.executable, "-m", module]
 
 
 def _process_env(container_env: dict[str, str], rewrites: dict[str, str]) -> dict[str, str]:
@@ -96,9 +99,10 @@ def test_compose_entrypoints_serve_a_job(servers: dict[str, str]) -> None:
     logs = {name: tmp / f"{name}.log" for name in ("gateway", "worker")}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        for name, args, env in (("worker", wk_args, wk), ("gateway", gw_args, gw)):
+        for name, args, env, dockerfile in (("worker", wk_args, wk, wk_dockerfile),
+                                            ("gateway", gw_args, gw, "gateway.Dockerfile")):
             with open(logs[name], "wb") as fh:
-                procs[name] = subprocess.Popen([*_mmd(), *args], env=env, cwd=tmp, stdout=fh,
+                procs[name] = subprocess.Popen([*_mmd(dockerfile), *args], env=env, cwd=tmp, stdout=fh,
                                                stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: httpx.get(base + "/healthz").status_code == 200, 60, "gateway",
@@ -171,7 +175,7 @@ def test_compose_cleanup_one_shot_sweeps_the_bucket(servers: dict[str, str]) -> 
     run_env = _process_env(env, {"MMD_REDIS_URL": servers["redis"],
                                  "MMD_S3_ENDPOINT_URL": servers["s3"],
                                  "MMD_S3_PUBLIC_ENDPOINT_URL": servers["s3"]})
-    done = subprocess.run([*_mmd(), *args], env=run_env, cwd=servers["tmp"], capture_output=True,
+    done = subprocess.run([*_mmd(dockerfile), *args], env=run_env, cwd=servers["tmp"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     report = dict(part.split("=") for part in done.stdout.split())

@@ -65,7 +65,7 @@ def test_images_are_pinned_non_root_with_healthcheck_and_deps_before_source(
     assert user and not user[-1].startswith(("root", "0")), user
     assert "HEALTHCHECK" in words
     first_source = min(i for i, (w, a) in enumerate(ins)
-                       if w == "COPY" and re.search(r"\b(service|model|worker)/", a))
+                       if w == "COPY" and re.search(r"\b(core|service|model|worker|cli)/", a))
     dep_install = min(i for i, (w, a) in enumerate(ins)
                       if w == "RUN" and "requirements-gateway.txt" in a)
     assert dep_install < first_source
@@ -124,17 +124,21 @@ sys.path_hooks[:] = [h for h in sys.path_hooks if "editable" not in repr(h).lowe
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from service.app import create_app
-from service.probe import check_upload
-from service.settings import Settings
+from core.probe import check_upload
+from core.settings import Settings
 import service
 assert Path(service.__file__).parent == Path(sys.argv[1]) / "service", service.__file__
 settings = Settings(redis_url="redis://127.0.0.1:1/0", open_mode=True)
 create_app(settings)
 info = check_upload(Path(sys.argv[2]), need="audio", settings=settings)
 assert info.has_audio and not info.has_video, info
-import worker
-assert Path(worker.__file__).parent == Path(sys.argv[1]) / "worker", worker.__file__
+import core
+assert Path(core.__file__).parent == Path(sys.argv[1]) / "core", core.__file__
+from service.commands import COMMANDS
+assert set(COMMANDS) == {"gateway", "cleanup", "hash-key"}, COMMANDS
 assert "torch" not in sys.modules and "model" not in sys.modules
+import importlib.util
+assert importlib.util.find_spec("worker") is None and importlib.util.find_spec("cli") is None
 print("ok")
 """
 
@@ -150,7 +154,7 @@ def test_gateway_image_source_layout_serves_an_upload_check(tmp_path: Path) -> N
             continue
         *sources, dest = args.split()
         for src in sources:
-            if not re.match(r"(service|worker|model)/", src):
+            if not re.match(r"(core|service|worker|model|cli)/", src):
                 continue
             assert dest.endswith("/"), f"COPY {args}: expected a folder destination"
             if src.endswith("/"):  # COPY dir/ dest/: the folder's contents

@@ -167,10 +167,11 @@ def test_cleanup_cron_job_sweeps_once_per_run_with_the_gateway_setup(rendered: l
     spec = job["template"]["spec"]
     assert spec["restartPolicy"] in ("Never", "OnFailure")
     (c,) = spec["containers"]
-    assert [*c["command"], *c["args"]] == ["mmd", "cleanup"]  # one sweep: no --every loop
+    # the gateway image's command; one sweep: no --every loop
+    assert [*c["command"], *c["args"]] == ["mmd-gateway", "cleanup"]
     gateway = next(g for g in _one(rendered, "Deployment", "mmd-gateway")["spec"]["template"]
                    ["spec"]["containers"] if g["name"] == "gateway")
-    assert c["image"] == gateway["image"]  # the torch-free image has `mmd cleanup`
+    assert c["image"] == gateway["image"]  # the torch-free image has `mmd-gateway cleanup`
     assert c["envFrom"] == gateway["envFrom"]  # same storage, bucket, prefix and TTL
     assert job["activeDeadlineSeconds"] < 3600  # done before the hourly schedule fires again
     assert cron["schedule"].split()[1:] == ["*", "*", "*", "*"]  # hourly

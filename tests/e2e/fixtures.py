@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from redis import Redis
 
-from service.jobs import JobStore
-from service.settings import Settings
+from core.settings import Settings
+from core.store import JobStore
 from tests.e2e.servers import redis_server, weed_s3
 
 

@@ -178,8 +178,8 @@ def s3_client(endpoint: str):  # noqa: ANN201 - boto3 client
 
 
 def mmd_process(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """``python3 -m service.cli <args>`` from the repo root, logging to ``log``."""
+    """``python3 -m cli <args>`` from the repo root, logging to ``log``."""
     full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as fh:
-        return subprocess.Popen([sys.executable, "-m", "service.cli", *args], cwd=REPO_ROOT,
+        return subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO_ROOT,
                                 env=full_env, stdout=fh, stderr=subprocess.STDOUT)

@@ -27,7 +27,7 @@ def test_mmd_serve_runs_a_job_end_to_end(tmp_path: Path) -> None:
                 "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"})
     log = tmp_path / "serve.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], cwd=REPO_ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "serve"], cwd=REPO_ROOT,
                                 env=env, stdout=fh, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

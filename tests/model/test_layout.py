@@ -12,7 +12,6 @@ from model import build_sr, build_unet
 from model.checkpoint import load
 from model.config import SRConfig, UNetConfig
 
-
 CASES = {
     "base": ("checkpoint-layout-base.tsv", 1046, 133_675_524),
     "sr": ("checkpoint-layout-sr.tsv", 566, 311_027_910),

@@ -19,7 +19,6 @@ from model.checkpoint import load
 from model.config import SRConfig, UNetConfig
 from model.precision import apply_precision
 
-
 TOL = 1e-5  # max |ours - golden| / max |golden|, float32
 
 

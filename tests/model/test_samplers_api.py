@@ -6,10 +6,16 @@ import pytest
 import torch
 
 from model.samplers import (
-    SamplerSpec, SamplingCancelled, count_nfe, sample_conditional, sample_joint, sample_sr, shared_clip_noise,
+    SamplerSpec,
+    SamplingCancelled,
+    count_nfe,
+    sample_conditional,
+    sample_joint,
+    sample_sr,
+    shared_clip_noise,
 )
-from model.samplers.dpm_solver import Solver
 from model.samplers.api import continuous_schedule
+from model.samplers.dpm_solver import Solver
 from model.state import AV
 from tests.model.standins import joint_standin, sr_standin
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from core.keys import hash_key
+from core.settings import Settings
 from service.app import create_app
-from service.auth import hash_key
-from service.settings import Settings
 
 KEY_A = "key-A-0123456789abcdef"
 KEY_B = "key-B-fedcba9876543210"

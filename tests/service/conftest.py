@@ -3,8 +3,8 @@
 import pytest
 from fastapi.testclient import TestClient
 
+from core.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 from tests.e2e.fixtures import redis_conn, redis_url, s3_endpoint, settings, store  # noqa: F401
 
 

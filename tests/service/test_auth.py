@@ -12,12 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 from redis import Redis
 
+from core.contract import JobResult, SampleFile
+from core.keys import hash_key, parse_key_entry
+from core.settings import Settings
+from core.storage import LocalStorage
+from core.store import JobStore, result_key
 from service.app import create_app
-from service.auth import Authenticator, hash_key, load_keys, parse_key_entry
-from service.jobs import JobStore, result_key
-from service.schemas import JobResult, SampleFile
-from service.settings import Settings
-from service.storage import LocalStorage
+from service.auth import Authenticator, load_keys
 from service.submit import new_id
 from tests.e2e.fixtures import write_clip
 from tests.service.auth_helpers import JOB_BODY, KEY_A, KEY_B, bearer, keyed_client
@@ -149,7 +150,7 @@ def test_gateway_refuses_to_start_without_keys(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMD_")}
     env.update(MMD_REDIS_URL="redis://127.0.0.1:1/0", MMD_DATA_DIR=str(tmp_path),
                PYTHONPATH=str(REPO_ROOT))
-    out = subprocess.run([sys.executable, "-m", "service.cli", "gateway"], env=env,
+    out = subprocess.run([sys.executable, "-m", "cli", "gateway"], env=env,
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "no API keys configured" in out.stderr + out.stdout

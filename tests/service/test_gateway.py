@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from core.contract import JobError, JobResult, JobStatus, SampleFile
+from core.settings import Settings
+from core.storage import LocalStorage
+from core.store import JobStore, result_key
 from service.app import create_app
-from service.jobs import JobStore, result_key
-from service.schemas import JobError, JobResult, JobStatus, SampleFile
-from service.settings import Settings
-from service.storage import LocalStorage
 from tests.e2e.fixtures import write_clip
 
 

@@ -12,10 +12,10 @@ from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from redis import Redis
 
+from core.settings import Settings
+from core.store import JobStore
 from service.app import create_app
 from service.deps import AppState
-from service.jobs import JobStore
-from service.settings import Settings
 from service.submit import Idempotency
 from tests.e2e.fixtures import write_clip
 

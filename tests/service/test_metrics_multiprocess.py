@@ -8,14 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service.settings import Settings
+from core.settings import Settings
 from tests.e2e.servers import REPO_ROOT
 
 SCRIPT = """
 import sys
 from fastapi.testclient import TestClient
 from service.app import create_app
-from service.settings import Settings
+from core.settings import Settings
 s = Settings(redis_url=sys.argv[1], key_prefix=sys.argv[2], queue_name=sys.argv[2],
              data_dir=sys.argv[3], max_sr_steps=30, max_steps=50, open_mode=True)
 c = TestClient(create_app(s))

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from core.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 from tests.e2e.servers import free_port, mmd_process, stop, wait_for
 
 TOKEN = "metrics-token-0123456789"

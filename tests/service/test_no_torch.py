@@ -11,9 +11,9 @@ from tests.e2e.servers import REPO_ROOT
 def test_gateway_imports_no_torch() -> None:
     code = (
         "import sys\n"
-        "from service.settings import Settings\n"
+        "from core.settings import Settings\n"
         "from service.app import create_app\n"
-        "import service.gateway_cli, service.serve, service.cli\n"
+        "import service.gateway_cli, cli.serve, cli.main\n"
         "from redis import Redis\n"
         "create_app(Settings(redis_url='redis://127.0.0.1:1/0'))\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'model')))\n"

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from core.contract import JobSpec
+from core.sampling import PRESETS, SamplerParams, SuperResolutionParams
+from core.settings import Settings
+from core.store import JobStore
 from service.app import create_app
-from service.jobs import JobStore
-from service.presets import PRESETS
-from service.schemas import GenerateRequest, JobSpec, SamplerParams, SuperResolutionParams
-from service.settings import Settings
+from service.schemas import GenerateRequest
 from tests.e2e.fixtures import write_clip
 
 FAST_JOINT = (SamplerParams(name="dpm_solver++", steps=15, order=3, method="multistep"),

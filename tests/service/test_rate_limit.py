@@ -8,12 +8,11 @@ from pathlib import Path
 
 from redis import Redis
 
-from service.jobs import JobStore
+from core.settings import Settings
+from core.store import JobStore
 from service.limits import Limiter
-from service.settings import Settings
 from tests.e2e.fixtures import write_clip
-from tests.service.auth_helpers import JOB_BODY, KEY_A, KEY_B, bearer, keyed_client
-from tests.service.auth_helpers import keyed_settings
+from tests.service.auth_helpers import JOB_BODY, KEY_A, KEY_B, bearer, keyed_client, keyed_settings
 
 
 def test_submissions_per_minute_across_replicas(settings: Settings) -> None:
@@ -58,7 +57,7 @@ def test_active_job_quota_frees_on_cancel(settings: Settings, redis_conn: Redis)
     store = JobStore(redis_conn, settings)
     assert store.claim(ids[1])
     assert c.post("/generate", json=JOB_BODY, headers=bearer(KEY_A)).status_code == 429
-    from service.schemas import JobError
+    from core.contract import JobError
 
     store.fail(ids[1], JobError(code="internal", message="x"))
     assert c.post("/generate", json=JOB_BODY, headers=bearer(KEY_A)).status_code == 202

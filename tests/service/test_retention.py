@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from core.storage import LocalStorage, S3Storage
 from service.retention import list_objects, sweep
-from service.storage import LocalStorage, S3Storage
 from tests.conftest import REPO_ROOT
 
 
@@ -58,7 +58,7 @@ def test_cleanup_command(tmp_path: Path) -> None:
     os.utime(storage.local_path("results/j/sample_0.mp4"), (past, past))
     env = {**os.environ, "MMD_DATA_DIR": str(tmp_path / "data"), "MMD_RESULT_TTL_S": "3600",
            "PYTHONPATH": str(REPO_ROOT)}
-    out = subprocess.run([sys.executable, "-m", "service.cli", "cleanup"], env=env, cwd=REPO_ROOT,
+    out = subprocess.run([sys.executable, "-m", "cli", "cleanup"], env=env, cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "deleted=1" in out.stdout

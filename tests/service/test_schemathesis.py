@@ -7,9 +7,9 @@ import pytest
 from fastapi import FastAPI
 from redis import Redis
 
+from core.settings import Settings
+from core.store import JobStore
 from service.app import create_app
-from service.jobs import JobStore
-from service.settings import Settings
 from tests.service.auth_helpers import KEY_A, bearer, keyed_settings
 
 schemathesis = pytest.importorskip("schemathesis")

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.settings import Settings
-from service.storage import LocalStorage, S3Storage, StorageError, check_key, make_storage
+from core.settings import Settings
+from core.storage import LocalStorage, S3Storage, StorageError, check_key, make_storage
 
 
 @pytest.mark.parametrize("key", ["../etc/passwd", "/abs", "a//b", "a/../b", "", "a b"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.storage import PARTIAL_DIR, LocalStorage
+from core.storage import PARTIAL_DIR, LocalStorage
 
 
 def test_object_appears_only_when_the_write_completes(tmp_path: Path) -> None:

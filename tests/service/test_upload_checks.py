@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 from redis import Redis
 from rq import Queue
 
+from core.probe import UPLOAD_ERROR_CODES, UploadRejected, check_upload
+from core.settings import Settings
+from core.sniff import sniff_bytes
 from service.app import create_app
-from service.probe import UPLOAD_ERROR_CODES, UploadRejected, check_upload
-from service.settings import Settings
-from service.sniff import sniff_bytes
 from tests.e2e.fixtures import write_clip
 from tests.e2e.hostile_media import Case, corpus, good_mp4, good_wav
 

@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from service.netguard import UnsafeURLError, check_url
-from service.settings import Settings
+from core.netguard import UnsafeURLError, check_url
+from core.settings import Settings
 from tests.service.auth_helpers import JOB_BODY, KEY_A, bearer, keyed_client
 from worker.webhooks import WebhookSender
 
@@ -110,7 +110,7 @@ def test_redirects_are_not_followed(servers: list[_Server]) -> None:
 def test_pin_connects_to_the_checked_address(monkeypatch: pytest.MonkeyPatch) -> None:
     import ipaddress
 
-    import service.netguard as netguard
+    import core.netguard as netguard
 
     monkeypatch.setattr(netguard, "resolve",
                         lambda host, port: [ipaddress.ip_address("93.184.216.34")])
@@ -127,7 +127,7 @@ def test_dns_rebinding_is_caught_at_delivery(settings: Settings, servers: list[_
     """Public at submission, loopback at delivery: accepted (202), then never delivered."""
     import ipaddress
 
-    import service.netguard as netguard
+    import core.netguard as netguard
 
     target = _Server(204)
     servers.append(target)
@@ -152,7 +152,7 @@ def test_pinned_delivery_reaches_the_checked_address(servers: list[_Server],
     with the original name in the Host header."""
     import ipaddress
 
-    import service.netguard as netguard
+    import core.netguard as netguard
 
     target = _Server(204)
     servers.append(target)

@@ -9,15 +9,17 @@ import numpy as np
 import pytest
 import torch
 from redis import Redis
-from rq.job import Job, JobStatus as RQStatus
+from rq.job import Job
+from rq.job import JobStatus as RQStatus
 
+from core.contract import JobStatus
+from core.sampling import SamplerParams, SuperResolutionParams
+from core.settings import Settings
+from core.storage import LocalStorage
+from core.store import JobStore
 from model.attention import CrossAttention, ShiftSource
 from model.pipeline import GenerationRequest, batch_key, generate, generate_batch
 from model.samplers import SamplerSpec
-from service.jobs import JobStore
-from service.schemas import JobStatus, SamplerParams, SuperResolutionParams
-from service.settings import Settings
-from service.storage import LocalStorage
 from tests.worker.test_runner import make_spec
 from worker.batching import Batcher, estimate_batch_bytes, run_batch, spec_key
 from worker.runner import JobRunner

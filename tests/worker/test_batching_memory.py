@@ -12,10 +12,11 @@ import pytest
 from redis import Redis
 from rq.job import Job
 
-from service.jobs import JobStore
-from service.schemas import JobStatus, SamplerParams, SuperResolutionParams
-from service.settings import Settings
-from service.storage import LocalStorage
+from core.contract import JobStatus
+from core.sampling import SamplerParams, SuperResolutionParams
+from core.settings import Settings
+from core.storage import LocalStorage
+from core.store import JobStore
 from tests.worker.test_runner import make_spec
 from worker.batching import Batcher, estimate_batch_bytes, estimate_stage_bytes, run_batch
 from worker.runner import JobRunner

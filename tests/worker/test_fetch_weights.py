@@ -126,7 +126,7 @@ def test_cli_uses_mmd_s3_settings(s3, s3_endpoint: str, tmp_path: Path) -> None:
     sha = _put(s3, "cli/base.pt", b"cli-weights")
     env = {**os.environ, "MMD_S3_ENDPOINT_URL": s3_endpoint, "MMD_S3_REGION": "us-east-1",
            "MMD_S3_ACCESS_KEY_ID": ACCESS_KEY, "MMD_S3_SECRET_ACCESS_KEY": SECRET_KEY}
-    cmd = [sys.executable, "-m", "service.cli", "fetch-weights", "--dest", str(tmp_path),
+    cmd = [sys.executable, "-m", "cli", "fetch-weights", "--dest", str(tmp_path),
            f"s3://{BUCKET}/cli/base.pt#sha256={sha}"]
     ok = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr

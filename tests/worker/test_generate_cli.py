@@ -1,4 +1,4 @@
-"""`mmd generate` in-process (service.cli.main) and once as a subprocess; MP4s decoded back."""
+"""`mmd generate` in-process (cli.main.main) and once as a subprocess; MP4s decoded back."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.cli import main
+from cli.main import main
 from tests.conftest import REPO_ROOT
 from worker.generate_cli import output_paths
 from worker.media import AAC_FRAME_SAMPLES, decode_audio, decode_video_clip, mux_mp4
@@ -120,7 +120,7 @@ def test_subprocess_random_weights(tmp_path: Path) -> None:
     out = tmp_path / "noise.mp4"
     env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "service.cli", "generate", "--no-sr", "--seed", "3", "--num-samples",
+        [sys.executable, "-m", "cli", "generate", "--no-sr", "--seed", "3", "--num-samples",
          "2", *FAST, "--out", str(out)],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from service.settings import ModelSpec, Settings
+from core.settings import ModelSpec, Settings
 from worker.loading import load_all
 
 

@@ -302,7 +302,8 @@ def test_media_is_split_by_job_and_keeps_its_public_names() -> None:
     """worker.media is the public face of media_probe / media_video / media_audio / muxing: the
     same objects under the old import path, and every file under the ~400-line guide."""
     import worker.media as media
-    from worker import media_audio, media_probe, media_video, muxing
+    from core import media_probe
+    from worker import media_audio, media_video, muxing
 
     for name in media.__all__:
         assert hasattr(media, name), name

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from service.jobs import JobStore
-from service.settings import Settings
-from service.storage import LocalStorage
+from core.settings import Settings
+from core.storage import LocalStorage
+from core.store import JobStore
 from tests.e2e.fixtures import write_clip
 from tests.e2e.hostile_media import _write
-from tests.worker.test_runner import FakeGenerate, make_runner, make_spec
 from tests.worker.http_helpers import serve_dir
+from tests.worker.test_runner import FakeGenerate, make_runner, make_spec
 from worker import media
 
 

@@ -8,11 +8,11 @@ import dataclasses
 
 import pytest
 
+from core.contract import JobSpec
+from core.sampling import PRESETS
+from core.store import utcnow
 from model import speed
 from model.samplers import SamplerSpec
-from service.jobs import utcnow
-from service.presets import PRESETS
-from service.schemas import JobSpec
 from worker.generate_cli import add_arguments, sampler_specs
 from worker.runner import generation_request
 

@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from core.contract import JobSpec, JobStatus, Progress
+from core.sampling import SamplerParams, SuperResolutionParams
+from core.settings import Settings
+from core.storage import LocalStorage
+from core.store import JobStore, result_key, utcnow
 from model.pipeline import GenerationResult
-from service.jobs import JobStore, result_key, utcnow
-from service.schemas import JobSpec, JobStatus, Progress, SamplerParams, SuperResolutionParams
-from service.settings import Settings
-from service.storage import LocalStorage
 from tests.e2e.fixtures import write_clip
 from tests.worker.http_helpers import http_server, serve_dir
 from worker import media

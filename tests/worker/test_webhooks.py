@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from redis import Redis
 
-from service.jobs import JobStore
-from service.settings import Settings
+from core.settings import Settings
+from core.store import JobStore
 from tests.worker.test_runner import FakeGenerate, make_runner, make_spec
 from worker.webhooks import SIGNATURE_HEADER, WebhookSender, sign
 

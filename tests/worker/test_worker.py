@@ -10,9 +10,9 @@ from redis import Redis
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
-from service.jobs import JobStore
-from service.schemas import JobStatus
-from service.settings import Settings
+from core.contract import JobStatus
+from core.settings import Settings
+from core.store import JobStore
 from tests.worker.test_runner import FakeGenerate, make_runner, make_spec
 from worker import jobs
 from worker.worker import MMDWorker

@@ -21,13 +21,13 @@ from rq.exceptions import AbandonedJobError
 from rq.registry import StartedJobRegistry
 from rq.timeouts import TimerDeathPenalty
 
-from service.schemas import JobError, JobResult, JobSpec, JobStatus, JobView, Progress
-from service.settings import Settings, get_settings
+from core.contract import JobError, JobResult, JobSpec, JobStatus, JobView, Progress
+from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 JOB_FUNCTION = "worker.jobs.run_job"
-FAILURE_CALLBACK = "service.jobs.on_rq_failure"
+FAILURE_CALLBACK = "core.store.on_rq_failure"
 
 # KEYS[1] = job hash; ARGV[1] = allowed current statuses, comma separated; ARGV[2..] = field, value
 _TRANSITION_LUA = """

@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.keys import parse_key_entry
+
 Precision = Literal["fp32", "fp16", "bf16"]
 StorageBackend = Literal["local", "s3"]
 SdpaBackend = Literal["auto", "math", "flash", "efficient", "cudnn"]
@@ -175,8 +177,6 @@ class Settings(BaseSettings):
     @field_validator("api_keys")
     @classmethod
     def _check_key_hashes(cls, value: list[str]) -> list[str]:
-        from service.auth import parse_key_entry
-
         for entry in value:
             parse_key_entry(entry, where="MMD_API_KEYS")
         return value

@@ -1,6 +1,5 @@
 """Sampling presets: what ``preset: "fast"`` and ``preset: "official"`` mean, and how a request's
-own sampler fields override them (no torch here; ``model.speed`` holds the same settings as
-``SamplerSpec`` objects and ``tests/worker/test_presets.py`` checks that the two agree).
+own sampler fields override them (no torch here).
 
 | preset | mode | base sampler | SR sampler | NFE (base + SR per frame) |
 |---|---|---|---|---|
@@ -20,7 +19,57 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from service.schemas import Mode, Preset, SamplerParams, SuperResolutionParams
+from pydantic import BaseModel, ConfigDict, Field
+
+Mode = Literal["joint", "video-to-audio", "audio-to-video"]
+SamplerName = Literal["dpm_solver", "dpm_solver++", "ddim", "ddpm"]
+Preset = Literal["fast", "official"]
+
+
+class Frozen(BaseModel):
+    """Base of the contract's models: immutable, unknown fields rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SamplerParams(Frozen):
+    """The base (64x64 video + audio) sampler a job runs (resolved: ``JobSpec.sampler``).
+    Defaults: the official DPM-Solver 20 / order 3 (``preset: "official"`` for a joint job)."""
+
+    name: SamplerName = "dpm_solver"
+    steps: int = Field(20, ge=1, description="sampler steps (bounded by MMD_MAX_STEPS)")
+    order: int = Field(3, ge=1, le=3)
+    method: Literal["singlestep", "multistep", "adaptive"] = "singlestep"
+    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (0 = deterministic)")
+
+
+class SuperResolutionParams(Frozen):
+    """The 64->256 video super-resolution stage a job runs (resolved)."""
+
+    enabled: bool = True
+    sampler: SamplerName = "ddim"
+    steps: int = Field(25, ge=1, description="SR sampler steps (bounded by MMD_MAX_SR_STEPS)")
+
+
+class SamplerRequest(Frozen):
+    """The base sampler a request asks for: each field given replaces the preset's; null or
+    omitted fields come from the preset (see ``preset``)."""
+
+    name: SamplerName | None = None
+    steps: int | None = Field(None, ge=1, description="sampler steps (bounded by MMD_MAX_STEPS)")
+    order: int | None = Field(None, ge=1, le=3)
+    method: Literal["singlestep", "multistep", "adaptive"] | None = None
+    eta: float | None = Field(None, ge=0.0, le=1.0, description="DDIM eta (0 = deterministic)")
+
+
+class SuperResolutionRequest(Frozen):
+    """The super-resolution stage a request asks for (sampler and steps: null = the preset's)."""
+
+    enabled: bool = True
+    sampler: SamplerName | None = None
+    steps: int | None = Field(None, ge=1,
+                              description="SR sampler steps (bounded by MMD_MAX_SR_STEPS)")
+
 
 Kind = Literal["joint", "conditional"]
 

@@ -1,8 +1,8 @@
 """The gateway's check of an upload before anything is enqueued (container headers only; no
 decoding beyond what FFmpeg's bounded stream probe does):
 
-1. magic bytes (:mod:`service.sniff`): a known container, allowed for the endpoint (``415``);
-2. a bounded PyAV probe (:func:`worker.media_probe.probe`: at most 5 MB / 5 s of the file read,
+1. magic bytes (:mod:`core.sniff`): a known container, allowed for the endpoint (``415``);
+2. a bounded PyAV probe (:func:`core.media_probe.probe`: at most 5 MB / 5 s of the file read,
    ``MMD_PROBE_TIMEOUT_S`` of wall clock): readable (``422``), the needed stream present (``422``),
    at most ``MMD_MAX_STREAMS`` streams (``422``), codecs in ``MMD_VIDEO_CODECS`` /
    ``MMD_AUDIO_CODECS`` (``415``), video within ``MMD_MAX_VIDEO_WIDTH`` x ``MMD_MAX_VIDEO_HEIGHT``
@@ -18,16 +18,11 @@ import time
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from fastapi import HTTPException, Request
-from fastapi.responses import JSONResponse
-
-from service.settings import Settings
-from service.sniff import AUDIO_KINDS, KINDS, SNIFF_BYTES, VIDEO_KINDS, describe, sniff_bytes
-
-if TYPE_CHECKING:
-    from worker.media_probe import MediaInfo
+from core.media_probe import MediaError, MediaInfo, probe
+from core.settings import Settings
+from core.sniff import AUDIO_KINDS, KINDS, SNIFF_BYTES, VIDEO_KINDS, describe, sniff_bytes
 
 Need = Literal["video", "audio", "any"]
 
@@ -49,14 +44,17 @@ UPLOAD_ERROR_CODES: dict[str, tuple[int, str]] = {
 }
 
 
-class UploadRejected(HTTPException):
-    """A 4xx for an upload; ``code`` is a key of :data:`UPLOAD_ERROR_CODES` and fixes the status."""
+class UploadRejected(Exception):
+    """A 4xx for an upload; ``code`` is a key of :data:`UPLOAD_ERROR_CODES` and fixes the HTTP
+    ``status_code`` (the gateway answers it through ``service.app``'s handler)."""
 
     def __init__(self, code: str, message: str) -> None:
         if code not in UPLOAD_ERROR_CODES:
             raise ValueError(f"unknown upload error code {code!r}; expected one of "
                              f"{sorted(UPLOAD_ERROR_CODES)}")
-        super().__init__(UPLOAD_ERROR_CODES[code][0], message)
+        super().__init__(message)
+        self.status_code = UPLOAD_ERROR_CODES[code][0]
+        self.detail = message
         self.code = code
 
     def body(self) -> dict[str, object]:
@@ -64,15 +62,9 @@ class UploadRejected(HTTPException):
         return {"detail": self.detail, "error": {"code": self.code, "message": self.detail}}
 
 
-async def upload_rejected_handler(request: Request, exc: UploadRejected) -> JSONResponse:
-    """The app's handler: the 4xx with ``error.code`` (the upload was neither stored nor
-    enqueued: it only ever lived in a temp file, already deleted)."""
-    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
-
-
 @dataclass(frozen=True)
 class UploadInfo:
-    kind: str  # a key of service.sniff.KINDS
+    kind: str  # a key of core.sniff.KINDS
     duration_s: float | None
     has_video: bool
     has_audio: bool
@@ -158,9 +150,6 @@ def _check_codec(codec: str | None, allowed: list[str], what: str, setting: str)
 
 
 def _probe(path: Path, settings: Settings) -> MediaInfo:
-    # PyAV only, never torch; the gateway image ships just this file of worker/
-    from worker.media_probe import MediaError, probe
-
     started = time.monotonic()
     try:
         info = probe(path, max_bytes=settings.max_upload_bytes, timeout_s=settings.probe_timeout_s)

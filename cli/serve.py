@@ -18,7 +18,7 @@ from typing import Any
 
 from redis import Redis
 
-from service.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Opening media files with PyAV under limits, the shared error type, and :func:`probe` (what a
 file holds, without decoding). Used by :mod:`worker.media_video`, :mod:`worker.media_audio` and
-the gateway's upload check (:mod:`service.probe`); import the public names from
+the gateway's upload check (:mod:`core.probe`); import the public names from
 :mod:`worker.media`.
 
 Limits (keyword arguments with these documented defaults; the service passes its settings):

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from service.settings import Settings
+from core.settings import Settings
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-./]*$")
 CHUNK_BYTES = 1024 * 1024

@@ -1,0 +1,1 @@
+"""The ``mmd`` command (``cli.main``): gateway, worker and ``mmd serve`` together."""

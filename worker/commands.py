@@ -1,0 +1,9 @@
+"""The worker's commands (``mmd COMMAND``; torch is imported only by the one that runs)."""
+
+from __future__ import annotations
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("worker.generate_cli", "run the generation pipeline locally and write an MP4"),
+    "worker": ("worker.main", "run an RQ GPU/CPU worker that loads the models once"),
+    "fetch-weights": ("worker.fetch_weights", "download checkpoints from S3 and verify sha256"),
+}
