@@ -39,8 +39,11 @@ from model import build_sr, build_unet  # noqa: E402
 from model.checkpoint import load  # noqa: E402
 from model.config import SRConfig, UNetConfig  # noqa: E402
 from model.samplers import SamplerSpec, count_nfe, sample_joint, sample_sr  # noqa: E402
-from model.speed import FAST_BASE, FAST_SR, OFFICIAL_BASE, OFFICIAL_SR  # noqa: E402
 from model.state import AV  # noqa: E402
+from worker.sampling import preset_specs  # noqa: E402
+
+FAST_BASE, FAST_SR = preset_specs("fast")
+OFFICIAL_BASE, OFFICIAL_SR = preset_specs("official")
 
 GOLDEN = ROOT / "tests" / "fixtures" / "golden"
 CONVERGED = SamplerSpec(name="dpm_solver++", steps=100, order=3, method="multistep")

@@ -41,8 +41,12 @@ from core.store import result_key  # noqa: E402
 from model.pipeline import FPS, SAMPLE_RATE, GenerationRequest, generate  # noqa: E402
 from model.registry import load_models  # noqa: E402
 from model.samplers import SamplerSpec  # noqa: E402
-from model.speed import FAST_BASE, FAST_SR, OFFICIAL_BASE, OFFICIAL_SR, PLAIN, SpeedOptions  # noqa: E402
+from model.speed import PLAIN, SpeedOptions  # noqa: E402
 from worker.media import decode_audio, decode_video_clip, mux_mp4  # noqa: E402
+from worker.sampling import preset_specs  # noqa: E402
+
+FAST_BASE, FAST_SR = preset_specs("fast")
+OFFICIAL_BASE, OFFICIAL_SR = preset_specs("official")
 
 DEFAULT_CLIP = Path(__file__).resolve().parent.parent.parent / "shared" / "media" / "landscape.mp4"
 MODES = ("joint", "video-to-audio", "audio-to-video")
@@ -178,7 +182,7 @@ def main() -> int:
     p.add_argument("--mode", default="joint", choices=(*MODES, "all"))
     p.add_argument("--official", action="store_true",
                    help="official settings: DPM-Solver 20 steps order 3, SR DDIM 25 steps")
-    p.add_argument("--fast", action="store_true", help="fast settings (model.speed.FAST_BASE/SR)")
+    p.add_argument("--fast", action="store_true", help="fast settings (the fast preset, core/sampling.py)")
     p.add_argument("--plain-ratio", action="store_true",
                    help="also run the plain path (fp32, math, NCHW, SR batch 1; official "
                    "settings with --fast) and print ratios")

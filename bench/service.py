@@ -13,7 +13,7 @@ all started before measuring so that the modes run interleaved for each N):
 * ``plain``: what the official code computes: official sampler settings (DPM-Solver 20 steps
   order 3 singlestep, SR DDIM 25), worker with fp32, math attention, NCHW, no compile, SR one
   frame per call (``MMD_SR_MAX_BATCH_FRAMES=1``), one job at a time (``MMD_MAX_BATCH=1``);
-* ``optimised``: the fast sampler settings ``model.speed.FAST_BASE`` / ``FAST_SR`` sent
+* ``optimised``: the fast preset's sampler settings (core/sampling.py) sent
   explicitly in the request body, worker speed switches at their defaults (plus ``--worker-env``),
   ``MMD_MAX_BATCH=1``;
 * ``batched`` (``--batch``): ``optimised`` with dynamic batching, ``MMD_MAX_BATCH`` = the largest N.
@@ -49,8 +49,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.load import percentile  # noqa: E402
+from core.sampling import SuperResolutionParams  # noqa: E402
 from model.samplers import SamplerSpec  # noqa: E402
-from model.speed import FAST_BASE, FAST_SR, OFFICIAL_BASE, OFFICIAL_SR, sr_sampler_spec  # noqa: E402
+from worker.sampling import preset_specs, sampler_spec  # noqa: E402
+
+FAST_BASE, FAST_SR = preset_specs("fast")
+OFFICIAL_BASE, OFFICIAL_SR = preset_specs("official")
 
 MODES = ("plain", "optimised", "batched")
 TERMINAL = ("succeeded", "failed", "canceled")
@@ -88,11 +92,16 @@ def _base_body(spec: SamplerSpec) -> dict[str, Any]:
     return body
 
 
+def sr_spec_of(name: str, steps: int) -> SamplerSpec:
+    """The SR ``SamplerSpec`` a request's ``super_resolution`` sampler name and steps run."""
+    return sampler_spec(SuperResolutionParams(sampler=name, steps=steps).sampler_params())  # type: ignore[arg-type]
+
+
 def _sr_body(spec: SamplerSpec) -> dict[str, Any]:
     """``spec`` as the request's ``super_resolution`` sampler fields (the worker maps them
-    through ``model.speed.sr_sampler_spec``; warns if that gives another sampler)."""
+    through ``core.sampling.SR_VARIANTS``; warns if that gives another sampler)."""
     body = {"sampler": spec.name, "steps": spec.steps}
-    if sr_sampler_spec(spec.name, spec.steps) != spec:
+    if sr_spec_of(spec.name, spec.steps) != spec:
         print(f"warning: the request schema cannot express SR {spec}; sending {body}",
               file=sys.stderr)
     return body
@@ -108,7 +117,7 @@ def request_bodies(*, base_steps: int | None = None, sr_steps: int | None = None
         if base_steps is not None:
             base = replace(base, steps=base_steps, order=min(base.order, base_steps))
         if sr_steps is not None:
-            sr_spec = sr_sampler_spec(sr_spec.name, sr_steps)
+            sr_spec = sr_spec_of(sr_spec.name, sr_steps)
         bodies[mode] = {"sampler": _base_body(base),
                         "super_resolution": {**_sr_body(sr_spec), "enabled": sr}}
     return bodies

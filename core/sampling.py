@@ -1,5 +1,8 @@
-"""Sampling presets: what ``preset: "fast"`` and ``preset: "official"`` mean, and how a request's
-own sampler fields override them (no torch here).
+"""Sampler settings: the one preset table, how a request's own fields override it
+(:func:`resolve`, called by the API and by ``mmd generate``), and the rules a resolved setting
+must satisfy. No torch here: the worker turns a resolved :class:`SamplerParams` into the
+model's ``SamplerSpec`` field for field (``worker.sampling``), so what a job stores is exactly
+what runs.
 
 | preset | mode | base sampler | SR sampler | NFE (base + SR per frame) |
 |---|---|---|---|---|
@@ -12,18 +15,38 @@ Guidance is the same in both (``gradient``, scale 3.0: the official scripts' cla
 A field the client sends (``sampler.steps``, ``super_resolution.sampler``, ...) replaces the
 preset's value for that field only; the others come from the preset (a preset's multistep order
 is capped at the steps: ``{"steps": 2}`` runs order 2).
+
+How the fast settings were chosen (``bench/fast_defaults.py``, pinned by
+``tests/model/test_fast_defaults.py``): base NFE 20 -> 15, SR NFE 25 -> 12 per frame. The
+acceptance rule, on the analytic stand-ins and on the golden and random tiny weights: the fast
+sample lies within 2x the official sampler's own discretisation error of the official sample
+(two solvers each within e of the exact solve can be 2e apart), and its own error is at most 2x
+the official's. SR DPM-Solver++ needs x0 clipped like DDIM (``clip_x0``; unclipped it diverges
+on untrained weights); multistep o3 12 steps passes on every case and x_T draw measured (worst
+1.9x), and on the smooth stand-in ODE it is 3x MORE accurate than DDIM-25 itself. 10 steps is at
+the 2x edge on the golden weights; DDIM-10 fails the own-error bound (2.4x on the stand-ins). The
+fast conditional sampler is DPM-Solver 20 forward + 20 backward instead of the official
+1000-step DDPM loop (``tests/model/test_conditional_fast.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Mode = Literal["joint", "video-to-audio", "audio-to-video"]
 SamplerName = Literal["dpm_solver", "dpm_solver++", "ddim", "ddpm"]
+Method = Literal["singlestep", "multistep", "adaptive"]
+SkipType = Literal["logSNR", "time_uniform", "time_quadratic"]
 Preset = Literal["fast", "official"]
+Kind = Literal["joint", "conditional"]
+
+MODES: tuple[Mode, ...] = get_args(Mode)
+SAMPLER_NAMES: tuple[SamplerName, ...] = get_args(SamplerName)
+METHODS: tuple[Method, ...] = get_args(Method)
+PRESET_NAMES: tuple[Preset, ...] = get_args(Preset)
 
 
 class Frozen(BaseModel):
@@ -33,22 +56,60 @@ class Frozen(BaseModel):
 
 
 class SamplerParams(Frozen):
-    """The base (64x64 video + audio) sampler a job runs (resolved: ``JobSpec.sampler``).
-    Defaults: the official DPM-Solver 20 / order 3 (``preset: "official"`` for a joint job)."""
+    """A resolved sampler: every field the worker passes on to the model's ``SamplerSpec``
+    (``JobSpec.sampler``, and :meth:`SuperResolutionParams.sampler_params`). Defaults: the
+    official DPM-Solver 20 / order 3 singlestep."""
 
     name: SamplerName = "dpm_solver"
     steps: int = Field(20, ge=1, description="sampler steps (bounded by MMD_MAX_STEPS)")
     order: int = Field(3, ge=1, le=3)
-    method: Literal["singlestep", "multistep", "adaptive"] = "singlestep"
+    method: Method = "singlestep"
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (0 = deterministic)")
+    skip_type: SkipType = Field("logSNR", description="DPM-Solver time grid")
+    clip_x0: bool = Field(False, description="DPM-Solver++: clip the data prediction to [-1, 1]")
+
+
+# The SR stage runs a named sampler as this variant (what bench/fast_defaults.py measured for
+# dpm_solver++; the official SR script's alternative for dpm_solver); multistep orders are
+# capped at the steps. ddim and ddpm run as named.
+SR_VARIANTS: dict[SamplerName, dict[str, Any]] = {
+    "dpm_solver++": {"order": 3, "method": "multistep", "clip_x0": True},
+    "dpm_solver": {"order": 2, "method": "multistep", "skip_type": "time_uniform"},
+    "ddim": {},
+    "ddpm": {},
+}
 
 
 class SuperResolutionParams(Frozen):
-    """The 64->256 video super-resolution stage a job runs (resolved)."""
+    """The 64->256 video super-resolution stage a job runs (resolved). ``order``, ``method``,
+    ``skip_type`` and ``clip_x0`` follow from ``sampler`` and ``steps`` (:data:`SR_VARIANTS`):
+    left out (as by records stored before they were), they are filled in, so the stored spec
+    always says what runs."""
 
     enabled: bool = True
     sampler: SamplerName = "ddim"
     steps: int = Field(25, ge=1, description="SR sampler steps (bounded by MMD_MAX_SR_STEPS)")
+    order: int = Field(3, ge=1, le=3)
+    method: Method = "singlestep"
+    skip_type: SkipType = "logSNR"
+    clip_x0: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _variant(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        name = data.get("sampler", "ddim")
+        steps = data.get("steps", 25)
+        variant = dict(SR_VARIANTS.get(name, {}))
+        if variant.get("method") == "multistep" and isinstance(steps, int):
+            variant["order"] = min(variant["order"], steps)
+        return {**variant, **data}
+
+    def sampler_params(self) -> SamplerParams:
+        """The SR sampler as a :class:`SamplerParams` (what the worker runs)."""
+        return SamplerParams(name=self.sampler, steps=self.steps, order=self.order,
+                             method=self.method, skip_type=self.skip_type, clip_x0=self.clip_x0)
 
 
 class SamplerRequest(Frozen):
@@ -58,7 +119,7 @@ class SamplerRequest(Frozen):
     name: SamplerName | None = None
     steps: int | None = Field(None, ge=1, description="sampler steps (bounded by MMD_MAX_STEPS)")
     order: int | None = Field(None, ge=1, le=3)
-    method: Literal["singlestep", "multistep", "adaptive"] | None = None
+    method: Method | None = None
     eta: float | None = Field(None, ge=0.0, le=1.0, description="DDIM eta (0 = deterministic)")
 
 
@@ -70,8 +131,6 @@ class SuperResolutionRequest(Frozen):
     steps: int | None = Field(None, ge=1,
                               description="SR sampler steps (bounded by MMD_MAX_SR_STEPS)")
 
-
-Kind = Literal["joint", "conditional"]
 
 PRESETS: dict[tuple[Preset, Kind], tuple[SamplerParams, SuperResolutionParams]] = {
     ("fast", "joint"): (
@@ -103,31 +162,31 @@ class Sampling:
 
 
 def kind_of(mode: Mode) -> Kind:
+    """Which preset row a mode uses: ``joint``, or ``conditional`` for the two conditional modes."""
     return "joint" if mode == "joint" else "conditional"
 
 
-def _merge(base: Any, given: Any) -> dict[str, Any]:
-    """``base``'s fields with every field ``given`` sets (not None) on top."""
-    out = base.model_dump()
-    out.update({k: v for k, v in given.model_dump().items() if v is not None})
-    return out
-
-
-def resolve(params: Any, mode: Mode, default_preset: Preset) -> Sampling:
-    """The sampler settings ``params`` (a request with ``preset``, ``sampler`` and
-    ``super_resolution``) asks for in ``mode``: the preset's (``params.preset``, else
-    ``default_preset`` = ``MMD_SAMPLING_PRESET``) with the request's own fields on top."""
-    preset: Preset = params.preset or default_preset
+def resolve(mode: Mode, preset: Preset, sampler: SamplerRequest | None = None,
+            super_resolution: SuperResolutionRequest | None = None) -> Sampling:
+    """The sampler settings a request asks for in ``mode``: ``preset``'s, with the fields
+    ``sampler`` and ``super_resolution`` set (not None) on top. A preset's multistep order is
+    capped at the steps; an order given is not. ValueError for settings that cannot run
+    (:func:`check_runnable`) or an unknown preset."""
     if (preset, kind_of(mode)) not in PRESETS:
-        raise ValueError(f"preset {preset!r} is unknown; expected 'fast' or 'official'")
+        raise ValueError(f"preset {preset!r} is unknown; expected one of {list(PRESET_NAMES)}")
+    sampler = sampler or SamplerRequest()
+    super_resolution = super_resolution or SuperResolutionRequest()
     base_sampler, base_sr = PRESETS[(preset, kind_of(mode))]
-    merged = _merge(base_sampler, params.sampler)
-    if params.sampler.order is None and merged["method"] == "multistep":
+    merged = _merge(base_sampler, sampler)
+    if sampler.order is None and merged["method"] == "multistep":
         merged["order"] = min(merged["order"], merged["steps"])  # the preset's order, capped
-    sampler = SamplerParams(**merged)
-    sr = SuperResolutionParams(**_merge(base_sr, params.super_resolution))
-    check_runnable(sampler)
-    return Sampling(preset=preset, sampler=sampler, super_resolution=sr)
+    resolved = SamplerParams(**merged)
+    sr_given = _given(super_resolution)
+    sr = SuperResolutionParams(enabled=super_resolution.enabled,
+                               sampler=sr_given.get("sampler", base_sr.sampler),
+                               steps=sr_given.get("steps", base_sr.steps))
+    check_runnable(resolved)
+    return Sampling(preset=preset, sampler=resolved, super_resolution=sr)
 
 
 def check_runnable(sampler: SamplerParams) -> None:
@@ -140,3 +199,13 @@ def check_runnable(sampler: SamplerParams) -> None:
             "multistep needs steps >= order): send more steps or a lower sampler.order")
     if sampler.method == "adaptive" and sampler.order != 2:
         raise ValueError(f"adaptive DPM-Solver needs sampler.order=2, got {sampler.order}")
+
+
+def _given(request: BaseModel) -> dict[str, Any]:
+    """The fields of ``request`` that are set (not None)."""
+    return {k: v for k, v in request.model_dump().items() if v is not None}
+
+
+def _merge(base: BaseModel, given: BaseModel) -> dict[str, Any]:
+    """``base``'s fields with every field ``given`` sets (not None) on top."""
+    return {**base.model_dump(), **_given(given)}

@@ -16,7 +16,8 @@
 * ``cuda_graphs``: ``torch.compile(mode="reduce-overhead")`` (CUDA graphs over static shapes);
   CUDA only, ValueError elsewhere.
 
-Precision (fp16 / bf16) is ``model.precision.apply_precision``; SR batching is
+Sampler settings (the fast and official presets) are ``core.sampling``'s. Precision (fp16 /
+bf16) is ``model.precision.apply_precision``; SR batching is
 ``GenerationRequest.sr_chunk_frames`` / ``LoadedModels.sr_batch_frames`` in ``model.pipeline``.
 """
 
@@ -28,47 +29,8 @@ import torch
 from torch import nn
 
 from model.attention import SDPA_BACKENDS, set_sdpa_backend
-from model.samplers.spec import SamplerSpec
 
-# Sampler settings: the official ones, and the fast ones chosen with bench/fast_defaults.py
-# (agreement measured and pinned by tests/model/test_fast_defaults.py): base NFE 20 -> 15, SR
-# NFE 25 -> 12 per frame. The acceptance rule, on the analytic stand-ins and on the golden and
-# random tiny weights: the fast sample lies within 2x the official sampler's own discretisation
-# error of the official sample (two solvers each within e of the exact solve can be 2e apart),
-# and its own error is at most 2x the official's. SR DPM-Solver++ needs x0 clipped like DDIM
-# (clip_x0; unclipped it diverges on untrained weights); multistep o3 12 steps passes on every
-# case and x_T draw measured (worst 1.9x), and on the smooth stand-in ODE it is 3x MORE accurate
-# than DDIM-25 itself. 10 steps is at the 2x edge on the golden weights; DDIM-10 fails the own
-# error bound (2.4x on the stand-ins).
-OFFICIAL_BASE = SamplerSpec()  # DPM-Solver, 20 steps, order 3, singlestep
-OFFICIAL_SR = SamplerSpec(name="ddim", steps=25)
-FAST_BASE = SamplerSpec(name="dpm_solver++", steps=15, order=3, method="multistep")
-FAST_SR = SamplerSpec(name="dpm_solver++", steps=12, order=3, method="multistep",
-                      clip_x0=True)
-# Conditional modes (gradient guidance, scale 3.0, in both): the official 1000-step DDPM loop,
-# and the fast DPM-Solver conditional sampler (tests/model/test_conditional_fast.py; NFE 20
-# forward + 20 backward instead of 1000 + 1000).
-OFFICIAL_CONDITIONAL = SamplerSpec(name="ddpm", steps=1000)
-FAST_CONDITIONAL = SamplerSpec()
-
-
-def sr_sampler_spec(name: str, steps: int) -> SamplerSpec:
-    """The SR ``SamplerSpec`` for an API / CLI sampler name: ddim and ddpm as named;
-    ``dpm_solver++`` multistep order 3 with x0 clipped like DDIM (``clip_x0``, the variant
-    bench/fast_defaults.py measures); ``dpm_solver`` the official SR script's alternative
-    (multistep order 2, time_uniform). Multistep orders are capped at ``steps``."""
-    if name == "dpm_solver++":
-        return SamplerSpec(name=name, steps=steps, order=min(3, steps), method="multistep",
-                           clip_x0=True)
-    if name == "dpm_solver":
-        return SamplerSpec(name=name, steps=steps, order=min(2, steps), method="multistep",
-                           skip_type="time_uniform")
-    return SamplerSpec(name=name, steps=steps)  # type: ignore[arg-type]
-
-
-__all__ = ["FAST_BASE", "FAST_CONDITIONAL", "FAST_SR", "OFFICIAL_BASE", "OFFICIAL_CONDITIONAL",
-           "OFFICIAL_SR", "PLAIN", "SpeedOptions", "apply_speed", "set_channels_last",
-           "sr_sampler_spec", "uses_channels_last"]
+__all__ = ["PLAIN", "SpeedOptions", "apply_speed", "set_channels_last", "uses_channels_last"]
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ def resolve_sampling(params: Any, mode: Mode, settings: Settings) -> Sampling:
     """The request's sampler settings: its preset (else ``MMD_SAMPLING_PRESET``) with its own
     ``sampler`` / ``super_resolution`` fields on top (``core.sampling``)."""
     try:
-        return resolve(params, mode, settings.sampling_preset)
+        return resolve(mode, params.preset or settings.sampling_preset, params.sampler,
+                       params.super_resolution)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
 

@@ -1,9 +1,9 @@
 """Dynamic batching: after dequeuing a job, claim compatible queued jobs and run them together.
 
-Compatible (:func:`spec_key`): same model, joint mode, base sampler, SR settings and
-``num_samples``, and nothing that couples the samples of a batch (see
-``model.pipeline.batch_key``: conditional modes, adaptive DPM-Solver and stochastic SR samplers
-always run alone). Up to ``MMD_MAX_BATCH`` jobs, waiting at most ``MMD_BATCH_WAIT_MS`` for more
+Compatible (:func:`spec_key`): same model and ``num_samples``, and equal
+``model.pipeline.batch_key`` (joint mode, the same samplers and SR settings, nothing that couples
+the samples of a batch: conditional modes, adaptive DPM-Solver and stochastic SR samplers always
+run alone). Up to ``MMD_MAX_BATCH`` jobs, waiting at most ``MMD_BATCH_WAIT_MS`` for more
 to arrive, and only as many as fit ``MMD_BATCH_MEMORY_MB`` by :func:`estimate_batch_bytes` (the
 larger of the base stage and one SR chunk).
 
@@ -32,7 +32,7 @@ from rq.queue import Queue
 
 from core.contract import JobSpec, JobStatus
 from worker import metrics
-from worker.runner import JobFailed, JobRunner, ProgressFn
+from worker.runner import JobFailed, JobRunner, ProgressFn, generation_request
 
 if TYPE_CHECKING:
     from model.config import SRConfig
@@ -44,13 +44,13 @@ CLAIM_RETRIES = 5  # transactions tried per job before leaving it queued (busy q
 
 
 def spec_key(spec: JobSpec) -> tuple[object, ...] | None:
-    """Jobs with equal keys may share a batch; None = this job always runs alone."""
-    s, sr = spec.sampler, spec.super_resolution
-    if spec.mode != "joint" or (s.name.startswith("dpm_solver") and s.method == "adaptive"):
-        return None
-    if sr.enabled and sr.sampler == "ddpm":
-        return None
-    return (spec.model, spec.mode, spec.num_samples, s.model_dump_json(), sr.model_dump_json())
+    """Jobs with equal keys may share a batch: the same model and ``num_samples``, and equal
+    ``model.pipeline.batch_key`` of their requests (the one rule of what may run together);
+    None = this job always runs alone."""
+    from model.pipeline import batch_key
+
+    key = batch_key(generation_request(spec, sr_on=spec.super_resolution.enabled))
+    return None if key is None else (spec.model, spec.num_samples, key)
 
 
 def estimate_stage_bytes(models: LoadedModels, samples: int, *, sr: bool = True) -> dict[str, int]:

@@ -9,7 +9,7 @@ Examples::
         --start-s 2.5 --out with_sound.mp4
     mmd generate --checkpoint landscape.pt --no-sr --mode audio-to-video --input song.mp3 --out v.mp4
 
-Sampler settings default to the fast ones (``model.speed``: base DPM-Solver++ multistep order 3,
+Sampler settings default to the fast preset (``core.sampling``: base DPM-Solver++ multistep order 3,
 15 steps; conditional DPM-Solver 20 steps; SR DPM-Solver++ 12, x0 clipped); ``--official`` selects the official ones
 (base DPM-Solver 20 steps order 3 singlestep; conditional the 1000-step DDPM loop; SR DDIM 25).
 ``--sampler/--steps/--order/--method/--sr-sampler/--sr-steps`` override single fields of either.
@@ -26,8 +26,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SAMPLERS = ("dpm_solver", "dpm_solver++", "ddim", "ddpm")
-MODES = ("joint", "video-to-audio", "audio-to-video")
+from core.sampling import (
+    METHODS,
+    MODES,
+    SAMPLER_NAMES,
+    Preset,
+    SamplerRequest,
+    SuperResolutionRequest,
+    resolve,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,16 +58,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--num-samples", type=int, default=1)
     r.add_argument("--official", action="store_true", help="the official sampler settings "
                    "(default: the fast ones; see the module help)")
-    r.add_argument("--sampler", choices=SAMPLERS, help="base sampler (default: the preset's)")
+    r.add_argument("--sampler", choices=SAMPLER_NAMES, help="base sampler (default: the preset's)")
     r.add_argument("--steps", type=int, help="base sampler steps (default: the preset's)")
     r.add_argument("--order", type=int, choices=(1, 2, 3), help="DPM-Solver order")
-    r.add_argument("--method", choices=("singlestep", "multistep", "adaptive"),
+    r.add_argument("--method", choices=METHODS,
                    help="DPM-Solver method")
     r.add_argument("--guidance", default="gradient", choices=("gradient", "replacement"),
                    help="conditional modes: gradient guidance or replacement")
     r.add_argument("--guidance-scale", type=float, default=3.0)
     r.add_argument("--no-sr", action="store_true", help="skip super-resolution (64x64 output)")
-    r.add_argument("--sr-sampler", choices=SAMPLERS, help="SR sampler (default: the preset's)")
+    r.add_argument("--sr-sampler", choices=SAMPLER_NAMES, help="SR sampler (default: the preset's)")
     r.add_argument("--sr-steps", type=int, help="SR sampler steps (default: the preset's: 12 fast, "
                    "25 official)")
     r.add_argument("--sr-chunk-frames", type=int, default=16, help="frames per SR batch")
@@ -69,29 +76,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sampler_specs(args: argparse.Namespace) -> tuple[Any, Any]:
     """``(base SamplerSpec, SR SamplerSpec)``: the preset's (``--official`` or fast, by
-    ``--mode``) with the sampler flags given on top. ValueError for an invalid combination."""
-    import dataclasses
+    ``--mode``) with the sampler flags given on top, resolved as the API resolves a request
+    (:func:`core.sampling.resolve`). ValueError for an invalid combination."""
+    from worker.sampling import sampling_specs
 
-    from model import speed
-
-    official, joint = args.official, args.mode == "joint"
-    if joint:
-        base = speed.OFFICIAL_BASE if official else speed.FAST_BASE
-    else:
-        base = speed.OFFICIAL_CONDITIONAL if official else speed.FAST_CONDITIONAL
-    given = {k: getattr(args, k) for k in ("steps", "order", "method")
-             if getattr(args, k) is not None}
-    if args.sampler is not None:
-        given["name"] = args.sampler
-    # the preset's multistep order is capped at the steps (as the API does); a given one is not
-    if args.order is None and given.get("method", base.method) == "multistep":
-        given["order"] = min(base.order, given.get("steps", base.steps))
-    base = dataclasses.replace(base, **given)
-    sr = speed.OFFICIAL_SR if official else speed.FAST_SR
-    if args.sr_sampler is not None or args.sr_steps is not None:
-        sr = speed.sr_sampler_spec(args.sr_sampler or sr.name,
-                                    sr.steps if args.sr_steps is None else args.sr_steps)
-    return base, sr
+    sampler = SamplerRequest(name=args.sampler, steps=args.steps, order=args.order,
+                             method=args.method)
+    sr = SuperResolutionRequest(sampler=args.sr_sampler, steps=args.sr_steps)
+    preset: Preset = "official" if args.official else "fast"
+    return sampling_specs(resolve(args.mode, preset, sampler, sr))
 
 
 def output_paths(out: Path, num_samples: int) -> list[Path]:

@@ -25,6 +25,7 @@ from core.settings import Settings
 from core.storage import Storage, StorageError
 from core.store import JobStore, result_key, utcnow
 from worker import metrics
+from worker.sampling import sampler_spec
 from worker.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -36,19 +37,14 @@ ProgressFn = Callable[[str, int, int], None]
 
 def generation_request(spec: JobSpec, sr_on: bool, cond_video: Any = None,
                        cond_audio: Any = None) -> Any:
-    """The ``model.pipeline.GenerationRequest`` of ``spec`` (its resolved sampler settings; the
-    SR sampler name maps through ``model.speed.sr_sampler_spec``)."""
+    """The ``model.pipeline.GenerationRequest`` of ``spec``: its stored, resolved sampler
+    settings as they are (``worker.sampling``)."""
     from model.pipeline import GenerationRequest
-    from model.samplers import SamplerSpec
-    from model.speed import sr_sampler_spec
 
-    s = spec.sampler
     return GenerationRequest(
         mode=spec.mode, seed=spec.seed, num_samples=spec.num_samples,
-        base_sampler=SamplerSpec(name=s.name, steps=s.steps, order=s.order,
-                                 method=s.method, eta=s.eta),
-        super_resolution=sr_on,
-        sr_sampler=sr_sampler_spec(spec.super_resolution.sampler, spec.super_resolution.steps),
+        base_sampler=sampler_spec(spec.sampler), super_resolution=sr_on,
+        sr_sampler=sampler_spec(spec.super_resolution.sampler_params()),
         guidance=spec.guidance, guidance_scale=spec.guidance_scale,
         condition_video=cond_video, condition_audio=cond_audio,
     )

@@ -9,7 +9,9 @@ import time
 import pytest
 
 from bench.service import Row, format_table, request_bodies, run_bench
-from model.speed import FAST_BASE, FAST_SR
+from worker.sampling import preset_specs
+
+FAST_BASE, FAST_SR = preset_specs("fast")
 
 
 def test_plain_body_is_the_official_settings_and_optimised_the_fast_ones() -> None:

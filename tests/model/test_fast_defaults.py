@@ -1,10 +1,10 @@
-"""The fast sampler settings (model.speed.FAST_BASE / FAST_SR) agree with the official ones.
+"""The fast sampler settings (the ``fast`` preset of core/sampling.py) agree with the official ones.
 
 Same weights, same x_T; error = rms(fast - official) / rms(official), worst of video and audio;
 "own error" = rms(sampler - 100-step DPM-Solver++ solve) / rms(solve) (for SR the solve clips x0
 to [-1, 1] like the official DDIM). ``bench/fast_defaults.py`` prints the full candidate table.
 
-The acceptance rule (``model.speed``): on every case, the fast sample is within 2x the official
+The acceptance rule (``core.sampling``): on every case, the fast sample is within 2x the official
 sampler's own error of the official sample (two solvers each within e of the exact solve can be
 2e apart), and the fast sampler's own error is at most 2x the official's. Measured (CPU, torch
 2.13, seed 0; golden/random SR on one frame):
@@ -32,7 +32,10 @@ import pytest
 
 from bench.fast_defaults import base_errors, sr_errors
 from model.samplers import SamplerSpec
-from model.speed import FAST_BASE, FAST_SR, OFFICIAL_BASE, OFFICIAL_SR
+from worker.sampling import preset_specs
+
+FAST_BASE, FAST_SR = preset_specs("fast")
+OFFICIAL_BASE, OFFICIAL_SR = preset_specs("official")
 
 DDIM15 = SamplerSpec(name="ddim", steps=15)
 
