@@ -34,6 +34,31 @@ class Progress(Frozen):
     fraction: float = Field(0.0, ge=0.0, le=1.0)
 
 
+# ``JobError.code`` of a failed job. Media and upload checks add their own codes
+# (``core.media_probe.ERROR_CODES``, ``core.probe.UPLOAD_ERROR_CODES``).
+ERROR_CODES: dict[str, str] = {
+    "unknown_model": "the job names a model this worker does not load (MMD_MODELS)",
+    "input_missing": "the upload is gone from storage",
+    "no_input": "a conditional job with neither an upload nor an input URL",
+    "unsafe_url": "audio_url resolves to a loopback / private address",
+    "fetch_failed": "audio_url did not answer 200 with the file",
+    "input_too_large": "audio_url serves more than MMD_MAX_UPLOAD_BYTES",
+    "decode_failed": "the input could not be decoded",
+    "invalid_request": "the pipeline refused the request's settings",
+    "batch_too_large": "the batch does not fit MMD_BATCH_MEMORY_MB",
+    "storage_error": "the result could not be written to storage",
+    "timeout": "the job ran past MMD_JOB_TIMEOUT_S",
+    "worker_lost": "the worker died and no retries are left",
+    "internal": "anything else (a bug: the message says what)",
+}
+
+
+def result_url(job_id: str, sample: int = 0, base: str = "") -> str:
+    """The URL of sample ``sample`` of job ``job_id``'s result MP4: a path (what the job record
+    stores: the worker does not know the public address), or absolute under ``base``."""
+    return f"{base.rstrip('/')}/jobs/{job_id}/result" + (f"?sample={sample}" if sample else "")
+
+
 class JobError(Frozen):
     code: str
     message: str
@@ -62,6 +87,19 @@ class JobResult(Frozen):
     nfe: dict[str, int] = Field(default_factory=dict)
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     batch_size: int = 1  # jobs the worker ran together in one batch (MMD_MAX_BATCH)
+
+    def absolute(self, base: str) -> JobResult:
+        """This result with its stored URL paths made absolute under ``base`` (the gateway's
+        public address); already absolute URLs are kept."""
+        if not base:
+            return self
+
+        def url(u: str) -> str:
+            return base.rstrip("/") + u if u.startswith("/") else u
+
+        return self.model_copy(update={
+            "url": url(self.url),
+            "samples": [s.model_copy(update={"url": url(s.url)}) for s in self.samples]})
 
 
 class JobSpec(Frozen):

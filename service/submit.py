@@ -11,7 +11,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from core.contract import JobSpec, JobStatus
+from core.contract import JobSpec, JobStatus, result_url
 from core.netguard import UnsafeURLError, check_url
 from core.sampling import Mode, Sampling, resolve
 from core.settings import Settings
@@ -128,7 +128,7 @@ class Idempotency:
 
 
 def job_urls(base: str, job_id: str) -> JobUrls:
-    return JobUrls(self=f"{base}/jobs/{job_id}", result=f"{base}/jobs/{job_id}/result",
+    return JobUrls(self=f"{base}/jobs/{job_id}", result=result_url(job_id, base=base),
                    cancel=f"{base}/jobs/{job_id}/cancel")
 
 

@@ -4,7 +4,7 @@ Compatible (:func:`spec_key`): same model and ``num_samples``, and equal
 ``model.pipeline.batch_key`` (joint mode, the same samplers and SR settings, nothing that couples
 the samples of a batch: conditional modes, adaptive DPM-Solver and stochastic SR samplers always
 run alone). Up to ``MMD_MAX_BATCH`` jobs, waiting at most ``MMD_BATCH_WAIT_MS`` for more
-to arrive, and only as many as fit ``MMD_BATCH_MEMORY_MB`` by :func:`estimate_batch_bytes` (the
+to arrive, and only as many as fit ``MMD_BATCH_MEMORY_MB`` by ``worker.memory.estimate_batch_bytes`` (the
 larger of the base stage and one SR chunk).
 
 Claiming is atomic across workers and against a crash: one Redis transaction (``WATCH`` on the
@@ -12,8 +12,9 @@ queue list) removes the id from RQ's queue and gives the job an RQ execution in 
 registry, so a worker killed at any point leaves each job either queued or started, never in
 neither, and exactly one worker can claim it. The execution is renewed while the claim loop waits
 and then by the worker's job heartbeat thread like the job RQ gave it, so a batch whose worker
-died is found abandoned and retried like any job. Each job is then completed by
-:class:`worker.runner.JobRunner` (result upload, metadata, webhook, metrics) on its own.
+died is found abandoned and retried like any job. The worker then runs the lead job and the
+claimed ones with ``JobRunner.run_many`` (one ``generate_batch`` call, each job finished on its
+own).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from redis import Redis
 from redis.exceptions import WatchError
@@ -30,77 +31,16 @@ from rq.job import Job
 from rq.job import JobStatus as RQStatus
 from rq.queue import Queue
 
-from core.contract import JobSpec, JobStatus
-from worker import metrics
-from worker.runner import JobFailed, JobRunner, ProgressFn, generation_request
+from core.contract import JobStatus
+from worker.memory import estimate_batch_bytes, estimate_stage_bytes
+from worker.sampling import spec_key
 
 if TYPE_CHECKING:
-    from model.config import SRConfig
-    from model.pipeline import LoadedModels
+    from worker.runner import JobRunner
 
 log = logging.getLogger(__name__)
 SCAN_LIMIT = 200  # queued ids looked at per scan (the head of the queue)
 CLAIM_RETRIES = 5  # transactions tried per job before leaving it queued (busy queue)
-
-
-def spec_key(spec: JobSpec) -> tuple[object, ...] | None:
-    """Jobs with equal keys may share a batch: the same model and ``num_samples``, and equal
-    ``model.pipeline.batch_key`` of their requests (the one rule of what may run together);
-    None = this job always runs alone."""
-    from model.pipeline import batch_key
-
-    key = batch_key(generation_request(spec, sr_on=spec.super_resolution.enabled))
-    return None if key is None else (spec.model, spec.num_samples, key)
-
-
-def estimate_stage_bytes(models: LoadedModels, samples: int, *, sr: bool = True) -> dict[str, int]:
-    """Rough peak activation memory per stage of a batch of ``samples`` samples, fp32 (an upper
-    bound at fp16 / bf16), on top of the weights.
-
-    * ``base``: per sample, fp32 activations of ``model_channels x (video elements F*H*W + audio
-      length)`` kept for every resolution level and residual block (skip connections), times 2
-      for transient buffers. Landscape: 1068 MiB a sample; measured on CPU (fused attention)
-      690 MiB peak RSS growth a sample.
-    * ``sr`` (with ``sr`` and an SR network): the batch's frames are flattened and upsampled
-      ``MMD_SR_MAX_BATCH_FRAMES`` at a time, so one chunk of ``min(MMD_SR_MAX_BATCH_FRAMES,
-      samples x F)`` frames; per frame the skip tensors of every level plus 8 x the top level's
-      tensor for transient buffers. Official 256x256: 586 MiB a frame; measured on CPU
-      507 / 539 MiB a frame peak RSS growth for 1 / 2 frames (fresh processes).
-    """
-    cfg = models.unet_cfg
-    frames, _, height, width = cfg.video_size
-    tokens = frames * height * width + cfg.audio_size[1]
-    per_sample = 4 * cfg.model_channels * tokens * (cfg.num_res_blocks + 1) * len(cfg.channel_mult) * 2
-    out = {"base": samples * per_sample}
-    if sr and models.sr is not None and models.sr_cfg is not None:
-        out["sr"] = sr_chunk_frames(models, samples) * 4 * _sr_frame_elements(models.sr_cfg)
-    return out
-
-
-def sr_chunk_frames(models: LoadedModels, samples: int) -> int:
-    """Frames of the largest SR network call of a batch of ``samples`` samples."""
-    from model.pipeline import GenerationRequest
-
-    chunk = models.sr_batch_frames or GenerationRequest().sr_chunk_frames
-    return min(chunk, samples * models.unet_cfg.video_size[0])
-
-
-def _sr_frame_elements(cfg: SRConfig) -> int:
-    """Activation elements of one SR forward per frame: the skips of the down path (input conv,
-    ``num_res_blocks`` per level, a downsample per level but the last) + 8 x the widest tensor."""
-    sizes = [(cfg.model_channels * m, (cfg.large_size >> level) ** 2)
-             for level, m in enumerate(cfg.channel_mult)]
-    skips = sizes[0][0] * sizes[0][1]
-    for level, (channels, pixels) in enumerate(sizes):
-        skips += cfg.num_res_blocks * channels * pixels
-        if level + 1 < len(sizes):
-            skips += channels * sizes[level + 1][1]
-    return skips + 8 * max(c * p for c, p in sizes)
-
-
-def estimate_batch_bytes(models: LoadedModels, samples: int, *, sr: bool = True) -> int:
-    """The larger of :func:`estimate_stage_bytes` (the stages run one after the other)."""
-    return max(estimate_stage_bytes(models, samples, sr=sr).values())
 
 
 class Batcher:
@@ -116,8 +56,8 @@ class Batcher:
         self._warned = False  # logged once that the memory budget holds no batch
 
     def claim(self, job: Job, queue: Queue, ttl: int) -> list[str]:
-        """Claim up to ``MMD_MAX_BATCH - 1`` jobs compatible with ``job``; sets the runner's
-        ``batch_extras``. Returns the claimed ids (empty: run ``job`` alone)."""
+        """Claim up to ``MMD_MAX_BATCH - 1`` jobs compatible with ``job``; returns their ids,
+        to run with ``job`` (empty: run ``job`` alone)."""
         limit = self.settings.max_batch
         lead = self.runner.store.spec(str(job.args[0]) if job.args else job.id)
         key = spec_key(lead) if lead is not None and limit > 1 else None
@@ -162,7 +102,6 @@ class Batcher:
                 self.heartbeat(ttl)
                 renewed = time.monotonic()
             time.sleep(min(0.02, left))
-        self.runner.batch_extras = list(claimed)
         if claimed:
             log.info("job %s runs in a batch with %s", job.id, claimed)
         return claimed
@@ -211,90 +150,18 @@ class Batcher:
 
     def finish(self, queue: Queue) -> None:
         """Move the claimed RQ jobs to finished (their real status is in the job record); ones
-        the runner never took (the lead job failed before its function ran) go back to the
-        front of the queue."""
-        unused, self.runner.batch_extras = set(self.runner.batch_extras), []
+        the runner never took (still queued in their record: the batch ended before it
+        reached them) go back to the front of the queue."""
         with self._lock:
             active, self.active = self.active, []
         for job, execution in active:
+            unused = self.runner.store.status(job.id) == JobStatus.queued
             with self.connection.pipeline() as pipe:
                 execution.delete(job, pipe)
-                if job.id in unused:
+                if unused:
                     job.set_status(RQStatus.QUEUED, pipeline=pipe)
                     pipe.lpush(queue.key, job.id)
                 else:
                     job.set_status(RQStatus.FINISHED, pipeline=pipe)
                     job.finished_job_registry.add(job, self.settings.result_ttl_s, pipeline=pipe)
                 pipe.execute()
-
-
-def run_batch(runner: JobRunner, job_ids: list[str]) -> list[str]:
-    """Run ``job_ids`` (already claimed from the queue) as one batch; returns each final status.
-
-    Each job is claimed in the job store and completed through ``runner.complete`` (its own
-    result, metadata, webhook, metrics). A job canceled mid-batch is marked canceled at once and
-    its samples keep being computed but are dropped; the others go on.
-    """
-    from model import pipeline
-
-    statuses: dict[str, str] = {}
-    members: list[JobSpec] = []
-    for job_id in job_ids:
-        spec = runner.claim(job_id)
-        if isinstance(spec, str):
-            statuses[job_id] = spec
-        else:
-            members.append(spec)
-    models = runner.models.get(members[0].model) if members else None
-    if len(members) > 1 and models is not None and runner.generate is pipeline.generate:
-        _generate_together(runner, members, models)
-    for spec in members:
-        statuses[spec.id] = runner.complete(spec)
-        runner.batch_results.pop(spec.id, None)
-    return [statuses[job_id] for job_id in job_ids]
-
-
-def _generate_together(runner: JobRunner, members: list[JobSpec], models: Any) -> None:
-    """Fill ``runner.batch_results`` with each member's result (or exception to record)."""
-    from model.pipeline import generate_batch
-    from model.samplers import SamplingCancelled
-
-    samples = sum(s.num_samples for s in members)
-    stages = estimate_stage_bytes(models, samples, sr=members[0].super_resolution.enabled)
-    stage = max(stages, key=lambda k: stages[k])
-    if stages[stage] > runner.settings.batch_memory_mb * 2**20:
-        what = ("its base stage" if stage == "base" else
-                f"its SR stage ({sr_chunk_frames(models, samples)} frames a call)")
-        error = JobFailed("batch_too_large", f"a batch of {len(members)} jobs ({samples} samples) "
-                          f"needs about {stages[stage] // 2**20} MiB in {what} > "
-                          f"MMD_BATCH_MEMORY_MB={runner.settings.batch_memory_mb}; lower "
-                          "MMD_MAX_BATCH" + (" or MMD_SR_MAX_BATCH_FRAMES" if stage == "sr" else "")
-                          + " or raise MMD_BATCH_MEMORY_MB")
-        runner.batch_results.update({s.id: error for s in members})
-        return
-
-    def cancel_now(spec: JobSpec, fn: ProgressFn) -> ProgressFn:
-        def progress(stage: str, step: int, total: int) -> None:
-            try:
-                fn(stage, step, total)
-            except SamplingCancelled:
-                runner.store.mark_canceled(spec.id)  # at once; the batch goes on without it
-                raise
-
-        return progress
-
-    requests, fns = [], []
-    for spec in members:
-        sr_on = runner.sr_on(spec, models)
-        requests.append(runner.request(spec, sr_on))
-        fns.append(cancel_now(spec, runner._progress_fn(spec, sr_on)))
-    metrics.JOBS_IN_PROGRESS.inc(len(members))
-    try:
-        results = generate_batch(requests, models, progress_fns=fns)
-        for spec, result in zip(members, results):
-            runner.batch_results[spec.id] = (
-                result if result is not None else SamplingCancelled("canceled by request"))
-    except Exception as exc:  # noqa: BLE001 - every member records it
-        runner.batch_results.update({s.id: exc for s in members})
-    finally:
-        metrics.JOBS_IN_PROGRESS.dec(len(members))

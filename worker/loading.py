@@ -54,7 +54,7 @@ def load_all(settings: Settings) -> dict[str, Any]:
     return loaded
 
 
-def warm_up(models: dict[str, Any], generate: Any) -> None:
+def warm_up(models: dict[str, Any], generate_batch: Any) -> None:
     """One 2-step generation per model (allocates buffers, triggers lazy init and kernels; with
     ``MMD_COMPILE`` / ``MMD_CUDA_GRAPHS`` this is where the networks get compiled, for batch 1
     and SR chunks of ``MMD_SR_MAX_BATCH_FRAMES`` frames)."""
@@ -69,7 +69,7 @@ def warm_up(models: dict[str, Any], generate: Any) -> None:
             super_resolution=m.sr is not None,
             sr_sampler=SamplerSpec(name="ddim", steps=2),
         )
-        generate(request, m)
+        generate_batch([request], m)
         seconds = time.perf_counter() - t0
         metrics.MODEL_LOAD_SECONDS.labels(model=name, phase="warmup").set(seconds)
         log.info("model %r warmed up in %.2f s", name, seconds)

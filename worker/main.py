@@ -14,7 +14,7 @@ from redis import Redis
 from core.settings import Settings, get_settings
 from core.storage import make_storage
 from core.store import JobStore, redis_client
-from worker import jobs, metrics
+from worker import metrics
 from worker.loading import load_all, warm_up
 from worker.runner import JobRunner
 from worker.webhooks import WebhookSender
@@ -45,17 +45,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: str | None = None,
-               warmup: bool = True, generate: Callable[..., Any] | None = None,
+               warmup: bool = True, generate_batch: Callable[..., Any] | None = None,
                serve_metrics: bool = True) -> int:
     """Load models, start the metrics endpoint, then work until SIGTERM (or the queue is empty
     with ``burst``). Runs in the main thread (RQ's job timeout uses SIGALRM)."""
     if serve_metrics:
         metrics.serve(settings.worker_metrics_port)
         log.info("worker metrics on :%d/metrics", settings.worker_metrics_port)
-    if generate is None:
-        from model.pipeline import generate as pipeline_generate
+    if generate_batch is None:
+        from model.pipeline import generate_batch as pipeline_generate_batch
 
-        generate = pipeline_generate
+        generate_batch = pipeline_generate_batch
     if settings.torch_threads:
         import torch
 
@@ -63,15 +63,14 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
     store = JobStore(redis, settings)
     models = load_all(settings)
     if warmup:
-        warm_up(models, generate)
+        warm_up(models, generate_batch)
     secret = settings.webhook_secret
     webhooks = WebhookSender(secret=secret.get_secret_value() if secret else None,
                              timeout_s=settings.webhook_timeout_s,
                              retries=settings.webhook_retries, backoff_s=settings.webhook_backoff_s)
     runner = JobRunner(settings=settings, store=store, storage=make_storage(settings),
-                       models=models, generate=generate, webhooks=webhooks)
-    jobs.install(runner)
-    worker = MMDWorker([store.queue], connection=redis, store=store,
+                       models=models, generate_batch=generate_batch, webhooks=webhooks)
+    worker = MMDWorker([store.queue], connection=redis, runner=runner,
                        ready_file=settings.worker_ready_file,
                        heartbeat_ttl_s=settings.worker_heartbeat_ttl_s,
                        **({"name": name} if name else {}))
@@ -81,5 +80,4 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
     finally:
         worker.mark_unready()
         webhooks.close(wait=True)
-        jobs.install(None)
     return 0

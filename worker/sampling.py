@@ -1,13 +1,16 @@
-"""The model's ``SamplerSpec`` of a resolved :class:`core.sampling.SamplerParams`: field for
-field, so a job runs exactly the sampler settings its stored spec shows."""
+"""The model's ``SamplerSpec`` of a resolved :class:`core.sampling.SamplerParams` (field for
+field) and the ``GenerationRequest`` of a job, so a job runs exactly the sampler settings its
+stored spec shows."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from core.contract import JobSpec
 from core.sampling import Mode, Preset, SamplerParams, Sampling, resolve
 
 if TYPE_CHECKING:
+    from model.pipeline import GenerationRequest
     from model.samplers import SamplerSpec
 
 
@@ -27,3 +30,28 @@ def sampling_specs(sampling: Sampling) -> tuple[SamplerSpec, SamplerSpec]:
 def preset_specs(preset: Preset, mode: Mode = "joint") -> tuple[SamplerSpec, SamplerSpec]:
     """``(base, SR)`` ``SamplerSpec`` of ``preset`` in ``mode`` (benchmarks, tests)."""
     return sampling_specs(resolve(mode, preset))
+
+
+def generation_request(spec: JobSpec, sr_on: bool, cond_video: Any = None,
+                       cond_audio: Any = None) -> GenerationRequest:
+    """The ``model.pipeline.GenerationRequest`` of ``spec``: its stored, resolved sampler
+    settings as they are."""
+    from model.pipeline import GenerationRequest
+
+    return GenerationRequest(
+        mode=spec.mode, seed=spec.seed, num_samples=spec.num_samples,
+        base_sampler=sampler_spec(spec.sampler), super_resolution=sr_on,
+        sr_sampler=sampler_spec(spec.super_resolution.sampler_params()),
+        guidance=spec.guidance, guidance_scale=spec.guidance_scale,
+        condition_video=cond_video, condition_audio=cond_audio,
+    )
+
+
+def spec_key(spec: JobSpec) -> tuple[object, ...] | None:
+    """Jobs with equal keys may share a batch: the same model and ``num_samples``, and equal
+    ``model.pipeline.batch_key`` of their requests (the one rule of what may run together);
+    None = this job always runs alone."""
+    from model.pipeline import batch_key
+
+    key = batch_key(generation_request(spec, sr_on=spec.super_resolution.enabled))
+    return None if key is None else (spec.model, spec.num_samples, key)

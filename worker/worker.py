@@ -29,8 +29,9 @@ from rq.queue import Queue
 from rq.utils import now
 from rq.worker.base import WorkerStatus
 
-from core.store import JobStore
 from worker import metrics
+from worker.batching import Batcher
+from worker.runner import JobRunner
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +40,32 @@ def default_name() -> str:
     return f"mmd-{socket.gethostname()}-{os.getpid()}"
 
 
-class MMDWorker(SimpleWorker):
-    """SimpleWorker + readiness heartbeat + short job heartbeats."""
+def _job_class(worker: MMDWorker) -> type[Job]:
+    """RQ's job class for ``worker``: each job it dequeues runs as :meth:`MMDWorker.run` (the
+    RQ function name the gateway enqueues, ``worker.jobs.run_job``, only names the job kind)."""
 
-    def __init__(self, queues: list[Queue], *, store: JobStore, ready_file: Path | None,
+    class RunnerJob(Job):
+        def _execute(self) -> str:
+            return worker.run(self)
+
+    return RunnerJob
+
+
+class MMDWorker(SimpleWorker):
+    """SimpleWorker + readiness heartbeat + short job heartbeats; runs each job (and the
+    compatible queued jobs it claims, ``MMD_MAX_BATCH`` > 1) with its ``runner``."""
+
+    def __init__(self, queues: list[Queue], *, runner: JobRunner, ready_file: Path | None,
                  heartbeat_ttl_s: int = 30, **kwargs: Any) -> None:
         kwargs.setdefault("name", default_name())
         kwargs.setdefault("maintenance_interval", max(30, heartbeat_ttl_s * 2))
-        super().__init__(queues, **kwargs)
-        self.store = store
+        super().__init__(queues, job_class=_job_class(self), **kwargs)
+        self.runner = runner
+        self.store = runner.store
         self.ready_file = ready_file
         self.heartbeat_ttl_s = heartbeat_ttl_s
+        self.batcher = (Batcher(runner, self.connection, self.name)
+                        if runner.settings.max_batch > 1 else None)
         self._ready_stop = threading.Event()
         self._ready_thread: threading.Thread | None = None
 
@@ -128,9 +144,6 @@ class MMDWorker(SimpleWorker):
         return max(4, self.heartbeat_ttl_s * 2)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        batcher = self._batcher()
-        if batcher is not None:  # MMD_MAX_BATCH > 1: claim compatible queued jobs first
-            batcher.claim(job, queue, ttl=self.get_heartbeat_ttl(job))
         stop = threading.Event()
         beat = threading.Thread(target=self._job_heartbeats, args=(job, stop),
                                 name="mmd-job-heartbeat", daemon=True)
@@ -140,21 +153,21 @@ class MMDWorker(SimpleWorker):
         finally:
             stop.set()
             beat.join(timeout=5)
-            if batcher is not None:
-                batcher.finish(queue)
 
-    def _batcher(self) -> Any:
-        """The :class:`worker.batching.Batcher` of the installed runner (None: batching off)."""
-        from worker import jobs
-
-        runner = jobs._RUNNER
-        if runner is None or runner.settings.max_batch <= 1:
-            return None
-        if getattr(self, "_batcher_obj", None) is None or self._batcher_obj.runner is not runner:
-            from worker.batching import Batcher
-
-            self._batcher_obj = Batcher(runner, self.connection, self.name)
-        return self._batcher_obj
+    def run(self, job: Job) -> str:
+        """The body of every RQ job: claim compatible queued jobs (``MMD_MAX_BATCH`` > 1), run
+        them with ``job`` as one batch (``JobRunner.run_many``), give back the claimed jobs the
+        batch never reached. Returns ``job``'s final status."""
+        job_id = str(job.args[0]) if job.args else job.id
+        if self.batcher is None:
+            return self.runner.run(job_id)
+        queue = next((q for q in self.queues if q.name == job.origin), None) or Queue(
+            job.origin, connection=self.connection)
+        extras = self.batcher.claim(job, queue, ttl=self.get_heartbeat_ttl(job))
+        try:
+            return self.runner.run_many([job_id, *extras])[0]
+        finally:
+            self.batcher.finish(queue)
 
     def _job_heartbeats(self, job: Job, stop: threading.Event) -> None:
         while not stop.wait(max(1.0, self.heartbeat_ttl_s / 3)):
@@ -162,8 +175,7 @@ class MMDWorker(SimpleWorker):
                 continue
             try:
                 self.maintain_heartbeats(job)
-                batcher = getattr(self, "_batcher_obj", None)
-                if batcher is not None:
-                    batcher.heartbeat(self.get_heartbeat_ttl(job))
+                if self.batcher is not None:
+                    self.batcher.heartbeat(self.get_heartbeat_ttl(job))
             except Exception:  # noqa: BLE001 - a missed beat only shortens the margin
                 log.debug("job heartbeat failed", exc_info=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from core.contract import JobResult, JobStatus, JobView, SampleFile
+from core.contract import JobStatus, JobView
 from core.store import result_key
 from service.auth import Owner
 from service.deps import AppState, State, base_url
@@ -20,16 +20,7 @@ def _absolute(view: JobView, base: str) -> JobView:
     """Result URLs are stored as paths (the worker does not know the public address)."""
     if view.result is None:
         return view
-    r = view.result
-    samples = [SampleFile(url=_abs(s.url, base), bytes=s.bytes, sha256=s.sha256)
-               for s in r.samples]
-    result = JobResult.model_validate({**r.model_dump(), "url": _abs(r.url, base),
-                                       "samples": [s.model_dump() for s in samples]})
-    return view.model_copy(update={"result": result})
-
-
-def _abs(url: str, base: str) -> str:
-    return base + url if url.startswith("/") else url
+    return view.model_copy(update={"result": view.result.absolute(base)})
 
 
 def _not_found(job_id: str) -> HTTPException:

@@ -20,9 +20,11 @@ from core.store import JobStore
 from model.attention import CrossAttention, ShiftSource
 from model.pipeline import GenerationRequest, batch_key, generate, generate_batch
 from model.samplers import SamplerSpec
-from tests.worker.test_runner import make_spec
-from worker.batching import Batcher, estimate_batch_bytes, run_batch, spec_key
+from tests.helpers.jobs import make_spec
+from worker.batching import Batcher
+from worker.memory import estimate_batch_bytes
 from worker.runner import JobRunner
+from worker.sampling import spec_key
 
 FAST = dict(base_sampler=SamplerSpec(steps=2, order=2), sr_sampler=SamplerSpec(name="ddim", steps=2))
 
@@ -114,10 +116,10 @@ def test_one_canceled_member_is_dropped_others_continue(tiny: Any) -> None:
 
 # --- the worker side: claim and run against a real Redis -----------------------------------
 def _runner(settings: Settings, store: JobStore, tiny: Any) -> JobRunner:
-    from model.pipeline import generate as pipeline_generate
+    from model.pipeline import generate_batch
 
     return JobRunner(settings=settings, store=store, storage=LocalStorage(settings.data_dir),
-                     models={"default": tiny}, generate=pipeline_generate)
+                     models={"default": tiny}, generate_batch=generate_batch)
 
 
 def _enqueue(store: JobStore, **kw: Any) -> str:
@@ -136,14 +138,14 @@ def test_claim_takes_compatible_jobs_atomically(settings: Settings, store: JobSt
     assert redis_conn.lrem(queue.key, 1, lead) == 1  # what RQ's dequeue did
     batcher = Batcher(_runner(settings, store, tiny), redis_conn, "w1")
     claimed = batcher.claim(Job.fetch(lead, connection=redis_conn), queue, ttl=30)
-    assert claimed == [b, c] and batcher.runner.batch_extras == [b, c]
+    assert claimed == [b, c]
     assert queue.get_job_ids() == [odd, d]
     started = queue.started_job_registry.get_job_ids()
     assert set(started) == {b, c}
     # another worker cannot take the same jobs: they are gone from the queue list
     other = Batcher(_runner(settings, store, tiny), redis_conn, "w2")
     assert other.claim(Job.fetch(lead, connection=redis_conn), queue, ttl=30) == [d]
-    batcher.runner.batch_extras = [c]  # as if the runner never took c (lead failed early)
+    assert store.claim(b)  # as if the runner took b but never reached c (the batch ended early)
     batcher.finish(queue)
     assert queue.started_job_registry.get_job_ids() == [d]
     assert Job.fetch(b, connection=redis_conn).get_status() == RQStatus.FINISHED
@@ -202,14 +204,14 @@ def test_claim_respects_the_memory_budget(settings: Settings, store: JobStore,
     # a batch over the budget is refused with a clear error per job
     small = settings.model_copy(update={"batch_memory_mb": 1})
     runner = _runner(small, store, tiny)
-    statuses = run_batch(runner, [ids[0], *claimed])
+    statuses = runner.run_many([ids[0], *claimed])
     assert statuses == ["failed"] * len(statuses)
     view = store.view(ids[0])
     assert view is not None and view.error is not None and view.error.code == "batch_too_large"
     assert "MMD_BATCH_MEMORY_MB" in view.error.message
 
 
-def test_run_batch_completes_each_job_and_cancels_one(settings: Settings, store: JobStore,
+def test_run_many_completes_each_job_and_cancels_one(settings: Settings, store: JobStore,
                                                       tiny: Any) -> None:
     fast = dict(sampler=SamplerParams(steps=2, order=2),
                 super_resolution=SuperResolutionParams(enabled=False))
@@ -223,7 +225,7 @@ def test_run_batch_completes_each_job_and_cancels_one(settings: Settings, store:
             canceled_at.append("base")
 
     runner.on_progress = on_progress
-    statuses = run_batch(runner, ids)
+    statuses = runner.run_many(ids)
     assert statuses == ["succeeded", "canceled", "succeeded"]
     for job_id in (ids[0], ids[2]):
         view = store.view(job_id)

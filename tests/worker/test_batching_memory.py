@@ -1,6 +1,6 @@
 """Dynamic batching vs memory: the estimate covers the base stage and the SR chunk, and a batch
 that would not fit is not claimed, or, asked for directly, fails each job with ``batch_too_large``
-naming the stage and the setting to change (real redis-server, real run_batch, tiny preset)."""
+naming the stage and the setting to change (real redis-server, real JobRunner.run_many, tiny preset)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from core.sampling import SamplerParams, SuperResolutionParams
 from core.settings import Settings
 from core.storage import LocalStorage
 from core.store import JobStore
-from tests.worker.test_runner import make_spec
-from worker.batching import Batcher, estimate_batch_bytes, estimate_stage_bytes, run_batch
+from tests.helpers.jobs import make_spec
+from worker.batching import Batcher
+from worker.memory import estimate_batch_bytes, estimate_stage_bytes
 from worker.runner import JobRunner
 
 MIB = 2**20
@@ -26,10 +27,10 @@ BASE_FAST = SamplerParams(name="dpm_solver", steps=1, order=1)
 
 
 def _runner(settings: Settings, store: JobStore, models: Any) -> JobRunner:
-    from model.pipeline import generate
+    from model.pipeline import generate_batch
 
     return JobRunner(settings=settings, store=store, storage=LocalStorage(settings.data_dir),
-                     models={"default": models}, generate=generate)
+                     models={"default": models}, generate_batch=generate_batch)
 
 
 def _enqueue(store: JobStore, seed: int, sr: bool) -> str:
@@ -71,7 +72,7 @@ def test_a_batch_whose_sr_chunk_does_not_fit_is_not_claimed_and_is_refused(
 
     # asked for directly (as after a config change between claim and run): every job fails
     redis_conn.lrem(store.queue.key, 1, ids[1])
-    assert run_batch(_runner(settings, store, tiny), ids) == ["failed", "failed"]
+    assert _runner(settings, store, tiny).run_many(ids) == ["failed", "failed"]
     for job_id in ids:
         view = store.view(job_id)
         assert view is not None and view.error is not None
@@ -93,7 +94,7 @@ def test_fewer_sr_frames_a_call_or_no_sr_lets_the_same_batch_run(
     redis_conn.lrem(store.queue.key, 1, ids[0])
     batcher = Batcher(_runner(settings, store, tiny), redis_conn, "w1")
     assert batcher.claim(Job.fetch(ids[0], connection=redis_conn), store.queue, ttl=30) == [ids[1]]
-    assert run_batch(batcher.runner, ids) == ["succeeded", "succeeded"]
+    assert batcher.runner.run_many(ids) == ["succeeded", "succeeded"]
     batcher.finish(store.queue)
     for job_id in ids:
         view = store.view(job_id)
@@ -106,7 +107,7 @@ def test_the_base_stage_alone_can_refuse_naming_the_base_stage(
     three = estimate_stage_bytes(tiny, 3, sr=False)["base"]
     settings = settings.model_copy(update={"max_batch": 4, "batch_memory_mb": three // MIB - 1})
     ids = [_enqueue(store, seed, sr=False) for seed in (1, 2, 3)]
-    assert run_batch(_runner(settings, store, tiny), ids) == ["failed"] * 3
+    assert _runner(settings, store, tiny).run_many(ids) == ["failed"] * 3
     view = store.view(ids[2])
     assert view is not None and view.error is not None and view.error.code == "batch_too_large"
     assert "in its base stage" in view.error.message

@@ -12,8 +12,8 @@ from core.storage import LocalStorage
 from core.store import JobStore
 from tests.e2e.fixtures import write_clip
 from tests.e2e.hostile_media import _write
+from tests.helpers.jobs import FakeGenerate, make_runner, make_spec
 from tests.worker.http_helpers import serve_dir
-from tests.worker.test_runner import FakeGenerate, make_runner, make_spec
 from worker import media
 
 

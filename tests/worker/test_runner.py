@@ -4,72 +4,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import pytest
 
-from core.contract import JobSpec, JobStatus, Progress
-from core.sampling import SamplerParams, SuperResolutionParams
+from core.contract import JobStatus, Progress
 from core.settings import Settings
 from core.storage import LocalStorage
-from core.store import JobStore, result_key, utcnow
-from model.pipeline import GenerationResult
+from core.store import JobStore, result_key
 from tests.e2e.fixtures import write_clip
+from tests.helpers.jobs import F, FakeGenerate, H, make_runner, make_spec
 from tests.worker.http_helpers import http_server, serve_dir
 from worker import media
-from worker.runner import JobRunner
-
-F, H = 4, 32
-
-
-def fake_models(sr: bool = True) -> SimpleNamespace:
-    cfg = SimpleNamespace(video_size=(F, 3, 16, 16), audio_size=(1, 2048))
-    return SimpleNamespace(unet_cfg=cfg, sr=object() if sr else None, random_weights=True)
-
-
-class FakeGenerate:
-    """Records requests, reports base (3 steps) and sr (2 steps) progress, returns noise."""
-
-    def __init__(self, on_step: Any = None, error: Exception | None = None) -> None:
-        self.requests: list[Any] = []
-        self.on_step = on_step
-        self.error = error
-
-    def __call__(self, request: Any, models: Any, *, progress: Any = None) -> GenerationResult:
-        self.requests.append(request)
-        stages = [("base", 3)] + ([("sr", 2)] if request.super_resolution else [])
-        for stage, total in stages:
-            for step in range(1, total + 1):
-                if self.on_step is not None:
-                    self.on_step(stage, step)
-                if progress is not None:
-                    progress(stage, step, total)
-        if self.error is not None:
-            raise self.error
-        rng = np.random.default_rng(request.seed)
-        n = request.num_samples
-        return GenerationResult(
-            frames=rng.integers(0, 255, (n, F, H, H, 3), dtype=np.uint8),
-            audio=(rng.standard_normal((n, 6400)) * 0.1).astype(np.float32),
-            fps=10, sample_rate=16000, nfe={"base": 3, "sr": 2}, stage_seconds={"base": 0.01},
-            random_weights=True)
-
-
-def make_spec(mode: str = "joint", **kw: Any) -> JobSpec:
-    from service.submit import new_id
-
-    fields = dict(id=new_id(), mode=mode, model="default", seed=3, num_samples=1,
-                  sampler=SamplerParams(steps=3), super_resolution=SuperResolutionParams(steps=2),
-                  created_at=utcnow())
-    fields.update(kw)
-    return JobSpec(**fields)
-
-
-def make_runner(settings: Settings, store: JobStore, gen: FakeGenerate, **kw: Any) -> JobRunner:
-    return JobRunner(settings=settings, store=store, storage=LocalStorage(settings.data_dir),
-                     models={"default": fake_models(**kw)}, generate=gen)
 
 
 def test_success_writes_mp4s_progress_and_result(settings: Settings, store: JobStore) -> None:

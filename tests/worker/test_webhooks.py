@@ -14,7 +14,7 @@ from redis import Redis
 
 from core.settings import Settings
 from core.store import JobStore
-from tests.worker.test_runner import FakeGenerate, make_runner, make_spec
+from tests.helpers.jobs import FakeGenerate, make_runner, make_spec
 from worker.webhooks import SIGNATURE_HEADER, WebhookSender, sign
 
 

@@ -1,5 +1,5 @@
 """MMDWorker with real RQ on a real Redis: jobs run in-process (no fork), progress lands in
-the RQ job meta, readiness is advertised and withdrawn, abandoned jobs are retried."""
+the job hash, readiness is advertised and withdrawn, abandoned jobs are retried."""
 
 from __future__ import annotations
 
@@ -13,17 +13,16 @@ from rq.registry import StartedJobRegistry
 from core.contract import JobStatus
 from core.settings import Settings
 from core.store import JobStore
-from tests.worker.test_runner import FakeGenerate, make_runner, make_spec
-from worker import jobs
+from tests.helpers.jobs import FakeGenerate, make_runner, make_spec
 from worker.worker import MMDWorker
 
 
 def test_burst_worker_runs_job_without_forking(settings: Settings, redis_conn: Redis,
                                                tmp_path: Path) -> None:
     store = JobStore(redis_conn, settings)
-    jobs.install(make_runner(settings, store, FakeGenerate()))
     ready = tmp_path / "ready"
-    worker = MMDWorker([store.queue], connection=redis_conn, store=store, ready_file=ready,
+    worker = MMDWorker([store.queue], connection=redis_conn,
+                       runner=make_runner(settings, store, FakeGenerate()), ready_file=ready,
                        heartbeat_ttl_s=3)
     try:
         spec = make_spec()
@@ -34,11 +33,11 @@ def test_burst_worker_runs_job_without_forking(settings: Settings, redis_conn: R
         assert store.status(spec.id) is JobStatus.succeeded
         rq_job = Job.fetch(spec.id, connection=redis_conn)
         assert rq_job.return_value() == "succeeded"
-        assert rq_job.meta["progress"]["stage"] in ("upload", "sr")
+        progress = store.view(spec.id).progress  # the job hash: the one progress record
+        assert (progress.stage, progress.fraction) == ("done", 1.0)
         assert rq_job.timeout == settings.job_timeout_s == 3600
     finally:
         worker.mark_unready()
-        jobs.install(None)
     assert not ready.exists() and store.ready_workers() == 0
 
 
@@ -55,7 +54,8 @@ def _abandon(settings: Settings, redis_conn: Redis) -> tuple[JobStore, str]:
     store = JobStore(redis_conn, settings)
     spec = make_spec()
     store.create_and_enqueue(spec)
-    worker = MMDWorker([store.queue], connection=redis_conn, store=store, ready_file=None)
+    worker = MMDWorker([store.queue], connection=redis_conn,
+                       runner=make_runner(settings, store, FakeGenerate()), ready_file=None)
     job, _queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
     assert job.id == spec.id
     worker.prepare_execution(job)
@@ -84,8 +84,9 @@ def test_abandoned_job_without_retries_fails_worker_lost(settings: Settings,
 def test_job_timeout_fails_with_timeout_code(settings: Settings, redis_conn: Redis) -> None:
     short = settings.model_copy(update={"job_timeout_s": 1})
     store = JobStore(redis_conn, short)
-    jobs.install(make_runner(short, store, FakeGenerate(on_step=lambda s, i: time.sleep(0.5))))
-    worker = MMDWorker([store.queue], connection=redis_conn, store=store, ready_file=None)
+    slow = FakeGenerate(on_step=lambda s, i: time.sleep(0.5))
+    worker = MMDWorker([store.queue], connection=redis_conn,
+                       runner=make_runner(short, store, slow), ready_file=None)
     try:
         spec = make_spec()
         store.create_and_enqueue(spec)
@@ -93,7 +94,7 @@ def test_job_timeout_fails_with_timeout_code(settings: Settings, redis_conn: Red
         worker.work(burst=True)
         assert time.monotonic() - t0 < 2.4  # stopped by the 1 s timeout, not after 5 steps
     finally:
-        jobs.install(None)
+        worker.mark_unready()
     view = store.view(spec.id)
     assert view is not None and view.status is JobStatus.failed
     assert view.error is not None and view.error.code == "timeout"

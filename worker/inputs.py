@@ -1,0 +1,97 @@
+"""A conditional job's input: fetched from storage (an upload) or its ``audio_url``, then
+decoded to the model's condition (``video uint8 [F, H, W, 3]`` or ``audio float32 [T]``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from core.contract import JobSpec
+from core.netguard import UnsafeURLError, pin
+from core.probe import UploadRejected, check_upload
+from core.settings import Settings
+from core.storage import Storage, StorageError
+from worker.errors import JobFailed
+
+
+def fetch_input(spec: JobSpec, tmp: Path, storage: Storage, settings: Settings) -> Path:
+    """The job's input file under ``tmp``: its upload (``input_key``) or ``input_url``."""
+    limit = settings.max_upload_bytes
+    if spec.input_key:
+        dst = tmp / ("input" + Path(spec.input_key).suffix)
+        try:
+            storage.download(spec.input_key, dst)
+        except StorageError as exc:
+            raise JobFailed("input_missing", f"the upload is gone from storage: {exc}") from exc
+        return dst
+    if not spec.input_url:
+        raise JobFailed("no_input", f"mode {spec.mode!r} needs an upload or an input URL")
+    dst = tmp / "input"
+    size = 0
+    try:
+        # Re-check the address at fetch time and pin the connection to it (DNS rebinding);
+        # redirects are not followed, so a public URL cannot bounce to an internal host.
+        target = pin(spec.input_url, allow_private=settings.webhook_allow_private,
+                     what="audio_url")
+    except UnsafeURLError as exc:
+        raise JobFailed("unsafe_url", str(exc)) from exc
+    extra = {"Host": target.host_header} if target.host_header else {}
+    extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else {}
+    try:
+        with httpx.Client(timeout=settings.webhook_timeout_s * 3,
+                          follow_redirects=False) as client:
+            request = client.build_request("GET", target.url, headers=extra,
+                                           extensions=extensions)
+            r = client.send(request, stream=True)
+            try:
+                if r.status_code != 200:
+                    raise JobFailed("fetch_failed", f"GET {spec.input_url} answered "
+                                    f"{r.status_code}; the URL must serve the file directly "
+                                    "(redirects are not followed)")
+                with open(dst, "wb") as fh:
+                    for chunk in r.iter_bytes(1 << 20):
+                        size += len(chunk)
+                        if size > limit:
+                            raise JobFailed("input_too_large", f"{spec.input_url} is "
+                                            f"larger than MMD_MAX_UPLOAD_BYTES={limit}")
+                        fh.write(chunk)
+            finally:
+                r.close()
+    except httpx.HTTPError as exc:
+        raise JobFailed("fetch_failed", f"could not download {spec.input_url}: {exc}") from exc
+    return dst
+
+
+def decode_input(spec: JobSpec, src: Path, unet_cfg: Any,
+                 settings: Settings) -> tuple[Any, Any]:
+    """``(condition_video, condition_audio)`` of a conditional job (one of them None)."""
+    from worker import media
+
+    _frames, _channels, height, _width = unet_cfg.video_size
+    if spec.input_url:  # fetched here, so the gateway never checked it: same checks now
+        need = "video" if spec.mode == "video-to-audio" else "audio"
+        try:
+            check_upload(src, need=need, settings=settings)
+        except UploadRejected as exc:
+            raise JobFailed(exc.code, f"{spec.input_url}: {exc.detail}") from exc
+    limits = {"max_bytes": settings.max_upload_bytes, "timeout_s": settings.decode_timeout_s}
+    try:
+        if spec.mode == "video-to-audio":
+            video = media.decode_video_clip(src, start_s=spec.start_s, num_frames=_frames,
+                                            fps=10, size=height, **limits,
+                                            max_frames=settings.max_decoded_frames,
+                                            max_pixels=settings.max_video_width
+                                            * settings.max_video_height)
+            return video, None
+        audio = media.decode_audio(src, start_s=spec.start_s,
+                                   num_samples=unet_cfg.audio_size[1], sample_rate=16000,
+                                   **limits, max_samples=settings.max_decoded_samples)
+    except media.MediaError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PyAV oddities on hostile input, MemoryError
+        raise JobFailed("decode_failed", f"the {spec.mode.split('-')[0]} input could not be "
+                        f"decoded ({type(exc).__name__}: {exc}); re-encode it (H.264 MP4 "
+                        "or WAV)") from exc
+    return None, audio
