@@ -47,9 +47,9 @@ def main() -> None:
         t0 = time.perf_counter()
         batched = generate_batch(requests, models)
         t_batch = time.perf_counter() - t0
-        audio = max(float(np.abs(a.audio - b.audio).max()) for a, b in zip(alone, batched))
+        audio = max(float(np.abs(a.audio - b.audio).max()) for a, b in zip(alone, batched, strict=True))
         frames = np.concatenate([np.abs(a.frames.astype(int) - b.frames.astype(int)).ravel()
-                                 for a, b in zip(alone, batched)])
+                                 for a, b in zip(alone, batched, strict=True)])
         print(f"{n:>4} | {t_alone:>12.2f} | {t_batch:>9.2f} | {60 * n / t_alone:>14.1f} | "
               f"{60 * n / t_batch:>14.1f} | {t_alone / t_batch:>7.2f}x | {audio:>14.2e} | "
               f"{(frames > 0).mean():>8.1e} (max {frames.max()})")

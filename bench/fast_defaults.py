@@ -35,12 +35,12 @@ from torch import Tensor
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model import build_sr, build_unet  # noqa: E402
-from model.checkpoint import load  # noqa: E402
-from model.config import SRConfig, UNetConfig  # noqa: E402
-from model.samplers import SamplerSpec, count_nfe, sample_joint, sample_sr  # noqa: E402
-from model.state import AV  # noqa: E402
-from worker.sampling import preset_specs  # noqa: E402
+from model import build_sr, build_unet
+from model.checkpoint import load
+from model.config import SRConfig, UNetConfig
+from model.samplers import SamplerSpec, count_nfe, sample_joint, sample_sr
+from model.state import AV
+from worker.sampling import preset_specs
 
 FAST_BASE, FAST_SR = preset_specs("fast")
 OFFICIAL_BASE, OFFICIAL_SR = preset_specs("official")
@@ -79,7 +79,7 @@ SREps = Callable[..., Tensor]
 
 def _standins() -> tuple[JointEps, SREps]:
     sys.path.insert(0, str(ROOT))
-    from tests.model.standins import joint_standin, sr_standin
+    from tests.helpers.standins import joint_standin, sr_standin
 
     return joint_standin, sr_standin
 

@@ -152,8 +152,8 @@ def main() -> int:
         print(table(report, args.n, args.concurrency))
         return 1 if report.lost or report.submit_errors else 0
     sys.path.insert(0, str(REPO))
-    from tests.e2e.conftest import start_stack, stop_stack
-    from tests.e2e.servers import restartable_redis
+    from tests.helpers.servers import restartable_redis
+    from tests.helpers.stack import start_stack, stop_stack
 
     with tempfile.TemporaryDirectory(prefix="mmd-load-") as tmp_name:
         tmp = Path(tmp_name)

@@ -36,14 +36,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.storage import LocalStorage, Storage  # noqa: E402
-from core.store import result_key  # noqa: E402
-from model.pipeline import FPS, SAMPLE_RATE, GenerationRequest, generate  # noqa: E402
-from model.registry import load_models  # noqa: E402
-from model.samplers import SamplerSpec  # noqa: E402
-from model.speed import PLAIN, SpeedOptions  # noqa: E402
-from worker.media import decode_audio, decode_video_clip, mux_mp4  # noqa: E402
-from worker.sampling import preset_specs  # noqa: E402
+from core.storage import LocalStorage, Storage
+from core.store import result_key
+from model.pipeline import FPS, SAMPLE_RATE, GenerationRequest, generate
+from model.registry import load_models
+from model.samplers import SamplerSpec
+from model.speed import PLAIN, SpeedOptions
+from worker.media import decode_audio, decode_video_clip, mux_mp4
+from worker.sampling import preset_specs
 
 FAST_BASE, FAST_SR = preset_specs("fast")
 OFFICIAL_BASE, OFFICIAL_SR = preset_specs("official")
@@ -234,7 +234,7 @@ def main() -> int:
             line += "| " + ", ".join(f"{k} {mib(v)}" for k, v in r["peak"].items())
         print(line)
     if args.plain_ratio:
-        for fast, plain in zip(rows[::2], rows[1::2]):
+        for fast, plain in zip(rows[::2], rows[1::2], strict=False):
             print(f"{fast['device']} {fast['mode']}: optimised/plain total = "
                   f"{fast['total'] / plain['total']:.2f} (base {fast['base'] / plain['base']:.2f}"
                   + (f", sr {fast['sr'] / plain['sr']:.2f})" if plain["sr"] else ")"))

@@ -29,10 +29,10 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model import build_unet  # noqa: E402
-from model.attention import set_sdpa_backend  # noqa: E402
-from model.config import UNetConfig  # noqa: E402
-from model.speed import PLAIN, SpeedOptions, apply_speed  # noqa: E402
+from model import build_unet
+from model.attention import set_sdpa_backend
+from model.config import UNetConfig
+from model.speed import PLAIN, SpeedOptions, apply_speed
 
 # operator families whose share of self CPU time is summarised under the table
 FAMILIES = {

@@ -48,10 +48,10 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.load import percentile  # noqa: E402
-from core.sampling import SuperResolutionParams  # noqa: E402
-from model.samplers import SamplerSpec  # noqa: E402
-from worker.sampling import preset_specs, sampler_spec  # noqa: E402
+from bench.load import percentile
+from core.sampling import SuperResolutionParams
+from model.samplers import SamplerSpec
+from worker.sampling import preset_specs, sampler_spec
 
 FAST_BASE, FAST_SR = preset_specs("fast")
 OFFICIAL_BASE, OFFICIAL_SR = preset_specs("official")
@@ -206,8 +206,8 @@ def worker_env(mode: str, *, preset: str, device: str, threads: int, max_batch: 
 def stacks(modes: Sequence[str], tmp: Path, *, workers: int, **env_args: Any) -> Iterator[dict]:
     """One real redis-server and, per mode, a gateway + ``workers`` warmed-up workers;
     yields ``{mode: tests.e2e.conftest.Stack}``."""
-    from tests.e2e.conftest import start_stack, stop_stack
-    from tests.e2e.servers import redis_server, wait_for
+    from tests.helpers.servers import redis_server, wait_for
+    from tests.helpers.stack import start_stack, stop_stack
 
     def start(mode: str) -> Any:
         env = worker_env(mode, **env_args)

@@ -24,8 +24,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -33,11 +33,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model import build_sr, build_unet  # noqa: E402
-from model.attention import set_sdpa_backend  # noqa: E402
-from model.config import SRConfig, UNetConfig  # noqa: E402
-from model.precision import apply_precision, dtype_of  # noqa: E402
-from model.speed import PLAIN, SpeedOptions, apply_speed  # noqa: E402
+from model import build_sr, build_unet
+from model.attention import set_sdpa_backend
+from model.config import SRConfig, UNetConfig
+from model.precision import apply_precision, dtype_of
+from model.speed import PLAIN, SpeedOptions, apply_speed
 
 REFERENCE_S = {"base": 62.0, "sr": 25.0}  # official code, CPU fp32 2 threads (issue 2)
 

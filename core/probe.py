@@ -160,7 +160,7 @@ def _probe(path: Path, settings: Settings) -> MediaInfo:
         raise UploadRejected("unreadable_media", f"could not read the upload as media "
                              f"({exc}); it may be truncated or corrupt: re-encode or re-send "
                              "it") from exc
-    except Exception as exc:  # noqa: BLE001 - whatever PyAV raises on a hostile file is a 422
+    except Exception as exc:
         raise UploadRejected("unreadable_media", f"could not read the upload as media "
                              f"({type(exc).__name__}: {exc})") from exc
     if time.monotonic() - started > settings.probe_timeout_s:

@@ -11,7 +11,7 @@ from torch import nn
 
 from model.config import SRConfig, UNetConfig
 
-__all__ = ["build_unet", "build_sr", "UNetConfig", "SRConfig"]
+__all__ = ["SRConfig", "UNetConfig", "build_sr", "build_unet"]
 
 
 def build_unet(cfg: UNetConfig) -> nn.Module:

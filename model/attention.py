@@ -7,8 +7,8 @@ and runs all frames and heads as one batched SDPA call (no Python loop over fram
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +17,18 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model.nn import AudioConv, Norm, VideoConv3d, group_norm_fp32
 
-__all__ = ["SelfAttention", "LegacyAttention", "CrossAttention", "ShiftSource", "Shifts", "sdpa",
-           "SDPA_BACKENDS", "set_sdpa_backend", "get_sdpa_backend", "shift_table"]
+__all__ = [
+    "SDPA_BACKENDS",
+    "CrossAttention",
+    "LegacyAttention",
+    "SelfAttention",
+    "ShiftSource",
+    "Shifts",
+    "get_sdpa_backend",
+    "sdpa",
+    "set_sdpa_backend",
+    "shift_table",
+]
 
 # MMD_SDPA_BACKEND: "auto" lets torch pick (fused flash / memory-efficient when eligible);
 # the others restrict every attention call of this process to those kernels.

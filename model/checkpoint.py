@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["load", "load_state_dict_file", "LoadInfo", "CheckpointError", "normalise_state_dict"]
+__all__ = ["CheckpointError", "LoadInfo", "load", "load_state_dict_file", "normalise_state_dict"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint {p} does not exist (expected a .pt state dict)")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with context
+    except Exception as exc:
         raise CheckpointError(f"could not read checkpoint {p}: {exc}") from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint {p} holds a {type(obj).__name__}, expected a dict of "

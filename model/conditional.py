@@ -26,7 +26,7 @@ Two families (``c`` = condition modality, ``g`` = generated modality):
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -66,13 +66,13 @@ def official_conditional_loop(
     guidance: Guidance,
     scale: float,
     loss_scale: float = 1.0,
-    generator: Optional[torch.Generator] = None,
-    noise_fn: Optional[NoiseFn] = None,
-    callback: Optional[Callback] = None,
+    generator: torch.Generator | None = None,
+    noise_fn: NoiseFn | None = None,
+    callback: Callback | None = None,
     official_output: bool = False,
-    start: Optional[AV] = None,
+    start: AV | None = None,
     first_step: int = 0,
-    stop_step: Optional[int] = None,
+    stop_step: int | None = None,
 ) -> AV:
     """The official conditional DDPM loop (see module docstring).
 
@@ -137,7 +137,7 @@ def conditional_denoiser(
 
     def wrapped(
         x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
-    ) -> tuple[State, Optional[State]]:
+    ) -> tuple[State, State | None]:
         assert isinstance(x, AV)
         a, s = bcast(alpha, condition), bcast(sigma, condition)
         x_c = a * condition + s * z_c

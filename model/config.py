@@ -7,10 +7,11 @@ user can carry them over unchanged (comma-separated strings or lists both work).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
-__all__ = ["UNetConfig", "SRConfig", "default_channel_mult"]
+__all__ = ["SRConfig", "UNetConfig", "default_channel_mult"]
 
 # Flags of the official scripts that do not change the network (diffusion / runtime settings).
 _IGNORED_FLAGS = frozenset(
@@ -134,7 +135,7 @@ class UNetConfig:
         return 2 ** (len(self.channel_mult) - 1)
 
     @classmethod
-    def preset(cls, name: str) -> "UNetConfig":
+    def preset(cls, name: str) -> UNetConfig:
         """``"landscape"``, ``"aist++"`` (official, identical nets) or ``"tiny"`` (CPU tests)."""
         key = name.lower()
         if key in ("landscape", "aist++", "aist", "official"):
@@ -149,7 +150,7 @@ class UNetConfig:
         raise ValueError(f"unknown U-Net preset {name!r}; expected 'landscape', 'aist++' or 'tiny'")
 
     @classmethod
-    def from_official_flags(cls, **flags: Any) -> "UNetConfig":
+    def from_official_flags(cls, **flags: Any) -> UNetConfig:
         """Build from the official scripts' flags (``num_channels``, ``'2,4,8'`` strings...)."""
         known: dict[str, Any] = {}
         unknown = []
@@ -187,7 +188,7 @@ class UNetConfig:
             known["channel_mult"] = default_channel_mult(size)
         return cls(**known)
 
-    def with_(self, **changes: Any) -> "UNetConfig":
+    def with_(self, **changes: Any) -> UNetConfig:
         """Copy with some fields changed."""
         return replace(self, **changes)
 
@@ -230,7 +231,7 @@ class SRConfig:
         return 2 ** (len(self.channel_mult) - 1)
 
     @classmethod
-    def preset(cls, name: str) -> "SRConfig":
+    def preset(cls, name: str) -> SRConfig:
         """``"official"`` (alias ``"landscape"``, ``"aist++"``): 64->256; ``"tiny"``: 8->32."""
         key = name.lower()
         if key in ("official", "landscape", "aist++", "aist"):
@@ -242,7 +243,7 @@ class SRConfig:
                          "'aist++' or 'tiny'")
 
     @classmethod
-    def from_official_flags(cls, **flags: Any) -> "SRConfig":
+    def from_official_flags(cls, **flags: Any) -> SRConfig:
         """Build from the SR flags (``sr_num_channels``, ``sr_attention_resolutions``...).
 
         The ``sr_`` prefix is optional; when any ``sr_`` flag is present (a merged dict of the
@@ -282,7 +283,7 @@ class SRConfig:
             known["channel_mult"] = default_channel_mult(known.get("large_size", cls.large_size))
         return cls(**known)
 
-    def with_(self, **changes: Any) -> "SRConfig":
+    def with_(self, **changes: Any) -> SRConfig:
         return replace(self, **changes)
 
 

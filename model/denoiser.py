@@ -10,7 +10,8 @@ wrappers (the conditional samplers re-noise the condition with them); the networ
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from torch import Tensor
 
@@ -20,10 +21,10 @@ from model.state import AV, State
 class Denoiser(Protocol):
     def __call__(
         self, x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
-    ) -> tuple[State, Optional[State]]: ...
+    ) -> tuple[State, State | None]: ...
 
 
-def _split(out: Tensor, channels: int, dim: int) -> tuple[Tensor, Optional[Tensor]]:
+def _split(out: Tensor, channels: int, dim: int) -> tuple[Tensor, Tensor | None]:
     """Split learned-sigma output (2C channels along ``dim``) into eps and variance values."""
     if out.shape[dim] == channels:
         return out, None
@@ -46,7 +47,7 @@ def joint_denoiser(eps_fn: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tens
 
     def denoise(
         x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
-    ) -> tuple[State, Optional[State]]:
+    ) -> tuple[State, State | None]:
         assert isinstance(x, AV)
         ev, ea = eps_fn(x.video, x.audio, t_model)
         ev, vv = _split(ev.to(x.video.dtype), x.video.shape[2], 2)
@@ -62,7 +63,7 @@ def sr_denoiser(eps_fn: Callable[..., Tensor], low_res: Tensor) -> Denoiser:
 
     def denoise(
         x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
-    ) -> tuple[State, Optional[State]]:
+    ) -> tuple[State, State | None]:
         assert isinstance(x, Tensor)
         out = eps_fn(x, t_model, low_res=low_res).to(x.dtype)
         return _split(out, x.shape[1], 1)

@@ -12,9 +12,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "timestep_embedding", "TimeEmbed", "group_norm_fp32", "group_norm_act", "video_group_norm",
+    "AudioConv",
     "Norm",
-    "VideoConv2p1", "VideoConv3d", "AudioConv", "pointwise", "channel_mix",
+    "TimeEmbed",
+    "VideoConv2p1",
+    "VideoConv3d",
+    "channel_mix",
+    "group_norm_act",
+    "group_norm_fp32",
+    "pointwise",
+    "timestep_embedding",
+    "video_group_norm",
 ]
 
 GROUPS = 32

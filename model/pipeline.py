@@ -101,9 +101,9 @@ def generate_batch(
     device = models.device
     mains = [cpu_generator(r.seed) for r in requests]
     x_T = AV(  # per job: its video noise, then its audio noise (as alone)
-        torch.cat([torch.randn((c, *cfg.video_size), generator=g) for c, g in zip(counts, mains)]
+        torch.cat([torch.randn((c, *cfg.video_size), generator=g) for c, g in zip(counts, mains, strict=True)]
                   ).to(device),
-        torch.cat([torch.randn((c, *cfg.audio_size), generator=g) for c, g in zip(counts, mains)]
+        torch.cat([torch.randn((c, *cfg.audio_size), generator=g) for c, g in zip(counts, mains, strict=True)]
                   ).to(device),
     )
     live = _LiveJobs(fns)

@@ -35,7 +35,7 @@ def base_stage(
     request = requests[0]
     cfg = models.unet_cfg
     shift_gens = [cpu_generator(derive_seed(r.seed, "window-shifts")) for r in requests]
-    groups = [(g, r.num_samples) for g, r in zip(shift_gens, requests)]
+    groups = [(g, r.num_samples) for g, r in zip(shift_gens, requests, strict=True)]
     c_v, c_a = cfg.video_size[1], cfg.audio_size[0]
 
     def eps(video: Tensor, audio: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:

@@ -32,7 +32,7 @@ def sr_stage(
     request = requests[0]
     x_T = torch.cat([  # each job's clip noise from its own main generator, after its x_T
         shared_clip_noise(r.num_samples, f, (c, h * factor, w * factor), generator=g)
-        for r, g in zip(requests, mains)
+        for r, g in zip(requests, mains, strict=True)
     ]).to(models.device)
     sr_net = models.sr
 

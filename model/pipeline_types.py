@@ -147,11 +147,11 @@ def batch_key(request: GenerationRequest) -> tuple[object, ...] | None:
     sampler (ddpm, ddim eta > 0: its noise is drawn per frame chunk, and chunks span jobs).
     A stochastic base sampler is fine: each job draws its own noise from its own generator.
     """
-    if request.mode != "joint" or request.base_sampler.method == "adaptive" and (
-            request.base_sampler.name.startswith("dpm_solver")):
+    if request.mode != "joint" or (request.base_sampler.method == "adaptive" and (
+            request.base_sampler.name.startswith("dpm_solver"))):
         return None
     sr = request.sr_sampler
-    if request.super_resolution and (sr.name == "ddpm" or sr.name == "ddim" and sr.eta > 0):
+    if request.super_resolution and (sr.name == "ddpm" or (sr.name == "ddim" and sr.eta > 0)):
         return None
     return (request.mode, request.base_sampler, request.super_resolution,
             request.sr_sampler if request.super_resolution else None, request.sr_chunk_frames)

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-__all__ = ["apply_precision", "PRECISIONS", "Precision", "dtype_of"]
+__all__ = ["PRECISIONS", "Precision", "apply_precision", "dtype_of"]
 
 Precision = Literal["fp32", "fp16", "bf16"]
 PRECISIONS: dict[str, torch.dtype] = {

@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -119,10 +119,10 @@ class DiscreteSchedule:
         return len(self.betas)
 
     @classmethod
-    def linear(cls, num_steps: int = TRAIN_STEPS) -> "DiscreteSchedule":
+    def linear(cls, num_steps: int = TRAIN_STEPS) -> DiscreteSchedule:
         return cls(betas=linear_betas(num_steps), timestep_map=np.arange(num_steps))
 
-    def respaced(self, spacing: str | Sequence[int]) -> "DiscreteSchedule":
+    def respaced(self, spacing: str | Sequence[int]) -> DiscreteSchedule:
         """The respaced process keeping ``space_timesteps(T, spacing)`` (float64 betas rebuilt)."""
         kept = space_timesteps(self.num_steps, spacing)
         acp = self.alphas_cumprod[kept]

@@ -14,7 +14,7 @@ from model.attention import LegacyAttention
 from model.config import SRConfig
 from model.nn import TimeEmbed, group_norm_act, group_norm_fp32
 
-__all__ = ["SRUNet", "SRResBlock", "SRSequential"]
+__all__ = ["SRResBlock", "SRSequential", "SRUNet"]
 
 
 class _GN(nn.GroupNorm):

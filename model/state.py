@@ -9,7 +9,8 @@ modality's rank with :func:`bcast`.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, TypeAlias
+from collections.abc import Callable
+from typing import NamedTuple, TypeAlias
 
 import torch
 from torch import Tensor
@@ -21,7 +22,7 @@ class AV(NamedTuple):
     video: Tensor
     audio: Tensor
 
-    def map(self, fn: Callable[..., Tensor], *others: "AV") -> "AV":
+    def map(self, fn: Callable[..., Tensor], *others: AV) -> AV:
         """Apply ``fn(video, *other_videos)`` and ``fn(audio, *other_audios)``."""
         return AV(
             fn(self.video, *(o.video for o in others)),
@@ -32,10 +33,10 @@ class AV(NamedTuple):
     def batch_size(self) -> int:
         return int(self.video.shape[0])
 
-    def detach(self) -> "AV":
+    def detach(self) -> AV:
         return AV(self.video.detach(), self.audio.detach())
 
-    def replace(self, modality: str, value: Tensor) -> "AV":
+    def replace(self, modality: str, value: Tensor) -> AV:
         """A new pair with ``modality`` ("video" or "audio") replaced by ``value``."""
         return self._replace(**{modality: value})
 

@@ -6,7 +6,7 @@ Key names match the official checkpoints (``checkpoint-layout-base.tsv``).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ from model.attention import CrossAttention, SelfAttention, Shifts, ShiftSource, 
 from model.config import UNetConfig
 from model.nn import AudioConv, Norm, TimeEmbed, VideoConv2p1, VideoConv3d, group_norm_act
 
-__all__ = ["AVUNet", "AVResBlock", "InitialBlock", "AVSequential"]
+__all__ = ["AVResBlock", "AVSequential", "AVUNet", "InitialBlock"]
 
 
 def _video_conv(cfg: UNetConfig, cin: int, cout: int, k: int) -> nn.Module:

@@ -1,10 +1,14 @@
-"""Shared test fixtures: paths to the golden tensors and the real media clips."""
+"""Shared test fixtures: paths to the golden tensors and the real media clips; the real-server
+fixtures (redis-server, SeaweedFS, settings on them, a job store) are ``tests.helpers.fixtures``,
+available to every test."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ["tests.helpers.fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = REPO_ROOT / "tests" / "fixtures"

@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         bars.close()
 
     paths = output_paths(args.out, args.num_samples)
-    for path, video, audio in zip(paths, result.frames, result.audio):
+    for path, video, audio in zip(paths, result.frames, result.audio, strict=True):
         mux_mp4(path, video, audio, fps=result.fps, sample_rate=result.sample_rate)
         print(path)
     timing = ", ".join(f"{k} {v:.2f} s" for k, v in result.stage_seconds.items())

@@ -90,7 +90,7 @@ def decode_input(spec: JobSpec, src: Path, unet_cfg: Any,
                                    **limits, max_samples=settings.max_decoded_samples)
     except media.MediaError:
         raise
-    except Exception as exc:  # noqa: BLE001 - PyAV oddities on hostile input, MemoryError
+    except Exception as exc:
         raise JobFailed("decode_failed", f"the {spec.mode.split('-')[0]} input could not be "
                         f"decoded ({type(exc).__name__}: {exc}); re-encode it (H.264 MP4 "
                         "or WAV)") from exc

@@ -97,7 +97,7 @@ class MMDWorker(SimpleWorker):
         metrics.WORKER_READY.set(0)
         try:
             self.store.worker_gone(self.name)
-        except Exception:  # noqa: BLE001 - Redis may be gone at exit
+        except Exception:
             log.debug("could not withdraw readiness from Redis", exc_info=True)
 
     def _beat_ready(self) -> None:
@@ -114,7 +114,7 @@ class MMDWorker(SimpleWorker):
                 self._beat_ready()
                 if beats % 3 == 0:
                     self._find_abandoned()
-            except Exception:  # noqa: BLE001 - keep trying; /readyz shows the gap
+            except Exception:
                 log.warning("readiness heartbeat failed", exc_info=True)
         self._withdraw_redis()
 
@@ -177,5 +177,5 @@ class MMDWorker(SimpleWorker):
                 self.maintain_heartbeats(job)
                 if self.batcher is not None:
                     self.batcher.heartbeat(self.get_heartbeat_ttl(job))
-            except Exception:  # noqa: BLE001 - a missed beat only shortens the margin
+            except Exception:
                 log.debug("job heartbeat failed", exc_info=True)

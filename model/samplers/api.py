@@ -7,7 +7,8 @@ want float timesteps should cast inside ``eps_fn``.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -45,9 +46,9 @@ def run_spec(
     x_T: State,
     spec: SamplerSpec,
     *,
-    generator: Optional[torch.Generator] = None,
-    callback: Optional[Callback] = None,
-    noise_fn: Optional[NoiseFn] = None,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    noise_fn: NoiseFn | None = None,
     acp_dtype: torch.dtype = torch.float32,
 ) -> State:
     """Run the sampler ``spec`` names on a state (the one dispatch point)."""
@@ -80,9 +81,9 @@ def sample_joint(
     x_T: AV,
     spec: SamplerSpec,
     *,
-    generator: Optional[torch.Generator] = None,
-    callback: Optional[Callback] = None,
-    noise_fn: Optional[NoiseFn] = None,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    noise_fn: NoiseFn | None = None,
 ) -> AV:
     """Unconditional joint sampling from ``x_T = AV(video [B,F,C,H,W], audio [B,C,L])``.
 
@@ -105,9 +106,9 @@ def sample_sr(
     spec: SamplerSpec,
     *,
     low_res: Tensor,
-    generator: Optional[torch.Generator] = None,
-    callback: Optional[Callback] = None,
-    noise_fn: Optional[NoiseFn] = None,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    noise_fn: NoiseFn | None = None,
 ) -> Tensor:
     """Super-resolution of ``low_res [N,3,h,w]`` from ``x_T [N,3,H,W]``.
 
@@ -139,9 +140,9 @@ def sample_conditional(
     direction: Literal["video-to-audio", "audio-to-video"],
     guidance: Literal["replacement", "gradient"] = "gradient",
     scale: float = 3.0,
-    generator: Optional[torch.Generator] = None,
-    callback: Optional[Callback] = None,
-    noise_fn: Optional[NoiseFn] = None,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    noise_fn: NoiseFn | None = None,
     loss_scale: float = 1.0,
 ) -> AV:
     """Zero-shot video-to-audio / audio-to-video (see model/conditional.py).
@@ -201,7 +202,7 @@ def shared_clip_noise(
     frames: int,
     shape: tuple[int, int, int],
     *,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """One noise image per clip shared by its frames (the official SR x_T).
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, TypeAlias
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 import torch
 from torch import Tensor
@@ -50,7 +51,7 @@ def count_nfe(fn: Callable[..., Any]) -> NFECounter:
     return NFECounter(fn)
 
 
-def generator_noise(generator: Optional[torch.Generator]) -> NoiseFn:
+def generator_noise(generator: torch.Generator | None) -> NoiseFn:
     """A noise source drawing ``randn`` from ``generator`` (video first, then audio)."""
 
     def one(x: Tensor) -> Tensor:
@@ -63,7 +64,7 @@ def generator_noise(generator: Optional[torch.Generator]) -> NoiseFn:
     return draw
 
 
-def notify(callback: Optional[Callback], step: int, total: int, state: State) -> None:
+def notify(callback: Callback | None, step: int, total: int, state: State) -> None:
     if callback is not None:
         callback(step, total, state)
 

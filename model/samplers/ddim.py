@@ -6,8 +6,6 @@ so the last step (abar_prev = 1) returns exactly the clipped x0.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -25,7 +23,7 @@ def ddim_step(
     index: Tensor,
     *,
     eta: float = 0.0,
-    noise: Optional[State] = None,
+    noise: State | None = None,
     clip: bool = True,
 ) -> tuple[State, State]:
     """One DDIM step from respaced index ``index [B]``; returns ``(x_prev, pred_x0)``.
@@ -36,7 +34,7 @@ def ddim_step(
     x0 = x0_from_eps(sched, x, index, eps, clip)
     nonzero = (index != 0).float()
 
-    def one(xt: Tensor, x0_: Tensor, z: Optional[Tensor]) -> Tensor:
+    def one(xt: Tensor, x0_: Tensor, z: Tensor | None) -> Tensor:
         e = (gather(sched, "sqrt_recip_alphas_cumprod", index, xt) * xt - x0_) / gather(
             sched, "sqrt_recipm1_alphas_cumprod", index, xt
         )
@@ -62,9 +60,9 @@ def ddim_sample(
     x_T: State,
     *,
     eta: float = 0.0,
-    generator: Optional[torch.Generator] = None,
-    noise_fn: Optional[NoiseFn] = None,
-    callback: Optional[Callback] = None,
+    generator: torch.Generator | None = None,
+    noise_fn: NoiseFn | None = None,
+    callback: Callback | None = None,
     clip: bool = True,
 ) -> State:
     """DDIM loop over ``k = K-1 .. 0``. With ``eta = 0`` no noise is drawn (the official loop

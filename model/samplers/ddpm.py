@@ -8,7 +8,6 @@ no variance channels (the base model), LEARNED_RANGE otherwise (the SR model).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -43,7 +42,7 @@ def index_tensor(k: int, state: State) -> Tensor:
 
 def evaluate(
     denoiser: Denoiser, sched: DiscreteSchedule, x: State, index: Tensor
-) -> tuple[State, Optional[State]]:
+) -> tuple[State, State | None]:
     """Call the denoiser at respaced index ``index [B]`` (the network sees ``timestep_map``)."""
     alpha = sched.gather("sqrt_alphas_cumprod", index)
     sigma = sched.gather("sqrt_one_minus_alphas_cumprod", index)
@@ -117,9 +116,9 @@ def ddpm_sample(
     sched: DiscreteSchedule,
     x_T: State,
     *,
-    generator: Optional[torch.Generator] = None,
-    noise_fn: Optional[NoiseFn] = None,
-    callback: Optional[Callback] = None,
+    generator: torch.Generator | None = None,
+    noise_fn: NoiseFn | None = None,
+    callback: Callback | None = None,
     clip: bool = True,
 ) -> State:
     """Ancestral loop over ``k = K-1 .. 0``; ``noise_fn(step, like)`` (step = 0 at k = K-1) or

@@ -6,7 +6,7 @@ No final denoising step (the official default): the result is the ODE solution a
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -55,7 +55,7 @@ def _vec(t: Tensor, x: State) -> Tensor:
 
 def singlestep(
     solver: Solver, x: State, *, steps: int, order: int, skip_type: SkipType,
-    callback: Optional[Callback] = None,
+    callback: Callback | None = None,
 ) -> State:
     """Official joint sampler (20 steps, order 3, logSNR: 7 updates, NFE 20)."""
     grid = time_grid(solver.ns, skip_type, steps)
@@ -80,7 +80,7 @@ def singlestep(
 
 def multistep(
     solver: Solver, x: State, *, steps: int, order: int, skip_type: SkipType,
-    callback: Optional[Callback] = None,
+    callback: Callback | None = None,
 ) -> State:
     """Multistep: lower-order warm-up steps, then order ``order``; NFE = ``steps``."""
     if steps < order:
@@ -108,7 +108,7 @@ def multistep(
 def adaptive(
     solver: Solver, x: State, *, order: int = 2, h_init: float = 0.05, atol: float = 0.0078,
     rtol: float = 0.05, theta: float = 0.9, t_err: float = 1e-5, expected_steps: int = 20,
-    callback: Optional[Callback] = None,
+    callback: Callback | None = None,
 ) -> State:
     """Adaptive DPM-Solver-12 (order 2; official 'dpm_solver++' joint variant). Two network
     calls per iteration, accepted or rejected. ``callback`` gets the accepted-step count and a

@@ -15,7 +15,6 @@ noise-prediction sign). Our default path uses the correct formula for both modal
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -30,8 +29,8 @@ def _lin(state_coefs: list[tuple[Tensor | float, State]]) -> State:
     first, left to right, each coefficient broadcast to the modality's rank."""
 
     def one(*xs: Tensor) -> Tensor:
-        out: Optional[Tensor] = None
-        for (c, _), x in zip(state_coefs, xs):
+        out: Tensor | None = None
+        for (c, _), x in zip(state_coefs, xs, strict=True):
             term = (bcast(c, x) if isinstance(c, Tensor) and c.dim() == 1 else c) * x
             out = term if out is None else out + term
         assert out is not None

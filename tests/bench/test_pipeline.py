@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.fixtures import write_clip
+from tests.helpers.media import write_clip
 
 REPO = Path(__file__).resolve().parents[2]
 

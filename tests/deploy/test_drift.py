@@ -24,7 +24,8 @@ from cli.main import SUBCOMMANDS
 from core.settings import Settings
 from service.commands import COMMANDS as GATEWAY_COMMANDS
 from tests.conftest import REPO_ROOT
-from tests.deploy.kustomize import pod_spec, render
+from tests.helpers.docker import dockerfile_env
+from tests.helpers.kustomize import pod_spec, render
 
 SETTING_ENV = {f"MMD_{name.upper()}": name for name in Settings.model_fields}
 HEALTHCHECK = REPO_ROOT / "docker" / "healthcheck.py"
@@ -70,13 +71,6 @@ def _k8s_containers(overlay: str) -> list[Container]:
     return out
 
 
-def _dockerfile_env(name: str) -> dict[str, str]:
-    text = re.sub(r"\\\n", " ", (REPO_ROOT / "docker" / name).read_text())
-    env: dict[str, str] = {}
-    for line in text.splitlines():
-        if line.startswith("ENV "):
-            env.update(re.findall(r"(\w+)=(\S+)", line))
-    return env
 
 
 def _compose_containers() -> list[Container]:
@@ -87,13 +81,13 @@ def _compose_containers() -> list[Container]:
                                    ("docker-compose.cpu.yml", cpu, base)):
         for name, svc in services.items():
             full = {**merged.get(name, {}), **svc}
-            if "command" not in full or "build" not in full and "image" not in full:
+            if "command" not in full or ("build" not in full and "image" not in full):
                 continue
             image = full.get("image", "")
             if not image.startswith("mmd-"):
                 continue
             dockerfile = "gateway.Dockerfile" if "gateway" in image else "worker.Dockerfile"
-            env = {**_dockerfile_env(dockerfile), **merged.get(name, {}).get("environment", {}),
+            env = {**dockerfile_env(dockerfile), **merged.get(name, {}).get("environment", {}),
                    **svc.get("environment", {})}
             command = "mmd-gateway" if "gateway" in image else "mmd"  # the image's ENTRYPOINT
             out.append(Container(f"{file}:{name}", [command, *full["command"]],
@@ -242,7 +236,7 @@ def test_healthcheck_script_reads_real_settings_with_their_defaults() -> None:
         text = (REPO_ROOT / "docker" / name).read_text()
         assert "COPY docker/healthcheck.py /usr/local/bin/mmd-healthcheck" in text
         expose = re.search(r"^EXPOSE (\d+)", text, re.M).group(1)
-        env = _dockerfile_env(name)
+        env = dockerfile_env(name)
         port_key = "MMD_PORT" if name.startswith("gateway") else "MMD_WORKER_METRICS_PORT"
         assert env[port_key] == expose
         assert set(k for k in env if k.startswith("MMD_")) <= set(SETTING_ENV), name

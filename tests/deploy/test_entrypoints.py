@@ -26,9 +26,9 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
-from tests.deploy.seaweed import client, compose_s3
-from tests.deploy.test_drift import _dockerfile_env
-from tests.e2e.servers import free_port, redis_server, stop, wait_for
+from tests.helpers.docker import dockerfile_env
+from tests.helpers.seaweed import client, compose_s3
+from tests.helpers.servers import free_port, redis_server, stop, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ def _service(name: str) -> tuple[list[str], dict[str, str], str]:
     svc = {**base.get(name, {}), **cpu.get(name, {})}
     env = {**base.get(name, {}).get("environment", {}), **cpu.get(name, {}).get("environment", {})}
     dockerfile = "gateway.Dockerfile" if "gateway" in svc["image"] else "worker.Dockerfile"
-    return list(svc["command"]), {**_dockerfile_env(dockerfile), **env}, dockerfile
+    return list(svc["command"]), {**dockerfile_env(dockerfile), **env}, dockerfile
 
 
 def _mmd(dockerfile: str) -> list[str]:

@@ -146,7 +146,7 @@ print("ok")
 def test_gateway_image_source_layout_serves_an_upload_check(tmp_path: Path) -> None:
     """The gateway image holds only what its Dockerfile COPYs: with exactly those files (no
     editable install of the repo) the app builds and an upload passes the PyAV probe."""
-    from tests.e2e.fixtures import write_clip
+    from tests.helpers.media import write_clip
 
     image = tmp_path / "app"
     for word, args in _instructions(DOCKER / "gateway.Dockerfile"):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
-from tests.deploy.kustomize import pod_spec, render, render_kubectl, render_python
+from tests.helpers.kustomize import pod_spec, render, render_kubectl, render_python
 
 K8S_VERSION = "1.32.0"  # a current release; the package's newest schema is checked too
 OVERLAYS = ["base", "overlays/dev", "overlays/prod"]

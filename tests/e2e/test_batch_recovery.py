@@ -19,9 +19,7 @@ from redis import Redis
 from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from tests.e2e.conftest import Stack, start_stack, stop_stack
-from tests.e2e.servers import wait_for
-from tests.e2e.test_durability import (
+from tests.helpers.durability import (
     TERMINAL,
     attempts,
     busy_workers,
@@ -31,6 +29,8 @@ from tests.e2e.test_durability import (
     submit,
     wait_all,
 )
+from tests.helpers.servers import wait_for
+from tests.helpers.stack import Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import Stack, start_stack, stop_stack
+from tests.helpers.stack import Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Stack, start_stack, stop_stack
-from tests.e2e.hostile_media import corpus, good_mp4, good_wav
+from tests.helpers.hostile_media import corpus, good_mp4, good_wav
+from tests.helpers.stack import Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -15,33 +15,18 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import Stack
-from tests.e2e.fixtures import write_clip
-from tests.e2e.servers import free_port, stop, wait_for
+from tests.helpers.media import AUDIO, FRAMES, SIZE, decode, write_clip
+from tests.helpers.servers import free_port, stop, wait_for
+from tests.helpers.stack import Stack
 from worker import media
 
 pytestmark = pytest.mark.e2e
 
 # the tiny preset: 8 frames of 16x16 (SR x4 -> 64x64) and 2048 audio samples at 16 kHz
-FRAMES, SIZE, AUDIO = 8, 64, 2048
+
+
 FAST = {"sampler": {"name": "dpm_solver", "steps": 3, "order": 2},
         "super_resolution": {"enabled": True, "sampler": "ddim", "steps": 2}}
-
-
-def decode(data: bytes, tmp: Path) -> dict[str, Any]:
-    """Frame count, size, fps, audio samples and rate of an MP4, decoded with PyAV."""
-    path = tmp / f"{hashlib.sha256(data).hexdigest()[:8]}.mp4"
-    path.write_bytes(data)
-    with av.open(str(path)) as c:
-        v = c.streams.video[0]
-        fps = float(v.average_rate)
-        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    with av.open(str(path)) as c:
-        a = c.streams.audio[0]
-        rate = a.rate
-        samples = sum(f.samples for f in c.decode(audio=0))
-    return {"frames": len(frames), "shape": frames[0].shape, "fps": fps, "rate": rate,
-            "samples": samples, "path": path}
 
 
 def run_job(stack: Stack, tmp: Path, submit: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -123,7 +108,7 @@ def test_cancel_running_job_stops_within_a_step(stack: Stack) -> None:
     with stack.client() as c:
         job_id = c.post("/generate", json=long).json()["id"]
         running = stack.wait(job_id, timeout=120, until=lambda v: v["progress"]["step"] >= 2
-                             or v["status"] != "queued" and v["status"] != "running")
+                             or (v["status"] != "queued" and v["status"] != "running"))
         assert running["status"] == "running" and running["progress"]["stage"] == "base"
         assert running["progress"]["total"] == 500
         r = c.post(f"/jobs/{job_id}/cancel")
@@ -184,7 +169,7 @@ def test_prometheus_scrapes_gateway_and_worker(stack: Stack, tmp_path: Path) -> 
 def test_job_of_a_killed_worker_is_retried_by_another(stack: Stack) -> None:
     """SIGKILL the worker mid-job: the heartbeat stops, a /metrics scrape runs RQ's cleanup,
     the job goes back to the queue and a fresh worker completes it."""
-    from tests.e2e.servers import mmd_process
+    from tests.helpers.servers import mmd_process
 
     body = {"seed": 11, "sampler": {"name": "ddim", "steps": 50},
             "super_resolution": {"enabled": False}}

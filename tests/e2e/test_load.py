@@ -16,7 +16,7 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from bench.load import percentile, run_load, table
-from tests.e2e.conftest import Stack, start_stack, stop_stack
+from tests.helpers.stack import Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack, start_stack, stop_stack
-from tests.e2e.fixtures import write_clip
-from tests.e2e.servers import s3_client
-from tests.e2e.test_jobs import FRAMES, decode
+from tests.helpers.media import FRAMES, decode, write_clip
+from tests.helpers.servers import s3_client
+from tests.helpers.stack import Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.servers import REPO_ROOT, free_port, stop, wait_for
-from tests.e2e.test_jobs import FRAMES, decode
+from tests.helpers.media import FRAMES, decode
+from tests.helpers.servers import REPO_ROOT, free_port, stop, wait_for
 
 pytestmark = pytest.mark.e2e
 

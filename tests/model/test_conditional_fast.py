@@ -28,7 +28,7 @@ import torch
 
 from model.samplers import SamplerSpec, count_nfe, sample_conditional
 from model.state import AV
-from tests.model.standins import joint_standin
+from tests.helpers.standins import joint_standin
 
 N = 128
 

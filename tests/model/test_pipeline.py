@@ -7,6 +7,7 @@ in the pipeline: they come from the configs.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -46,7 +47,7 @@ class CallCounter:
     def __init__(self, module: torch.nn.Module) -> None:
         self.module, self.calls = module, 0
 
-    def __enter__(self) -> "CallCounter":
+    def __enter__(self) -> CallCounter:
         self.handle = self.module.register_forward_pre_hook(lambda *a: self._hit())
         return self
 
@@ -61,7 +62,7 @@ def _check_progress(events: list[tuple[str, int, int]], stages: list[str]) -> No
     assert [s for s in dict.fromkeys(e[0] for e in events)] == stages
     for stage in stages:
         steps = [(step, total) for s, step, total in events if s == stage]
-        assert all(b[0] >= a[0] for a, b in zip(steps, steps[1:])), f"{stage} not monotone: {steps}"
+        assert all(b[0] >= a[0] for a, b in itertools.pairwise(steps)), f"{stage} not monotone: {steps}"
         assert all(0 < step <= total for step, total in steps)
         assert steps[-1][0] == steps[-1][1], f"{stage} did not reach its total: {steps[-1]}"
 
@@ -110,7 +111,7 @@ def test_joint_with_sr_shapes_progress_nfe_and_chunking(models: LoadedModels) ->
 
 
 def test_joint_without_sr_is_seeded(models: LoadedModels) -> None:
-    def run(seed: int, n: int = 1):  # noqa: ANN202
+    def run(seed: int, n: int = 1):
         return generate(GenerationRequest(seed=seed, num_samples=n, base_sampler=FAST,
                                           super_resolution=False), models)
 
@@ -237,7 +238,7 @@ def test_random_weights_are_deterministic_and_announced(caplog: pytest.LogCaptur
     b = load_models("t", preset="tiny", sr=False)
     assert a.random_weights and a.sr is None
     assert any("RANDOM weights" in r.message and "noise" in r.message for r in caplog.records)
-    for (name, pa), (_, pb) in zip(a.unet.state_dict().items(), b.unet.state_dict().items()):
+    for (name, pa), (_, pb) in zip(a.unet.state_dict().items(), b.unet.state_dict().items(), strict=False):
         assert torch.equal(pa, pb), name
     assert not any(p.requires_grad for p in a.unet.parameters()) and not a.unet.training
     with pytest.raises(ValueError, match="precision must be one of"):

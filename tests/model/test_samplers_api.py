@@ -17,7 +17,7 @@ from model.samplers import (
 from model.samplers.api import continuous_schedule
 from model.samplers.dpm_solver import Solver
 from model.state import AV
-from tests.model.standins import joint_standin, sr_standin
+from tests.helpers.standins import joint_standin, sr_standin
 
 
 def _x(batch: int = 2, seed: int = 0) -> AV:
@@ -26,7 +26,7 @@ def _x(batch: int = 2, seed: int = 0) -> AV:
 
 
 def _maxdiff(a: AV, b: AV) -> float:
-    return max(float((x - y).abs().max()) for x, y in zip(a, b))
+    return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=False))
 
 
 SPECS = [
@@ -78,7 +78,7 @@ def test_nothing_is_mutated() -> None:
     for spec in (SamplerSpec(name="ddim", steps=5), SamplerSpec(name="ddpm", steps=5), SamplerSpec(steps=6)):
         sample_conditional(joint_standin, x, spec, condition=cond, direction="video-to-audio",
                            generator=torch.Generator())
-    for before, after in zip(copies, (*x, low, x_sr, cond)):
+    for before, after in zip(copies, (*x, low, x_sr, cond), strict=False):
         assert torch.equal(before, after)
 
 

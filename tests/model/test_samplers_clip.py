@@ -9,7 +9,7 @@ import torch
 from model.samplers import SamplerSpec, count_nfe, sample_sr
 from model.samplers.api import continuous_schedule
 from model.samplers.dpm_solver import Solver
-from tests.model.standins import sr_standin
+from tests.helpers.standins import sr_standin
 
 CLIPPED = SamplerSpec(name="dpm_solver++", steps=10, order=3, method="multistep", clip_x0=True)
 

@@ -19,7 +19,7 @@ from model.samplers import SamplerSpec, count_nfe, sample_joint, sample_sr
 from model.samplers.ddpm import p_sample
 from model.schedule import DiscreteSchedule
 from model.state import AV
-from tests.model.standins import joint_standin, sr_standin
+from tests.helpers.standins import joint_standin, sr_standin
 
 TOL = 1e-5
 # b2 call times: all 48 agree exactly but one (an accepted t near t_0 = 1e-3, a few ulps of
@@ -35,7 +35,7 @@ def golden(golden_dir: Path) -> dict:
 def _maxdiff(a: AV | torch.Tensor, b: AV | dict | torch.Tensor) -> float:
     if isinstance(a, AV):
         b = AV(**b) if isinstance(b, dict) else b
-        return max(_maxdiff(x, y) for x, y in zip(a, b))
+        return max(_maxdiff(x, y) for x, y in zip(a, b, strict=False))
     return float((a - b).abs().max())
 
 
@@ -65,7 +65,7 @@ def test_a_official_joint_dpm_solver(golden: dict) -> None:
     assert net.forward == case["nfe"] == 20
     assert torch.equal(torch.stack(net.fn.t), case["eval_t_input"])  # truncation, not rounding
     assert len(steps) == len(case["orders"]) == 7
-    for mine, ref in zip(steps, case["step_outputs"]):
+    for mine, ref in zip(steps, case["step_outputs"], strict=False):
         assert _maxdiff(mine, ref) <= TOL
     assert _maxdiff(out, case["out"]) <= TOL
 
@@ -81,7 +81,7 @@ def test_c_multistep(golden: dict, key: str) -> None:
     out = sample_joint(net, AV(**case["x_T"]), spec, callback=lambda i, n, x: steps.append(x))
     assert net.forward == 10
     assert torch.equal(torch.stack(net.fn.t), case["eval_t_input"])
-    for mine, ref in zip(steps, case["step_outputs"]):
+    for mine, ref in zip(steps, case["step_outputs"], strict=False):
         assert _maxdiff(mine, ref) <= TOL
     assert _maxdiff(out, case["out"]) <= TOL
 

@@ -5,7 +5,6 @@ from fastapi.testclient import TestClient
 
 from core.settings import Settings
 from service.app import create_app
-from tests.e2e.fixtures import redis_conn, redis_url, s3_endpoint, settings, store  # noqa: F401
 
 
 @pytest.fixture

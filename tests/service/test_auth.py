@@ -20,8 +20,8 @@ from core.store import JobStore, result_key
 from service.app import create_app
 from service.auth import Authenticator, load_keys
 from service.submit import new_id
-from tests.e2e.fixtures import write_clip
-from tests.service.auth_helpers import JOB_BODY, KEY_A, KEY_B, bearer, keyed_client
+from tests.helpers.auth import JOB_BODY, KEY_A, KEY_B, bearer, keyed_client
+from tests.helpers.media import write_clip
 
 
 @pytest.fixture

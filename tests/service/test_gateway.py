@@ -14,7 +14,7 @@ from core.settings import Settings
 from core.storage import LocalStorage
 from core.store import JobStore, result_key
 from service.app import create_app
-from tests.e2e.fixtures import write_clip
+from tests.helpers.media import write_clip
 
 
 def _submit(client: TestClient, body: dict | None = None, **headers: str):

@@ -17,7 +17,7 @@ from core.store import JobStore
 from service.app import create_app
 from service.deps import AppState
 from service.submit import Idempotency
-from tests.e2e.fixtures import write_clip
+from tests.helpers.media import write_clip
 
 DIFFERENT = "already used with a different request"
 

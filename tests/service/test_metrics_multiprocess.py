@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from core.settings import Settings
-from tests.e2e.servers import REPO_ROOT
+from tests.helpers.servers import REPO_ROOT
 
 SCRIPT = """
 import sys

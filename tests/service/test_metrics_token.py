@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from core.settings import Settings
 from service.app import create_app
-from tests.e2e.servers import free_port, mmd_process, stop, wait_for
+from tests.helpers.servers import free_port, mmd_process, stop, wait_for
 
 TOKEN = "metrics-token-0123456789"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.e2e.servers import REPO_ROOT
+from tests.helpers.servers import REPO_ROOT
 
 
 def test_gateway_imports_no_torch() -> None:

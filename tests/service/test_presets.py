@@ -14,7 +14,7 @@ from core.settings import Settings
 from core.store import JobStore
 from service.app import create_app
 from service.schemas import GenerateRequest
-from tests.e2e.fixtures import write_clip
+from tests.helpers.media import write_clip
 
 FAST_JOINT = (SamplerParams(name="dpm_solver++", steps=15, order=3, method="multistep"),
               SuperResolutionParams(sampler="dpm_solver++", steps=12))

@@ -11,8 +11,8 @@ from redis import Redis
 from core.settings import Settings
 from core.store import JobStore
 from service.limits import Limiter
-from tests.e2e.fixtures import write_clip
-from tests.service.auth_helpers import JOB_BODY, KEY_A, KEY_B, bearer, keyed_client, keyed_settings
+from tests.helpers.auth import JOB_BODY, KEY_A, KEY_B, bearer, keyed_client, keyed_settings
+from tests.helpers.media import write_clip
 
 
 def test_submissions_per_minute_across_replicas(settings: Settings) -> None:

@@ -14,7 +14,7 @@ from service.retention import list_objects, sweep
 from tests.conftest import REPO_ROOT
 
 
-def _put(storage, key: str) -> None:  # noqa: ANN001
+def _put(storage, key: str) -> None:
     with storage.writer(key, content_type="video/mp4") as fh:
         fh.write(b"x" * 10)
 

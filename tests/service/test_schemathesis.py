@@ -10,7 +10,7 @@ from redis import Redis
 from core.settings import Settings
 from core.store import JobStore
 from service.app import create_app
-from tests.service.auth_helpers import KEY_A, bearer, keyed_settings
+from tests.helpers.auth import KEY_A, bearer, keyed_settings
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, Phase  # noqa: E402
@@ -29,7 +29,7 @@ def gateway(settings: Settings, redis_conn: Redis) -> FastAPI:
 
 
 @pytest.fixture
-def api_schema(gateway: FastAPI):  # noqa: ANN201 - a schemathesis schema
+def api_schema(gateway: FastAPI):
     return schemathesis.openapi.from_asgi("/openapi.json", gateway)
 
 
@@ -40,7 +40,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @hypothesis_settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True,
                      phases=[Phase.explicit, Phase.generate],
                      suppress_health_check=list(HealthCheck))
-def test_no_server_error_with_a_key(case) -> None:  # noqa: ANN001 - a schemathesis Case
+def test_no_server_error_with_a_key(case) -> None:
     case.call_and_validate(headers=bearer(KEY_A), checks=[not_a_server_error])
 
 
@@ -48,5 +48,5 @@ def test_no_server_error_with_a_key(case) -> None:  # noqa: ANN001 - a schemathe
 @hypothesis_settings(max_examples=3, deadline=None, derandomize=True,
                      phases=[Phase.explicit, Phase.generate],
                      suppress_health_check=list(HealthCheck))
-def test_no_server_error_without_a_key(case) -> None:  # noqa: ANN001
+def test_no_server_error_without_a_key(case) -> None:
     case.call_and_validate(checks=[not_a_server_error])

@@ -15,8 +15,8 @@ from core.probe import UPLOAD_ERROR_CODES, UploadRejected, check_upload
 from core.settings import Settings
 from core.sniff import sniff_bytes
 from service.app import create_app
-from tests.e2e.fixtures import write_clip
-from tests.e2e.hostile_media import Case, corpus, good_mp4, good_wav
+from tests.helpers.hostile_media import Case, corpus, good_mp4, good_wav
+from tests.helpers.media import write_clip
 
 CASES = corpus()
 
@@ -87,7 +87,8 @@ def test_uploads_route_rejects_with_code_and_stores_nothing(settings: Settings,
     assert len(_uploaded_files(settings)) == 1
 
 
-def test_codec_allow_list_is_a_setting(settings: Settings, tmp_path: Path) -> None:
+def test_codec_allow_list_is_a_setting(offline_settings: Settings, tmp_path: Path) -> None:
+    settings = offline_settings  # pure logic: no Redis
     wav = tmp_path / "a.wav"
     wav.write_bytes(good_wav(tmp_path))
     assert check_upload(wav, need="audio", settings=settings).has_audio  # pcm_* by default
@@ -98,8 +99,9 @@ def test_codec_allow_list_is_a_setting(settings: Settings, tmp_path: Path) -> No
     assert "MMD_AUDIO_CODECS" in str(err.value.detail)
 
 
-def test_stream_dimension_and_duration_limits_are_settings(settings: Settings,
+def test_stream_dimension_and_duration_limits_are_settings(offline_settings: Settings,
                                                           tmp_path: Path) -> None:
+    settings = offline_settings  # pure logic: no Redis
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(good_mp4(tmp_path))  # 2 s, 32x32, H.264 + AAC
     info = check_upload(clip, need="video", settings=settings)
@@ -114,7 +116,8 @@ def test_stream_dimension_and_duration_limits_are_settings(settings: Settings,
         assert (err.value.code, err.value.status_code) == (code, status), update
 
 
-def test_probe_is_bounded_in_time(settings: Settings, tmp_path: Path) -> None:
+def test_probe_is_bounded_in_time(offline_settings: Settings, tmp_path: Path) -> None:
+    settings = offline_settings  # pure logic: no Redis
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(good_mp4(tmp_path))
     with pytest.raises(UploadRejected) as err:  # PyAV's interrupt callback stops the probe
@@ -129,7 +132,8 @@ def test_upload_rejected_needs_a_known_code() -> None:
         UploadRejected("nope", "x")
 
 
-def test_real_clips_are_accepted(shared_media: Path, settings: Settings) -> None:
+def test_real_clips_are_accepted(shared_media: Path, offline_settings: Settings) -> None:
+    settings = offline_settings  # pure logic: no Redis
     big = settings.model_copy(update={"max_upload_bytes": 100 * 1024 * 1024,
                                       "max_clip_duration_s": 600.0})
     for name in ("landscape.mp4", "audioset.mp4"):
@@ -139,6 +143,7 @@ def test_real_clips_are_accepted(shared_media: Path, settings: Settings) -> None
             assert info.has_video and info.has_audio and info.kind == "mp4"
 
 
-def test_wav_made_by_the_fixture_is_accepted(settings: Settings, tmp_path: Path) -> None:
+def test_wav_made_by_the_fixture_is_accepted(offline_settings: Settings, tmp_path: Path) -> None:
+    settings = offline_settings  # pure logic: no Redis
     wav = write_clip(tmp_path / "tone.wav", video=False)
     assert check_upload(wav, need="audio", settings=settings).kind == "wav"

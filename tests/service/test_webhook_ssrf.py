@@ -11,7 +11,7 @@ import pytest
 
 from core.netguard import UnsafeURLError, check_url
 from core.settings import Settings
-from tests.service.auth_helpers import JOB_BODY, KEY_A, bearer, keyed_client
+from tests.helpers.auth import JOB_BODY, KEY_A, bearer, keyed_client
 from worker.webhooks import WebhookSender
 
 BLOCKED = ["http://127.0.0.1/h", "http://10.1.2.3/h", "http://169.254.169.254/latest/meta-data",
@@ -59,7 +59,7 @@ class _Server:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 outer.hits.append(self.path)
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 self.send_response(status)
@@ -159,7 +159,7 @@ def test_pinned_delivery_reaches_the_checked_address(servers: list[_Server],
     seen: list[str] = []
     orig = target.server.RequestHandlerClass.do_POST
 
-    def record(handler) -> None:  # noqa: ANN001
+    def record(handler) -> None:
         seen.append(handler.headers["Host"])
         orig(handler)
 

@@ -6,8 +6,6 @@ from typing import Any
 import pytest
 import torch
 
-from tests.e2e.fixtures import redis_conn, redis_url, s3_endpoint, settings, store  # noqa: F401
-
 
 @pytest.fixture(scope="module")
 def tiny() -> Iterator[Any]:

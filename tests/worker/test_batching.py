@@ -90,7 +90,7 @@ def test_batched_equals_alone_within_float_rounding(tiny: Any) -> None:
     requests = [GenerationRequest(seed=s, num_samples=n, **FAST) for s, n in ((11, 1), (12, 1))]
     alone = [generate(r, tiny) for r in requests]
     batched = generate_batch(requests, tiny)
-    for a, b in zip(alone, batched):
+    for a, b in zip(alone, batched, strict=False):
         assert b is not None and b.batch_size == 2 and b.frames.shape == a.frames.shape
         diff = np.abs(a.frames.astype(int) - b.frames.astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.deploy.seaweed import ACCESS_KEY, SECRET_KEY, client, compose_s3
+from tests.helpers.seaweed import ACCESS_KEY, SECRET_KEY, client, compose_s3
 from worker.fetch_weights import FetchError, fetch, fetch_all, parse_source
 
 BUCKET = "mmd-weights"
@@ -28,16 +28,16 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def s3(s3_endpoint: str):  # noqa: ANN201 - a boto3 client
+def s3(s3_endpoint: str):
     return client(s3_endpoint)
 
 
-def _put(s3, key: str, payload: bytes) -> str:  # noqa: ANN001
+def _put(s3, key: str, payload: bytes) -> str:
     s3.put_object(Bucket=BUCKET, Key=key, Body=payload)
     return hashlib.sha256(payload).hexdigest()
 
 
-def test_download_verifies_and_second_run_skips(s3, tmp_path: Path) -> None:  # noqa: ANN001
+def test_download_verifies_and_second_run_skips(s3, tmp_path: Path) -> None:
     payload = os.urandom(3 * 1024 * 1024 + 17)
     sha = _put(s3, "landscape/base.pt", payload)
     dest = tmp_path / "weights"
@@ -72,7 +72,7 @@ def test_corrupt_local_copy_is_replaced_when_hash_differs(s3: Any, tmp_path: Pat
     assert (tmp_path / "ckpt.pt").read_bytes() == payload
 
 
-def test_hash_mismatch_is_an_error_and_leaves_nothing(s3, tmp_path: Path) -> None:  # noqa: ANN001
+def test_hash_mismatch_is_an_error_and_leaves_nothing(s3, tmp_path: Path) -> None:
     _put(s3, "bad/base.pt", b"payload")
     wrong = hashlib.sha256(b"something else").hexdigest()
     with pytest.raises(FetchError, match=f"sha256 mismatch.*expected {wrong}"):
@@ -80,7 +80,7 @@ def test_hash_mismatch_is_an_error_and_leaves_nothing(s3, tmp_path: Path) -> Non
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_key_names_the_uri(s3, tmp_path: Path) -> None:  # noqa: ANN001
+def test_missing_key_names_the_uri(s3, tmp_path: Path) -> None:
     with pytest.raises(FetchError, match=f"s3://{BUCKET}/nope/base.pt does not exist"):
         fetch(parse_source(f"s3://{BUCKET}/nope/base.pt"), tmp_path, s3_client=s3)
 
@@ -121,7 +121,7 @@ def test_duplicate_file_names_are_rejected_before_any_download(tmp_path: Path) -
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_uses_mmd_s3_settings(s3, s3_endpoint: str, tmp_path: Path) -> None:  # noqa: ANN001
+def test_cli_uses_mmd_s3_settings(s3, s3_endpoint: str, tmp_path: Path) -> None:
     """The exact command line of the k8s init container, configured only through MMD_ env."""
     sha = _put(s3, "cli/base.pt", b"cli-weights")
     env = {**os.environ, "MMD_S3_ENDPOINT_URL": s3_endpoint, "MMD_S3_REGION": "us-east-1",

@@ -10,10 +10,10 @@ import pytest
 from core.settings import Settings
 from core.storage import LocalStorage
 from core.store import JobStore
-from tests.e2e.fixtures import write_clip
-from tests.e2e.hostile_media import _write
+from tests.helpers.hostile_media import _write
+from tests.helpers.http import serve_dir
 from tests.helpers.jobs import FakeGenerate, make_runner, make_spec
-from tests.worker.http_helpers import serve_dir
+from tests.helpers.media import write_clip
 from worker import media
 
 
@@ -60,7 +60,7 @@ def test_probe_reports_canonical_codec_names(tmp_path: Path) -> None:
     assert (info.video.codec, info.audio.codec) == ("h264", "aac")  # type: ignore[union-attr]
 
 
-def test_runner_maps_decode_failures_to_codes(settings: Settings, store: JobStore,  # noqa: F811
+def test_runner_maps_decode_failures_to_codes(settings: Settings, store: JobStore,
                                               still_clip: Path, tmp_path: Path) -> None:
     storage = LocalStorage(settings.data_dir)
     storage.put_file("uploads/s/input.mp4", still_clip, content_type="video/mp4")
@@ -87,7 +87,7 @@ def test_runner_maps_decode_failures_to_codes(settings: Settings, store: JobStor
     assert view.error.code == "decode_failed" and "codec exploded" in view.error.message
 
 
-def test_audio_url_inputs_get_the_gateway_checks(settings: Settings, store: JobStore,  # noqa: F811
+def test_audio_url_inputs_get_the_gateway_checks(settings: Settings, store: JobStore,
                                                  tmp_path: Path) -> None:
     (tmp_path / "doc.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
     write_clip(tmp_path / "video.mp4", audio=False)

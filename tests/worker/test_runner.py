@@ -12,9 +12,9 @@ from core.contract import JobStatus, Progress
 from core.settings import Settings
 from core.storage import LocalStorage
 from core.store import JobStore, result_key
-from tests.e2e.fixtures import write_clip
+from tests.helpers.http import http_server, serve_dir
 from tests.helpers.jobs import F, FakeGenerate, H, make_runner, make_spec
-from tests.worker.http_helpers import http_server, serve_dir
+from tests.helpers.media import write_clip
 from worker import media
 
 
@@ -156,7 +156,7 @@ def test_audio_url_fetch_refuses_private_targets_and_redirects(settings: Setting
     from http.server import BaseHTTPRequestHandler
 
     class Redirect(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             self.send_response(302)
             self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
             self.end_headers()

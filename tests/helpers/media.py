@@ -1,55 +1,32 @@
-"""Fixtures shared by tests/service, tests/worker and tests/e2e (imported by their conftests)."""
+"""Real media for tests: a short clip written with PyAV, an MP4 decoded back."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+import hashlib
 from pathlib import Path
+from typing import Any
 
+import av
 import numpy as np
-import pytest
-from redis import Redis
 
-from core.settings import Settings
-from core.store import JobStore
-from tests.e2e.servers import redis_server, weed_s3
+FRAMES, SIZE, AUDIO = 8, 64, 2048
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real redis-server for the session; tests isolate themselves by key prefix/queue."""
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
+def decode(data: bytes, tmp: Path) -> dict[str, Any]:
+    """Frame count, size, fps, audio samples and rate of an MP4, decoded with PyAV."""
+    path = tmp / f"{hashlib.sha256(data).hexdigest()[:8]}.mp4"
+    path.write_bytes(data)
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        fps = float(v.average_rate)
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    with av.open(str(path)) as c:
+        a = c.streams.audio[0]
+        rate = a.rate
+        samples = sum(f.samples for f in c.decode(audio=0))
+    return {"frames": len(frames), "shape": frames[0].shape, "fps": fps, "rate": rate,
+            "samples": samples, "path": path}
 
-
-@pytest.fixture
-def redis_conn(redis_url: str) -> Redis:
-    return Redis.from_url(redis_url)
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real SeaweedFS S3 server with bucket "mmd"."""
-    with weed_s3(tmp_path_factory.mktemp("weed")) as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def settings(redis_url: str, tmp_path: Path) -> Settings:
-    """Settings isolated per test: own key prefix, queue and data dir."""
-    tag = uuid.uuid4().hex[:8]
-    return Settings(redis_url=redis_url, data_dir=tmp_path / "data", key_prefix=f"t{tag}",
-                    queue_name=f"q{tag}", worker_ready_file=None, max_upload_bytes=2_000_000,
-                    max_clip_duration_s=60.0, max_num_samples=2, max_steps=50, max_sr_steps=30,
-                    open_mode=True, webhook_allow_private=True, rate_limit_per_minute=0,
-                    max_active_jobs_per_key=0)
-
-
-
-@pytest.fixture
-def store(settings: Settings, redis_conn: Redis) -> JobStore:
-    """The gateway/worker job store on the isolated ``settings``."""
-    return JobStore(redis_conn, settings)
 
 def write_clip(path: Path, *, seconds: float = 2.0, fps: int = 10, size: int = 32,
                audio: bool = True, video: bool = True) -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from tests.e2e.fixtures import write_clip
+from tests.helpers.media import write_clip
 
 
 @dataclass(frozen=True)

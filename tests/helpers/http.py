@@ -27,6 +27,6 @@ def http_server(handler: type[BaseHTTPRequestHandler] | functools.partial) -> It
         server.server_close()
 
 
-def serve_dir(directory: Path):  # noqa: ANN201 - a context manager yielding the base URL
+def serve_dir(directory: Path):
     """Serve the files of ``directory`` (quietly) on a free loopback port."""
     return http_server(functools.partial(_QuietFiles, directory=str(directory)))

@@ -168,7 +168,7 @@ def weed_s3(tmp: Path, bucket: str = "mmd") -> Iterator[str]:
         stop(proc)
 
 
-def s3_client(endpoint: str):  # noqa: ANN201 - boto3 client
+def s3_client(endpoint: str):
     import boto3
     from botocore.config import Config
 
