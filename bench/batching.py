@@ -38,7 +38,8 @@ def main() -> None:
     print(f"preset={args.preset} device={args.device} precision={args.precision} "
           f"base dpm_solver-{args.steps} sr ddim-{args.sr_steps} threads={args.threads}")
     print(f"{'jobs':>4} | {'one by one s':>12} | {'batched s':>9} | {'jobs/min alone':>14} | "
-          f"{'jobs/min batch':>14} | {'speed-up':>8} | {'max audio diff':>14} | {'pixels off by 1':>15}")
+          f"{'jobs/min batch':>14} | {'speed-up':>8} | {'max audio diff':>14} | "
+          f"{'pixels off by 1':>15}")
     for n in args.jobs:
         requests = [GenerationRequest(seed=100 + i, **spec) for i in range(n)]
         t0 = time.perf_counter()
@@ -47,12 +48,20 @@ def main() -> None:
         t0 = time.perf_counter()
         batched = generate_batch(requests, models)
         t_batch = time.perf_counter() - t0
-        audio = max(float(np.abs(a.audio - b.audio).max()) for a, b in zip(alone, batched, strict=True))
-        frames = np.concatenate([np.abs(a.frames.astype(int) - b.frames.astype(int)).ravel()
-                                 for a, b in zip(alone, batched, strict=True)])
-        print(f"{n:>4} | {t_alone:>12.2f} | {t_batch:>9.2f} | {60 * n / t_alone:>14.1f} | "
-              f"{60 * n / t_batch:>14.1f} | {t_alone / t_batch:>7.2f}x | {audio:>14.2e} | "
-              f"{(frames > 0).mean():>8.1e} (max {frames.max()})")
+        audio = max(
+            float(np.abs(a.audio - b.audio).max()) for a, b in zip(alone, batched, strict=True)
+        )
+        frames = np.concatenate(
+            [
+                np.abs(a.frames.astype(int) - b.frames.astype(int)).ravel()
+                for a, b in zip(alone, batched, strict=True)
+            ]
+        )
+        print(
+            f"{n:>4} | {t_alone:>12.2f} | {t_batch:>9.2f} | {60 * n / t_alone:>14.1f} | "
+            f"{60 * n / t_batch:>14.1f} | {t_alone / t_batch:>7.2f}x | {audio:>14.2e} | "
+            f"{(frames > 0).mean():>8.1e} (max {frames.max()})"
+        )
 
 
 if __name__ == "__main__":

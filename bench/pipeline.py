@@ -2,7 +2,8 @@
 memory per stage, printed as one table.
 
     python3 bench/pipeline.py                          # tiny preset, CPU, fast settings
-    python3 bench/pipeline.py --official               # official settings (DPM-Solver 20 / SR DDIM 25)
+    python3 bench/pipeline.py --official               # official settings (DPM-Solver 20 / SR DDIM
+    25)
     python3 bench/pipeline.py --device cpu --device cuda --official --mode all
     python3 bench/pipeline.py --fast --plain-ratio     # fast samplers; also the plain path, ratio
 
@@ -128,12 +129,6 @@ def bench_one(args: argparse.Namespace, device: str, mode: str, clip: Path, fold
     rss = RssPeak()
     for report in runs:
         rss_peak: dict[str, int | None] = {}
-
-        def progress(stage: str, step: int, total: int) -> None:
-            if stage == "base" and step == total and request.super_resolution:  # base ends
-                rss_peak["base"] = rss.growth()
-                rss.reset()
-
         rss.reset()
         t0 = time.perf_counter()
         video = decode_video_clip(clip, start_s=1.0, num_frames=frames, fps=FPS, size=size)
@@ -144,6 +139,13 @@ def bench_one(args: argparse.Namespace, device: str, mode: str, clip: Path, fold
                 "audio-to-video": {"condition_audio": audio}}.get(mode, {})
         request = GenerationRequest(mode=mode, seed=0, base_sampler=base, sr_sampler=sr,
                                     sr_chunk_frames=args.sr_chunk_frames, **cond)
+
+        def progress(stage: str, step: int, total: int, request: GenerationRequest = request,
+                     rss_peak: dict[str, int | None] = rss_peak) -> None:
+            if stage == "base" and step == total and request.super_resolution:  # base ends
+                rss_peak["base"] = rss.growth()
+                rss.reset()
+
         rss.reset()
         result = generate(request, models, progress=progress)
         rss_peak["sr" if request.super_resolution else "base"] = rss.growth()
@@ -175,14 +177,16 @@ def _spec(spec: SamplerSpec) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="tiny")
     p.add_argument("--device", action="append", help="cpu, cuda (repeatable; default cpu, and "
                    "cuda too when available)")
     p.add_argument("--mode", default="joint", choices=(*MODES, "all"))
     p.add_argument("--official", action="store_true",
                    help="official settings: DPM-Solver 20 steps order 3, SR DDIM 25 steps")
-    p.add_argument("--fast", action="store_true", help="fast settings (the fast preset, core/sampling.py)")
+    p.add_argument("--fast", action="store_true",
+                   help="fast settings (the fast preset, core/sampling.py)")
     p.add_argument("--plain-ratio", action="store_true",
                    help="also run the plain path (fp32, math, NCHW, SR batch 1; official "
                    "settings with --fast) and print ratios")
@@ -193,7 +197,8 @@ def main() -> int:
     p.add_argument("--sr-chunk-frames", type=int, default=16)
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    p.add_argument("--input", type=Path, help="clip to decode (default: the released landscape clip)")
+    p.add_argument("--input", type=Path,
+                   help="clip to decode (default: the released landscape clip)")
     p.add_argument("--no-warmup", dest="warmup", action="store_false")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -219,7 +224,8 @@ def main() -> int:
     for r in rows:
         nfe = r["nfe"]
         print(f"{r['device']:<12}{r['mode']:<16}{r['size']:>8}{r['decode']:>9.3f}{r['base']:>9.3f}"
-              f"{r['sr']:>9.3f}{r['mux']:>8.3f}{r['upload']:>8.3f}{r['total']:>9.3f}  {nfe['base']}/"
+              f"{r['sr']:>9.3f}{r['mux']:>8.3f}{r['upload']:>8.3f}{r['total']:>9.3f}  "
+              f"{nfe['base']}/"
               f"{nfe['base_backward']}, {nfe.get('sr', 0)}, {nfe.get('sr_calls', 0)}")
 
     def mib(v: int | None) -> str:

@@ -3,7 +3,8 @@ measured in the same run and printed as one table.
 
     python3 bench/service.py                           # tiny preset, CPU, N = 1 4 8
     python3 bench/service.py --concurrency 8 --batch   # + the optimised worker with MMD_MAX_BATCH=8
-    python3 bench/service.py --device cuda --preset landscape --worker-env MMD_PRECISION=fp16 --batch
+    python3 bench/service.py --device cuda --preset landscape --worker-env MMD_PRECISION=fp16
+    --batch
     python3 bench/service.py --url http://127.0.0.1:8000 --api-key KEY   # an existing service
     python3 bench/service.py --latency --stages        # + gateway latency and per-stage timing
 
@@ -22,7 +23,8 @@ N clients each run ``--rounds`` jobs back to back (submit, poll ``GET /jobs/{id}
 MP4), so N jobs are in flight. A client polls after 5 % of the time its job has waited so far
 (20 ms to ``--poll-interval`` s), so latency resolution is ~5 % and polling costs the 2-core
 gateway little. ``wall`` runs from the first submission to the last download; latency is one
-job's submit -> MP4 downloaded as the client saw it. ``x plain`` = jobs/min over the plain row's at the same N.
+job's submit -> MP4 downloaded as the client saw it. ``x plain`` = jobs/min over the plain row's at
+the same N.
 With ``--url`` the server's worker settings apply to both modes: only the request bodies differ.
 """
 

@@ -24,7 +24,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -74,7 +74,8 @@ def make_case(name: str, device: str) -> tuple[torch.nn.Module, Callable[[], obj
     return model, run
 
 
-def _baddbmm_flops(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+def _baddbmm_flops(self_shape: Sequence[int], a_shape: Sequence[int], b_shape: Sequence[int],
+                   *args: object, out_shape: object = None, **kwargs: object) -> int:
     batch, m, k = a_shape
     return 2 * batch * m * k * b_shape[-1]
 
@@ -187,12 +188,17 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     dtype_of(args.precision)
     cases = [c for c in args.cases.split(",") if c]
-    modes = ["plain"] if args.plain else (["optimised"] if args.no_plain else ["optimised", "plain"])
-    print(f"torch {torch.__version__}, device {args.device}, threads {args.threads}, "
-          f"precision {args.precision} (plain: fp32), {args.repeats} interleaved repeats per mode "
-          f"(median; warm-up {'on' if args.warmup else 'off'}), load average {_load()}")
-    print(f"{'case':<6} {'mode':<10} {'median s':>9} {'min s':>7} {'CPU s':>7} {'TFLOP':>7} "
-          f"{'GFLOP/s':>9} {'vs official':>12}")
+    modes = ["plain"] if args.plain else (["optimised"] if args.no_plain else ["optimised",
+                                                                               "plain"])
+    print(
+        f"torch {torch.__version__}, device {args.device}, threads {args.threads}, "
+        f"precision {args.precision} (plain: fp32), {args.repeats} interleaved repeats per mode "
+        f"(median; warm-up {'on' if args.warmup else 'off'}), load average {_load()}"
+    )
+    print(
+        f"{'case':<6} {'mode':<10} {'median s':>9} {'min s':>7} {'CPU s':>7} {'TFLOP':>7} "
+        f"{'GFLOP/s':>9} {'vs official':>12}"
+    )
     medians: dict[tuple[str, str], float] = {}
     mins: dict[tuple[str, str], float] = {}
     cpus: dict[tuple[str, str], float] = {}
@@ -201,17 +207,24 @@ def main() -> int:
         for m, case in time_cases(name, args, modes).items():
             sec = medians[(name, m)] = case.median
             mins[(name, m)] = min(case.times)
-            ref = f"{sec / REFERENCE_S[name]:.2f}x" if args.device == "cpu" and not args.tiny else "-"
+            ref = (
+                f"{sec / REFERENCE_S[name]:.2f}x" if args.device == "cpu" and not args.tiny else "-"
+            )
             cpus[(name, m)] = case.cpu_median
-            print(f"{name:<6} {m:<10} {sec:9.2f} {min(case.times):7.2f} {case.cpu_median:7.2f} "
-                  f"{flops / 1e12:7.3f} {flops / sec / 1e9:9.1f} {ref:>12}", flush=True)
+            print(
+                f"{name:<6} {m:<10} {sec:9.2f} {min(case.times):7.2f} {case.cpu_median:7.2f} "
+                f"{flops / 1e12:7.3f} {flops / sec / 1e9:9.1f} {ref:>12}",
+                flush=True,
+            )
     for name in cases:
         if (name, "optimised") in medians and (name, "plain") in medians:
-            print(f"{name}: optimised/plain = "
-                  f"{medians[(name, 'optimised')] / medians[(name, 'plain')]:.2f} (medians), "
-                  f"{mins[(name, 'optimised')] / mins[(name, 'plain')]:.2f} (minima: least "
-                  f"disturbed by other load), {cpus[(name, 'optimised')] / cpus[(name, 'plain')]:.2f}"
-                  " (process CPU seconds; with --threads 1 the work itself, whatever the load)")
+            print(
+                f"{name}: optimised/plain = "
+                f"{medians[(name, 'optimised')] / medians[(name, 'plain')]:.2f} (medians), "
+                f"{mins[(name, 'optimised')] / mins[(name, 'plain')]:.2f} (minima: least "
+                f"disturbed by other load), {cpus[(name, 'optimised')] / cpus[(name, 'plain')]:.2f}"
+                " (process CPU seconds; with --threads 1 the work itself, whatever the load)"
+            )
     print(f"load average at the end {_load()}")
     return 0
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -48,7 +49,9 @@ class MediaError(ValueError):
 
     def __init__(self, code: str, message: str) -> None:
         if code not in ERROR_CODES:
-            raise ValueError(f"unknown media error code {code!r}; expected one of {sorted(ERROR_CODES)}")
+            raise ValueError(
+                f"unknown media error code {code!r}; expected one of {sorted(ERROR_CODES)}"
+            )
         super().__init__(message)
         self.code = code
 
@@ -100,8 +103,8 @@ def _open(path: PathLike, *, max_bytes: int, timeout_s: float) -> av.container.I
     if size > max_bytes:
         raise MediaError(
             "file_too_large",
-            f"media file is {size} bytes, more than the limit of {max_bytes} bytes; upload a shorter "
-            "or more compressed clip",
+            f"media file is {size} bytes, more than the limit of {max_bytes} bytes; "
+            "upload a shorter or more compressed clip",
         )
     options = {
         "probesize": str(PROBE_SIZE_BYTES),
@@ -120,11 +123,14 @@ def _open(path: PathLike, *, max_bytes: int, timeout_s: float) -> av.container.I
 
 
 def _timed_out(timeout_s: float) -> MediaError:
-    return MediaError("decode_timeout", f"reading the file took more than {timeout_s:g} s "
-                      "(MMD_DECODE_TIMEOUT_S); upload a smaller clip or trim it near start_s")
+    return MediaError(
+        "decode_timeout",
+        f"reading the file took more than {timeout_s:g} s "
+        "(MMD_DECODE_TIMEOUT_S); upload a smaller clip or trim it near start_s",
+    )
 
 
-def _seconds(value: int | None, time_base: object) -> float | None:
+def _seconds(value: int | None, time_base: Any) -> float | None:
     if value is None or time_base is None:
         return None
     return float(value * time_base)
@@ -147,7 +153,7 @@ def probe(
     with _open(path, max_bytes=max_bytes, timeout_s=timeout_s) as container:
         streams = []
         for s in container.streams:
-            ctx = s.codec_context
+            ctx: Any = s.codec_context  # video or audio context (PyAV types it generically)
             info = StreamInfo(
                 index=s.index,
                 type=s.type,
@@ -157,8 +163,12 @@ def probe(
             if s.type == "video":
                 rate = s.average_rate or s.guessed_rate
                 info = StreamInfo(
-                    **{**info.__dict__, "width": ctx.width, "height": ctx.height,
-                       "fps": float(rate) if rate else None}
+                    **{
+                        **info.__dict__,
+                        "width": ctx.width,
+                        "height": ctx.height,
+                        "fps": float(rate) if rate else None,
+                    }
                 )
             elif s.type == "audio":
                 info = StreamInfo(
@@ -167,7 +177,9 @@ def probe(
             streams.append(info)
         duration = None if container.duration is None else container.duration / 1_000_000
         return MediaInfo(
-            container=container.format.name, duration_s=duration, size_bytes=size,
+            container=container.format.name,
+            duration_s=duration,
+            size_bytes=size,
             streams=tuple(streams),
         )
 

@@ -4,12 +4,15 @@ must satisfy. No torch here: the worker turns a resolved :class:`SamplerParams` 
 model's ``SamplerSpec`` field for field (``worker.sampling``), so what a job stores is exactly
 what runs.
 
-| preset | mode | base sampler | SR sampler | NFE (base + SR per frame) |
+| preset | mode | base sampler | SR sampler | NFE (base + SR a frame) |
 |---|---|---|---|---|
-| fast | joint | DPM-Solver++ multistep order 3, 15 steps | DPM-Solver++ multistep o3 12 (x0 clipped) | 15 + 12 |
-| official | joint | DPM-Solver singlestep order 3, 20 steps | DDIM 25 | 20 + 25 |
-| fast | conditional | DPM-Solver singlestep order 3, 20 steps | DPM-Solver++ multistep o3 12 (x0 clipped) | 20 (+20 backward) + 12 |
-| official | conditional | DDPM, 1000 steps (official loop) | DDIM 25 | 1000 (+1000 backward) + 25 |
+| fast | joint | DPM-Solver++ multistep o3 15 | DPM-Solver++ multistep o3 12 (clip) | 15 + 12 |
+| official | joint | DPM-Solver singlestep o3 20 | DDIM 25 | 20 + 25 |
+| fast | conditional | DPM-Solver singlestep o3 20 | DPM-Solver++ multistep o3 12 (clip) | 40 + 12 |
+| official | conditional | DDPM 1000 (official loop) | DDIM 25 | 2000 + 25 |
+
+(clip): x0 clipped to [-1, 1] like DDIM. Conditional NFE count the forward and the backward
+pass of gradient guidance.
 
 Guidance is the same in both (``gradient``, scale 3.0: the official scripts' classifier_scale).
 A field the client sends (``sampler.steps``, ``super_resolution.sampler``, ...) replaces the

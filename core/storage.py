@@ -159,14 +159,15 @@ class S3Storage(Storage):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.presign_expiry_s = presign_expiry_s
-        options = dict(region=region, access_key_id=access_key_id,
-                       secret_access_key=secret_access_key)
-        self.client: Any = _s3_client(endpoint_url, **options)
+        def client(url: str | None) -> Any:
+            return _s3_client(url, region=region, access_key_id=access_key_id,
+                              secret_access_key=secret_access_key)
+
+        self.client: Any = client(endpoint_url)
         # Presigning is offline (no request is sent), and SigV4 signs the Host: a URL for the
         # public host must be signed by a client configured with that host.
-        self.presign_client: Any = (
-            _s3_client(public_endpoint_url, **options) if public_endpoint_url else self.client
-        )
+        self.presign_client: Any = (client(public_endpoint_url) if public_endpoint_url
+                                    else self.client)
 
     def _key(self, key: str) -> str:
         check_key(key)
@@ -175,20 +176,23 @@ class S3Storage(Storage):
     @contextmanager
     def writer(self, key: str, *, content_type: str) -> Iterator[IO[bytes]]:
         with tempfile.SpooledTemporaryFile(max_size=CHUNK_BYTES) as spool:
-            yield spool  # type: ignore[misc]
+            yield spool
             spool.seek(0)
             try:
                 self.client.upload_fileobj(
                     spool, self.bucket, self._key(key), ExtraArgs={"ContentType": content_type}
                 )
             except Exception as exc:  # botocore errors carry the endpoint and bucket
-                raise StorageError(f"upload of {key!r} to s3://{self.bucket} failed: {exc}") from exc
+                raise StorageError(f"upload of {key!r} to s3://{self.bucket} failed: "
+                                   f"{exc}") from exc
 
     def download(self, key: str, path: Path) -> None:
         try:
             self.client.download_file(self.bucket, self._key(key), str(path))
         except Exception as exc:
-            raise StorageError(f"download of s3://{self.bucket}/{self._key(key)} failed: {exc}") from exc
+            raise StorageError(
+                f"download of s3://{self.bucket}/{self._key(key)} failed: {exc}"
+            ) from exc
 
     def size(self, key: str) -> int | None:
         from botocore.exceptions import ClientError
@@ -198,7 +202,9 @@ class S3Storage(Storage):
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise StorageError(f"head of s3://{self.bucket}/{self._key(key)} failed: {exc}") from exc
+            raise StorageError(
+                f"head of s3://{self.bucket}/{self._key(key)} failed: {exc}"
+            ) from exc
         return int(head["ContentLength"])
 
     def delete(self, key: str) -> None:
@@ -219,8 +225,13 @@ class S3Storage(Storage):
         )
 
 
-def _s3_client(endpoint_url: str | None, *, region: str, access_key_id: str | None,
-               secret_access_key: str | None) -> Any:
+def _s3_client(
+    endpoint_url: str | None,
+    *,
+    region: str,
+    access_key_id: str | None,
+    secret_access_key: str | None,
+) -> Any:
     import boto3
     from botocore.config import Config
 

@@ -166,7 +166,8 @@ class JobStore:
         key = self.job_key(job_id)
         now = utcnow().isoformat()
         ok, _cur = self._move(job_id, [JobStatus.queued], JobStatus.canceled, finished_at=now,
-                              cancel="1", error="", progress=Progress(stage="canceled").model_dump_json())
+                              cancel="1", error="",
+                              progress=Progress(stage="canceled").model_dump_json())
         if ok:
             self.queue.remove(job_id)
             return JobStatus.canceled

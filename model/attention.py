@@ -165,7 +165,7 @@ class ShiftSource:
     """
 
     def __init__(self, window_shifts: Sequence[int] | None, generator: torch.Generator | None,
-                 groups: Sequence[tuple[torch.Generator, int]] | None = None):
+                 groups: Sequence[tuple[torch.Generator, int]] | None = None) -> None:
         """``groups``: per-sample shifts for a batch of independent jobs, one ``(generator,
         samples)`` pair per job in batch order; each job's generator draws exactly what it would
         draw alone, so a job gets the same shift sequence batched or not. When all groups draw
@@ -273,8 +273,8 @@ def _windows(x: Tensor, frames: int, seg: int, window: int, shift: int) -> Tenso
         ring = x
     else:
         ring = x[:, _ring_index(frames, seg, total, window, shift, x.device)].contiguous()
-    size = (ring.shape[0], frames, window * seg) + tuple(ring.shape[2:])
-    stride = (ring.stride(0), seg * ring.stride(1)) + tuple(ring.stride()[1:])
+    size = (ring.shape[0], frames, window * seg, *ring.shape[2:])
+    stride = (ring.stride(0), seg * ring.stride(1), *ring.stride()[1:])
     return ring.as_strided(size, stride)  # keeps ring's storage offset
 
 
@@ -294,7 +294,8 @@ class CrossAttention(nn.Module):
     statistics (identical in fp32, slightly more precise in fp16/bf16).
     """
 
-    def __init__(self, channels: int, num_heads: int, window: int, shift: bool, name: str = ""):
+    def __init__(self, channels: int, num_heads: int, window: int, shift: bool,
+                 name: str = "") -> None:
         """``call_index``: this layer's position among the model's cross-attention calls in
         forward order (set by the U-Net); it picks the layer's entry of a list / table of
         shifts."""

@@ -214,7 +214,7 @@ def temporal_conv(x: Tensor, conv: nn.Conv1d) -> Tensor:
     copied into one contiguous ``[k, Co, C]`` block: a strided ``weight[:, :, i]`` slice makes
     ``baddbmm_`` fall back to one GEMM plus one weight copy per frame.
     """
-    b, f, c, s = x.shape
+    b, f, _c, _s = x.shape
     k = conv.kernel_size[0]
     taps = conv.weight.permute(2, 0, 1).contiguous()  # [k, Co, C]
     centre = k // 2

@@ -101,9 +101,11 @@ def generate_batch(
     device = models.device
     mains = [cpu_generator(r.seed) for r in requests]
     x_T = AV(  # per job: its video noise, then its audio noise (as alone)
-        torch.cat([torch.randn((c, *cfg.video_size), generator=g) for c, g in zip(counts, mains, strict=True)]
+        torch.cat([torch.randn((c, *cfg.video_size), generator=g)
+                   for c, g in zip(counts, mains, strict=True)]
                   ).to(device),
-        torch.cat([torch.randn((c, *cfg.audio_size), generator=g) for c, g in zip(counts, mains, strict=True)]
+        torch.cat([torch.randn((c, *cfg.audio_size), generator=g)
+                   for c, g in zip(counts, mains, strict=True)]
                   ).to(device),
     )
     live = _LiveJobs(fns)
@@ -126,13 +128,15 @@ def generate_batch(
         seconds["sr"] = _now(device, peak, "sr") - start
         frames_out = _to_uint8_frames(high)
     elif request.mode == "video-to-audio":
-        frames_out = np.broadcast_to(request.condition_video, (n, *request.condition_video.shape)).copy()
+        frames_out = np.broadcast_to(request.condition_video,
+                                     (n, *request.condition_video.shape)).copy()
     else:
         frames_out = _to_uint8_frames(video)
 
     if request.mode == "audio-to-video":  # keep the original condition audio
         assert request.condition_audio is not None
-        audio_out = np.broadcast_to(request.condition_audio, (n, request.condition_audio.shape[0])).copy()
+        audio_out = np.broadcast_to(request.condition_audio,
+                                    (n, request.condition_audio.shape[0])).copy()
     else:
         audio_out = audio[:, 0].float().clamp(-1, 1).cpu().numpy().astype(np.float32)
     results: list[GenerationResult | None] = []

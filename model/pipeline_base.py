@@ -21,7 +21,9 @@ def uint8_to_model(frames: np.ndarray, device: torch.device) -> Tensor:
     return (x / 127.5 - 1.0).permute(0, 3, 1, 2).unsqueeze(0)
 
 
-def stage_callback(stage: str, progress: Progress | None) -> Callable[[int, int, object], None] | None:
+def stage_callback(
+    stage: str, progress: Progress | None
+) -> Callable[[int, int, object], None] | None:
     if progress is None:
         return None
     return lambda step, total, state: progress(stage, step, total)
@@ -48,12 +50,16 @@ def base_stage(
         return out_v[:, :, :c_v].float(), out_a[:, :c_a].float()
 
     counter = count_nfe(eps)
-    noise = group_noise([cpu_generator(derive_seed(r.seed, "base-sampler")) for r in requests],
-                         [r.num_samples for r in requests])
+    noise = group_noise(
+        [cpu_generator(derive_seed(r.seed, "base-sampler")) for r in requests],
+        [r.num_samples for r in requests],
+    )
     callback = stage_callback("base", progress)
     if request.mode == "joint":
         with torch.no_grad():
-            out = sample_joint(counter, x_T, request.base_sampler, callback=callback, noise_fn=noise)
+            out = sample_joint(
+                counter, x_T, request.base_sampler, callback=callback, noise_fn=noise
+            )
     else:
         if request.mode == "video-to-audio":
             assert request.condition_video is not None
@@ -66,8 +72,14 @@ def base_stage(
         grad = request.guidance == "gradient" and request.guidance_scale > 0
         with torch.set_grad_enabled(grad):
             out = sample_conditional(
-                counter, x_T, request.base_sampler, condition=condition.contiguous(),
-                direction=request.mode, guidance=request.guidance, scale=request.guidance_scale,
-                callback=callback, noise_fn=noise,
+                counter,
+                x_T,
+                request.base_sampler,
+                condition=condition.contiguous(),
+                direction=request.mode,
+                guidance=request.guidance,
+                scale=request.guidance_scale,
+                callback=callback,
+                noise_fn=noise,
             )
     return out.video.detach(), out.audio.detach(), counter.forward, counter.backward

@@ -45,7 +45,10 @@ def group_noise(generators: Sequence[torch.Generator], counts: Sequence[int]
 
     def draw(step: int, like: object) -> object:
         def one(x: Tensor) -> Tensor:
-            parts = [torch.randn((c, *x.shape[1:]), generator=g) for g, c in zip(generators, counts, strict=True)]
+            parts = [
+                torch.randn((c, *x.shape[1:]), generator=g)
+                for g, c in zip(generators, counts, strict=True)
+            ]
             return torch.cat(parts).to(device=x.device, dtype=x.dtype)
 
         return like.map(one) if isinstance(like, AV) else one(like)  # type: ignore[attr-defined]

@@ -53,9 +53,9 @@ def sr_stage(
         chunk_total = [0]
 
         def track(step: int, total: int, state: object, _done: int = done_steps,
-                  _left: int = len(starts) - index) -> None:
+                  _left: int = len(starts) - index, _total: list[int] = chunk_total) -> None:
             # Overall SR progress: finished chunks + this chunk, remaining chunks at this total.
-            chunk_total[0] = total
+            _total[0] = total
             if progress is not None:
                 progress("sr", _done + step, _done + total * _left)
 

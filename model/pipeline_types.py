@@ -65,7 +65,8 @@ class GenerationRequest:
 
 @dataclass
 class LoadedModels:
-    """Networks built once per worker by :func:`model.registry.load_models` (eval mode, on device)."""
+    """Networks built once per worker by :func:`model.registry.load_models` (eval mode, on
+    device)."""
 
     name: str
     unet: nn.Module
@@ -115,26 +116,40 @@ def validate(request: GenerationRequest, models: LoadedModels) -> None:
         )
     cv, ca = request.condition_video, request.condition_audio
     if request.mode != "video-to-audio" and cv is not None:
-        raise ValueError(f"condition_video is only used by mode='video-to-audio'; got mode={request.mode!r}")
+        raise ValueError(
+            f"condition_video is only used by mode='video-to-audio'; got mode={request.mode!r}"
+        )
     if request.mode != "audio-to-video" and ca is not None:
-        raise ValueError(f"condition_audio is only used by mode='audio-to-video'; got mode={request.mode!r}")
+        raise ValueError(
+            f"condition_audio is only used by mode='audio-to-video'; got mode={request.mode!r}"
+        )
     if request.mode == "video-to-audio":
         expected = (frames, height, width, 3)
         if not isinstance(cv, np.ndarray) or cv.dtype != np.uint8 or cv.shape != expected:
-            got = "None" if cv is None else f"{getattr(cv, 'dtype', type(cv).__name__)} {getattr(cv, 'shape', '')}"
+            got = (
+                "None"
+                if cv is None
+                else f"{getattr(cv, 'dtype', type(cv).__name__)} {getattr(cv, 'shape', '')}"
+            )
             raise ValueError(
                 f"mode='video-to-audio' needs condition_video uint8 {list(expected)} "
                 f"(F, H, W, RGB at the model size); got {got}"
             )
     if request.mode == "audio-to-video":
         if not isinstance(ca, np.ndarray) or ca.dtype != np.float32 or ca.shape != (length,):
-            got = "None" if ca is None else f"{getattr(ca, 'dtype', type(ca).__name__)} {getattr(ca, 'shape', '')}"
+            got = (
+                "None"
+                if ca is None
+                else f"{getattr(ca, 'dtype', type(ca).__name__)} {getattr(ca, 'shape', '')}"
+            )
             raise ValueError(
                 f"mode='audio-to-video' needs condition_audio float32 [{length}] ({length} samples "
                 f"at {SAMPLE_RATE} Hz); got {got}"
             )
         if not np.isfinite(ca).all() or np.abs(ca).max() > 1.0:
-            raise ValueError("condition_audio must be finite and within [-1, 1]; clip or normalise it")
+            raise ValueError(
+                "condition_audio must be finite and within [-1, 1]; clip or normalise it"
+            )
 
 
 def batch_key(request: GenerationRequest) -> tuple[object, ...] | None:
@@ -147,11 +162,18 @@ def batch_key(request: GenerationRequest) -> tuple[object, ...] | None:
     sampler (ddpm, ddim eta > 0: its noise is drawn per frame chunk, and chunks span jobs).
     A stochastic base sampler is fine: each job draws its own noise from its own generator.
     """
-    if request.mode != "joint" or (request.base_sampler.method == "adaptive" and (
-            request.base_sampler.name.startswith("dpm_solver"))):
+    if request.mode != "joint" or (
+        request.base_sampler.method == "adaptive"
+        and (request.base_sampler.name.startswith("dpm_solver"))
+    ):
         return None
     sr = request.sr_sampler
     if request.super_resolution and (sr.name == "ddpm" or (sr.name == "ddim" and sr.eta > 0)):
         return None
-    return (request.mode, request.base_sampler, request.super_resolution,
-            request.sr_sampler if request.super_resolution else None, request.sr_chunk_frames)
+    return (
+        request.mode,
+        request.base_sampler,
+        request.super_resolution,
+        request.sr_sampler if request.super_resolution else None,
+        request.sr_chunk_frames,
+    )

@@ -94,15 +94,18 @@ def load_models(
     if sr_batch_frames is not None and sr_batch_frames < 1:
         raise ValueError(f"sr_batch_frames must be >= 1 (or None); got {sr_batch_frames}")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use device='cpu'")
+        raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use "
+                         "device='cpu'")
     unet_cfg = UNetConfig.preset(preset)
-    unet = _prepare(lambda: build_unet(unet_cfg), checkpoint, RANDOM_INIT_SEED_UNET, f"{name} base U-Net",
+    unet = _prepare(lambda: build_unet(unet_cfg), checkpoint, RANDOM_INIT_SEED_UNET,
+                    f"{name} base U-Net",
                     dev, precision, speed)
     sr_cfg: SRConfig | None = None
     sr_net: nn.Module | None = None
     if sr:
         sr_cfg = SRConfig.preset(sr_preset or default_sr_preset(preset))
-        sr_net = _prepare(lambda: build_sr(sr_cfg), sr_checkpoint, RANDOM_INIT_SEED_SR, f"{name} SR U-Net",
+        sr_net = _prepare(lambda: build_sr(sr_cfg), sr_checkpoint, RANDOM_INIT_SEED_SR,
+                          f"{name} SR U-Net",
                           dev, precision, speed)
     elif sr_checkpoint is not None:
         raise ValueError("sr_checkpoint given with sr=False; drop one of them")

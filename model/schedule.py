@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,7 +142,7 @@ class DiscreteSchedule:
         return torch.tensor(self.timestep_map, device=index.device)[index.long()]
 
 
-def _rounded(fn, x: Tensor) -> Tensor:
+def _rounded(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """``fn`` of a float32 tensor taken in float64 and rounded once to float32 (the correctly
     rounded result for sqrt; for exp/log barring a double rounding ~1e-8 of the time). Other
     dtypes (and MPS, which has no float64) use the native kernel."""

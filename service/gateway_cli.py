@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from core.settings import get_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="gateway processes; >1 needs PROMETHEUS_MULTIPROC_DIR for metrics")
 
 
-def app_factory():  # noqa: ANN201 - FastAPI
+def app_factory() -> FastAPI:
     from service.app import create_app
 
     return create_app()

@@ -8,6 +8,7 @@ running jobs and ready workers are read from Redis at scrape time.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,7 +24,7 @@ from prometheus_client import multiprocess as _mp
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 _MULTIPROC = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-_GAUGE_MODE = {"multiprocess_mode": "mostrecent"} if _MULTIPROC else {}
+_GAUGE_MODE: dict[str, Any] = {"multiprocess_mode": "mostrecent"} if _MULTIPROC else {}
 
 JOBS_SUBMITTED = Counter("mmd_jobs_submitted_total", "Jobs accepted by the gateway", ["mode"])
 JOBS_CANCEL_REQUESTS = Counter("mmd_cancel_requests_total", "Cancel requests by job status",

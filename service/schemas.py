@@ -16,9 +16,11 @@ class _CommonParams(Frozen):
     seed: int | None = Field(None, ge=0, lt=2**63, description="None = a random seed, recorded")
     num_samples: int = Field(1, ge=1, description="bounded by MMD_MAX_NUM_SAMPLES")
     preset: Preset | None = Field(
-        None, description="sampler defaults: 'fast' (DPM-Solver++ 15 + SR DPM-Solver++ 12; conditional: "
+        None,
+        description="sampler defaults: 'fast' (DPM-Solver++ 15 + SR DPM-Solver++ 12; conditional: "
         "DPM-Solver 20) or 'official' (DPM-Solver 20 + SR DDIM 25; conditional: DDPM 1000); "
-        "None = MMD_SAMPLING_PRESET. Fields given in sampler / super_resolution override it")
+        "None = MMD_SAMPLING_PRESET. Fields given in sampler / super_resolution override it",
+    )
     sampler: SamplerRequest = SamplerRequest()
     super_resolution: SuperResolutionRequest = SuperResolutionRequest()
     webhook_url: HttpUrl | None = None
@@ -31,7 +33,8 @@ class _ConditionalParams(_CommonParams):
 
 
 class GenerateRequest(_ConditionalParams):
-    """``POST /generate``: joint generation, or audio-to-video from ``upload_id`` / ``audio_url``."""
+    """``POST /generate``: joint generation, or audio-to-video from ``upload_id`` /
+    ``audio_url``."""
 
     mode: Literal["joint", "audio-to-video"] = "joint"
     upload_id: str | None = Field(None, description="id from POST /uploads (audio-to-video)")
@@ -39,7 +42,8 @@ class GenerateRequest(_ConditionalParams):
 
 
 class ConditionalRequest(_ConditionalParams):
-    """Form fields (or a JSON ``params`` part) of ``POST /video-to-audio`` and ``/audio-to-video``."""
+    """Form fields (or a JSON ``params`` part) of ``POST /video-to-audio`` and
+    ``/audio-to-video``."""
 
 
 class JobUrls(Frozen):

@@ -30,7 +30,8 @@ def new_id() -> str:
 
 def unprocessable(exc: ValidationError) -> HTTPException:
     """A pydantic error as a 422 whose detail lists each bad field and why."""
-    return HTTPException(422, jsonable_encoder(exc.errors(include_url=False, include_context=False)))
+    return HTTPException(422, jsonable_encoder(exc.errors(include_url=False,
+                                                          include_context=False)))
 
 
 def resolve_sampling(params: Any, mode: Mode, settings: Settings) -> Sampling:
@@ -110,7 +111,8 @@ class Idempotency:
         raw = self.state.redis.get(self.redis_key)
         if raw is None:
             return None
-        job_id, _, stored_print = raw.decode().partition(" ")
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        job_id, _, stored_print = text.partition(" ")
         if print_ is not None and stored_print and stored_print != print_:
             raise HTTPException(422, "this Idempotency-Key was already used with a different "
                                      "request body; use a new key for a new request")

@@ -119,7 +119,7 @@ async def parse_multipart(request: Request, *, max_bytes: int, tmp_dir: Path | N
         elif state["name"]:
             form.fields[state["name"]] = state["buf"].decode("utf-8", errors="replace")
 
-    parser = MultipartParser(boundary, callbacks={  # type: ignore[arg-type]
+    parser = MultipartParser(boundary, callbacks={
         "on_part_begin": on_part_begin, "on_header_field": on_header_field,
         "on_header_value": on_header_value, "on_header_end": on_header_end,
         "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,

@@ -4,7 +4,8 @@ Compatible (:func:`spec_key`): same model and ``num_samples``, and equal
 ``model.pipeline.batch_key`` (joint mode, the same samplers and SR settings, nothing that couples
 the samples of a batch: conditional modes, adaptive DPM-Solver and stochastic SR samplers always
 run alone). Up to ``MMD_MAX_BATCH`` jobs, waiting at most ``MMD_BATCH_WAIT_MS`` for more
-to arrive, and only as many as fit ``MMD_BATCH_MEMORY_MB`` by ``worker.memory.estimate_batch_bytes`` (the
+to arrive, and only as many as fit ``MMD_BATCH_MEMORY_MB`` by
+``worker.memory.estimate_batch_bytes`` (the
 larger of the base stage and one SR chunk).
 
 Claiming is atomic across workers and against a crash: one Redis transaction (``WATCH`` on the
@@ -60,8 +61,10 @@ class Batcher:
         to run with ``job`` (empty: run ``job`` alone)."""
         limit = self.settings.max_batch
         lead = self.runner.store.spec(str(job.args[0]) if job.args else job.id)
-        key = spec_key(lead) if lead is not None and limit > 1 else None
-        models = self.runner.models.get(lead.model) if lead is not None else None
+        if lead is None or limit <= 1:
+            return []
+        key = spec_key(lead)
+        models = self.runner.models.get(lead.model)
         if key is None or models is None:
             return []
         budget = self.settings.batch_memory_mb * 2**20
@@ -117,7 +120,7 @@ class Batcher:
         for _ in range(CLAIM_RETRIES):
             with self.connection.pipeline() as pipe:
                 try:
-                    pipe.watch(queue_key)
+                    pipe.watch(queue_key)  # type: ignore[no-untyped-call]
                     if pipe.lpos(queue_key, job_id) is None:
                         return False
                     pipe.multi()

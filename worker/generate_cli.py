@@ -7,10 +7,12 @@ Examples::
         --precision fp16 --seed 3 --out sample.mp4
     mmd generate --checkpoint landscape.pt --no-sr --mode video-to-audio --input clip.mp4 \\
         --start-s 2.5 --out with_sound.mp4
-    mmd generate --checkpoint landscape.pt --no-sr --mode audio-to-video --input song.mp3 --out v.mp4
+    mmd generate --checkpoint landscape.pt --no-sr --mode audio-to-video --input song.mp3 --out
+    v.mp4
 
 Sampler settings default to the fast preset (``core.sampling``: base DPM-Solver++ multistep order 3,
-15 steps; conditional DPM-Solver 20 steps; SR DPM-Solver++ 12, x0 clipped); ``--official`` selects the official ones
+15 steps; conditional DPM-Solver 20 steps; SR DPM-Solver++ 12, x0 clipped); ``--official`` selects
+the official ones
 (base DPM-Solver 20 steps order 3 singlestep; conditional the 1000-step DDPM loop; SR DDIM 25).
 ``--sampler/--steps/--order/--method/--sr-sampler/--sr-steps`` override single fields of either.
 
@@ -155,12 +157,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"mmd generate: NOTE: no {missing}: running RANDOM weights; the output is noise, "
               "not a real sample.", file=sys.stderr)
 
-    frames, channels, height, width = models.unet_cfg.video_size
+    frames, _channels, height, width = models.unet_cfg.video_size
     condition: dict[str, np.ndarray] = {}
     try:
         if args.mode == "video-to-audio":
             if height != width:
-                return _err(f"the model's frames are {height}x{width}; only square models are supported")
+                return _err(f"the model's frames are {height}x{width}; only square models are "
+                            "supported")
             condition["condition_video"] = decode_video_clip(
                 args.input, start_s=args.start_s, num_frames=frames, fps=FPS, size=height)
         elif args.mode == "audio-to-video":

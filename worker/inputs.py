@@ -10,7 +10,7 @@ import httpx
 
 from core.contract import JobSpec
 from core.netguard import UnsafeURLError, pin
-from core.probe import UploadRejected, check_upload
+from core.probe import Need, UploadRejected, check_upload
 from core.settings import Settings
 from core.storage import Storage, StorageError
 from worker.errors import JobFailed
@@ -71,23 +71,25 @@ def decode_input(spec: JobSpec, src: Path, unet_cfg: Any,
 
     _frames, _channels, height, _width = unet_cfg.video_size
     if spec.input_url:  # fetched here, so the gateway never checked it: same checks now
-        need = "video" if spec.mode == "video-to-audio" else "audio"
+        need: Need = "video" if spec.mode == "video-to-audio" else "audio"
         try:
             check_upload(src, need=need, settings=settings)
         except UploadRejected as exc:
             raise JobFailed(exc.code, f"{spec.input_url}: {exc.detail}") from exc
-    limits = {"max_bytes": settings.max_upload_bytes, "timeout_s": settings.decode_timeout_s}
+    max_bytes, timeout_s = settings.max_upload_bytes, settings.decode_timeout_s
     try:
         if spec.mode == "video-to-audio":
             video = media.decode_video_clip(src, start_s=spec.start_s, num_frames=_frames,
-                                            fps=10, size=height, **limits,
+                                            fps=10, size=height, max_bytes=max_bytes,
+                                            timeout_s=timeout_s,
                                             max_frames=settings.max_decoded_frames,
                                             max_pixels=settings.max_video_width
                                             * settings.max_video_height)
             return video, None
         audio = media.decode_audio(src, start_s=spec.start_s,
                                    num_samples=unet_cfg.audio_size[1], sample_rate=16000,
-                                   **limits, max_samples=settings.max_decoded_samples)
+                                   max_bytes=max_bytes, timeout_s=timeout_s,
+                                   max_samples=settings.max_decoded_samples)
     except media.MediaError:
         raise
     except Exception as exc:

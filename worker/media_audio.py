@@ -47,7 +47,8 @@ def decode_audio(
     deadline = time.monotonic() + timeout_s
     with _open(path, max_bytes=max_bytes, timeout_s=timeout_s) as container:
         if not container.streams.audio:
-            raise MediaError("no_audio_stream", "the file has no audio stream; upload an audio file")
+            raise MediaError("no_audio_stream",
+                             "the file has no audio stream; upload an audio file")
         stream = container.streams.audio[0]
         origin = _stream_start(stream)
         begin = origin + start_s
@@ -110,11 +111,14 @@ def decode_audio(
         if first_time is None and decoded_end is not None:
             raise MediaError(
                 "clip_too_short",
-                f"the audio ends at {decoded_end - origin:.2f} s, before start_s={start_s:g}; use an "
+                f"the audio ends at {decoded_end - origin:.2f} s, before start_s={start_s:g}; "
+                "use an "
                 "earlier start or a longer file",
             )
         if first_time is None:
-            raise MediaError("decode_failed", "the audio stream has no decodable frames; re-encode it")
+            raise MediaError(
+                "decode_failed", "the audio stream has no decodable frames; re-encode it"
+            )
         samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         skip = round((begin - first_time) * sample_rate)
         if skip < 0:  # the stream starts after `begin`: silence before it

@@ -51,7 +51,7 @@ def _square_resize(frame: av.VideoFrame, size: int) -> np.ndarray:
     h, w = rgb.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    square = np.ascontiguousarray(rgb[top : top + side, left : left + side])
+    square = np.ascontiguousarray(rgb[top : top + side, left : left + side], dtype=np.uint8)
     if side == size:
         return square
     resized = av.VideoFrame.from_ndarray(square, format="rgb24").reformat(
@@ -74,7 +74,8 @@ def decode_video_clip(
 ) -> np.ndarray:
     """Decode ``num_frames`` frames at ``fps`` from ``start_s``: ``uint8 [F, size, size, 3]`` RGB.
 
-    Target time ``k`` is ``start_s + k / fps`` after the stream's first timestamp; each takes the source
+    Target time ``k`` is ``start_s + k / fps`` after the stream's first timestamp; each takes the
+    source
     frame nearest in time (the same source frame repeats when the source rate is lower). Frames
     are centre-cropped to a square (pixel aspect ratio and rotation metadata are ignored) and
     resized with an area filter. Only the needed span is decoded (seek to the key frame before
@@ -93,8 +94,11 @@ def decode_video_clip(
         stream.thread_type = "AUTO"
         ctx = stream.codec_context
         if (ctx.width or 0) * (ctx.height or 0) > max_pixels:
-            raise MediaError("frame_too_large", f"the video is {ctx.width}x{ctx.height}, more than "
-                             f"{max_pixels} pixels a frame; downscale it")
+            raise MediaError(
+                "frame_too_large",
+                f"the video is {ctx.width}x{ctx.height}, more than "
+                f"{max_pixels} pixels a frame; downscale it",
+            )
         # FFmpeg refuses, before allocating, any frame whose own headers claim more pixels
         ctx.options = {**ctx.options, "max_pixels": str(max_pixels)}
         origin = _stream_start(stream)
@@ -134,7 +138,9 @@ def decode_video_clip(
                 break
             prev, prev_t, prev_i = frame, t, i
         if prev is None and not out:
-            raise MediaError("decode_failed", "the video stream has no decodable frames; re-encode it")
+            raise MediaError(
+                "decode_failed", "the video stream has no decodable frames; re-encode it"
+            )
         if len(out) < num_frames:
             # Targets after the last decoded frame: valid while it is still on screen.
             frame_dur = _frame_duration(prev, stream, fps)
@@ -142,16 +148,20 @@ def decode_video_clip(
             if targets[-1] >= end:
                 raise MediaError(
                     "clip_too_short",
-                    f"the clip ends at {end - origin:.2f} s but {num_frames} frames at {fps} fps from "
-                    f"start_s={start_s:g} need {start_s + num_frames / fps:.2f} s; upload a longer "
+                    f"the clip ends at {end - origin:.2f} s but {num_frames} frames at {fps} fps "
+                    f"from start_s={start_s:g} need {start_s + num_frames / fps:.2f} s; "
+                    "upload a longer "
                     "clip or use an earlier start",
                 )
             while len(out) < num_frames:
+                assert prev is not None  # the loop above took at least one frame
                 take(prev_i, prev)
         return np.stack(out)
 
 
-def _frame_duration(frame: av.VideoFrame | None, stream: av.video.stream.VideoStream, fps: int) -> float:
+def _frame_duration(
+    frame: av.VideoFrame | None, stream: av.video.stream.VideoStream, fps: int
+) -> float:
     if frame is not None and frame.duration and frame.time_base is not None:
         return float(frame.duration * frame.time_base)
     rate = stream.guessed_rate or stream.average_rate

@@ -27,7 +27,8 @@ def estimate_stage_bytes(models: LoadedModels, samples: int, *, sr: bool = True)
     cfg = models.unet_cfg
     frames, _, height, width = cfg.video_size
     tokens = frames * height * width + cfg.audio_size[1]
-    per_sample = 4 * cfg.model_channels * tokens * (cfg.num_res_blocks + 1) * len(cfg.channel_mult) * 2
+    levels = (cfg.num_res_blocks + 1) * len(cfg.channel_mult)
+    per_sample = 4 * cfg.model_channels * tokens * levels * 2
     out = {"base": samples * per_sample}
     if sr and models.sr is not None and models.sr_cfg is not None:
         out["sr"] = sr_chunk_frames(models, samples) * 4 * _sr_frame_elements(models.sr_cfg)

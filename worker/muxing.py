@@ -43,11 +43,14 @@ def mux_mp4(
     frames = np.asarray(frames)
     audio = np.asarray(audio)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[0] < 1:
-        raise ValueError(f"frames must be uint8 [F, H, W, 3] with F >= 1; got {frames.dtype} {frames.shape}")
+        raise ValueError(f"frames must be uint8 [F, H, W, 3] with F >= 1; got {frames.dtype} "
+                         f"{frames.shape}")
     if audio.ndim != 1 or audio.shape[0] < 1:
-        raise ValueError(f"audio must be a 1-D float array [T] with T >= 1; got shape {audio.shape}")
+        raise ValueError(f"audio must be a 1-D float array [T] with T >= 1; got shape "
+                         f"{audio.shape}")
     if fps <= 0 or sample_rate <= 0:
-        raise ValueError(f"fps and sample_rate must be positive; got fps={fps}, sample_rate={sample_rate}")
+        raise ValueError(f"fps and sample_rate must be positive; got fps={fps}, "
+                         f"sample_rate={sample_rate}")
     pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
@@ -69,7 +72,9 @@ def _write_mp4(
     audio_bitrate: int,
 ) -> None:
     with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-        vs = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "medium"})
+        vs = container.add_stream(
+            "libx264", rate=fps, options={"crf": str(crf), "preset": "medium"}
+        )
         vs.width, vs.height = frames.shape[2], frames.shape[1]
         vs.pix_fmt = "yuv420p"
         ast = container.add_stream("aac", rate=sample_rate, layout="mono")

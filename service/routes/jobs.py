@@ -1,4 +1,5 @@
-"""``GET /jobs/{id}``, ``GET /jobs/{id}/result``, ``POST /jobs/{id}/cancel``, ``DELETE /jobs/{id}``."""
+"""``GET /jobs/{id}``, ``GET /jobs/{id}/result``, ``POST /jobs/{id}/cancel``,
+``DELETE /jobs/{id}``."""
 
 from __future__ import annotations
 
@@ -58,8 +59,11 @@ def get_result(job_id: str, state: State, owner: Owner,
         raise HTTPException(409, f"job {job_id} is {view.status.value}, not succeeded; poll "
                                  f"GET /jobs/{job_id} until status is 'succeeded'")
     if sample >= view.result.num_samples:
-        raise HTTPException(404, f"sample={sample} is out of range: the job has "
-                                 f"{view.result.num_samples} sample(s), 0..{view.result.num_samples - 1}")
+        raise HTTPException(
+            404,
+            f"sample={sample} is out of range: the job has "
+            f"{view.result.num_samples} sample(s), 0..{view.result.num_samples - 1}",
+        )
     key = result_key(job_id, sample)
     filename = f"{job_id}-{sample}.mp4"
     path = state.storage.local_path(key)

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from core.probe import check_upload
+from core.probe import Need, check_upload
 from service.auth import Owner
 from service.deps import AppState, State, base_url
 from service.metrics import UPLOAD_BYTES
@@ -52,7 +52,8 @@ _MULTIPART_DOC = {
                 "seed": {"type": "integer"}, "num_samples": {"type": "integer"},
                 "model": {"type": "string"}, "start_s": {"type": "number"},
                 "preset": {"type": "string", "enum": ["fast", "official"]},
-                "sampler.steps": {"type": "integer"}, "super_resolution.enabled": {"type": "boolean"},
+                "sampler.steps": {"type": "integer"},
+                "super_resolution.enabled": {"type": "boolean"},
                 "webhook_url": {"type": "string"},
             },
         }}},
@@ -137,7 +138,7 @@ def generate(body: GenerateRequest, request: Request, state: State, owner: Owner
 
 
 async def _conditional(request: Request, state: AppState, idempotency_key: str | None,
-                       mode: str, need: str, owner: str) -> JSONResponse:
+                       mode: str, need: Need, owner: str) -> JSONResponse:
     settings = state.settings
     base = base_url(request, settings)
     idem = Idempotency(state, f"{owner} /{mode}", idempotency_key)

@@ -1,4 +1,5 @@
-"""bench/pipeline.py end to end on the tiny preset (1 base step, 2 SR steps): one table with the five stages
+"""bench/pipeline.py end to end on the tiny preset (1 base step, 2 SR steps): one table with the
+five stages
 (decode, base, sr, mux, upload) for the optimised and the plain path, peak memory per stage and
 the optimised/plain ratio measured in the same run."""
 

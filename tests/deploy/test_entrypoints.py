@@ -2,7 +2,8 @@
 
 The gateway and the CPU worker are started with the command line of docker-compose.yml /
 docker-compose.cpu.yml (after the images' ``ENTRYPOINT``: ``mmd-gateway`` or ``mmd``) and the
-environment those files and the Dockerfiles' ``ENV`` give them. Only host-specific values are rewritten: service
+environment those files and the Dockerfiles' ``ENV`` give them. Only host-specific values are
+rewritten: service
 addresses (``redis`` / ``s3`` become 127.0.0.1 servers started here, SeaweedFS exactly as compose
 runs it), free ports, and paths under a temp dir. Then a job is served end to end, the MP4 is
 fetched from S3 through the gateway's redirect and decoded, and the images' HEALTHCHECK commands
@@ -102,7 +103,8 @@ def test_compose_entrypoints_serve_a_job(servers: dict[str, str]) -> None:
         for name, args, env, dockerfile in (("worker", wk_args, wk, wk_dockerfile),
                                             ("gateway", gw_args, gw, "gateway.Dockerfile")):
             with open(logs[name], "wb") as fh:
-                procs[name] = subprocess.Popen([*_mmd(dockerfile), *args], env=env, cwd=tmp, stdout=fh,
+                procs[name] = subprocess.Popen([*_mmd(dockerfile), *args], env=env, cwd=tmp,
+                                               stdout=fh,
                                                stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: httpx.get(base + "/healthz").status_code == 200, 60, "gateway",
@@ -175,10 +177,18 @@ def test_compose_cleanup_one_shot_sweeps_the_bucket(servers: dict[str, str]) -> 
     run_env = _process_env(env, {"MMD_REDIS_URL": servers["redis"],
                                  "MMD_S3_ENDPOINT_URL": servers["s3"],
                                  "MMD_S3_PUBLIC_ENDPOINT_URL": servers["s3"]})
-    done = subprocess.run([*_mmd(dockerfile), *args], env=run_env, cwd=servers["tmp"], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [*_mmd(dockerfile), *args],
+        env=run_env,
+        cwd=servers["tmp"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     report = dict(part.split("=") for part in done.stdout.split())
     assert int(report["scanned"]) >= 1 and report["deleted"] == "0"  # younger than the TTL
-    assert s3.get_object(Bucket=bucket, Key="uploads/fresh/input.wav")["Body"].read() == \
-        b"RIFF fresh upload"
+    assert (
+        s3.get_object(Bucket=bucket, Key="uploads/fresh/input.wav")["Body"].read()
+        == b"RIFF fresh upload"
+    )

@@ -94,7 +94,7 @@ def test_audio_to_video_keeps_the_audio(stack: Stack, tmp_path: Path) -> None:
                           data={"params": '{"seed": 3, "sampler": {"name": "ddim", "steps": 3},'
                                           ' "super_resolution": {"steps": 2}}'})
 
-    view, info = run_job(stack, tmp_path, submit)
+    _view, info = run_job(stack, tmp_path, submit)
     check_av(info)
     original = media.decode_audio(wav, num_samples=AUDIO)
     back = media.decode_audio(info["path"], num_samples=AUDIO)

@@ -133,7 +133,7 @@ def _without_box(data: bytes, kind: bytes) -> bytes:
 
 def _corrupt_mdat(data: bytes, seed: int) -> bytes:
     """Random bytes over the media data (headers kept, so the probe still reads it)."""
-    k, s, e = next(b for b in _boxes(data) if b[0] == b"mdat")
+    _k, s, e = next(b for b in _boxes(data) if b[0] == b"mdat")
     rng = np.random.default_rng(seed)
     junk = rng.integers(0, 256, e - s - 8, dtype=np.uint8).tobytes()
     return data[:s + 8] + junk + data[e:]

@@ -16,7 +16,10 @@ from model.config import SRConfig, UNetConfig
 @pytest.fixture(scope="module")
 def tiny_unet_sd() -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    return {k: torch.randn_like(v) for k, v in build_unet(UNetConfig.preset("tiny")).state_dict().items()}
+    return {
+        k: torch.randn_like(v)
+        for k, v in build_unet(UNetConfig.preset("tiny")).state_dict().items()
+    }
 
 
 def test_load_from_path_fp16_tensors(tmp_path: Path, tiny_unet_sd: dict[str, torch.Tensor]) -> None:

@@ -52,7 +52,9 @@ def _setup(direction: str) -> tuple[AV, torch.Tensor, torch.Tensor]:
 
 def _group_stats(x: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
     m = x.reshape(N, -1).mean(dim=1)
-    return torch.stack([m[sign > 0].mean(), m[sign < 0].mean(), m[sign > 0].std(), m[sign < 0].std()])
+    return torch.stack(
+        [m[sign > 0].mean(), m[sign < 0].mean(), m[sign > 0].std(), m[sign < 0].std()]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,30 +62,64 @@ def reference() -> dict[str, torch.Tensor]:
     out = {}
     for direction in ("video-to-audio", "audio-to-video"):
         x_T, cond, sign = _setup(direction)
-        res = sample_conditional(joint_standin, x_T, SamplerSpec(name="ddpm", steps=1000), condition=cond,
-                                 direction=direction, guidance="replacement",
-                                 generator=torch.Generator().manual_seed(3))
-        out[direction] = _group_stats(res.audio if direction == "video-to-audio" else res.video, sign)
+        res = sample_conditional(
+            joint_standin,
+            x_T,
+            SamplerSpec(name="ddpm", steps=1000),
+            condition=cond,
+            direction=direction,
+            guidance="replacement",
+            generator=torch.Generator().manual_seed(3),
+        )
+        out[direction] = _group_stats(
+            res.audio if direction == "video-to-audio" else res.video, sign
+        )
     return out
 
 
 CONFIGS = [
     # (label, spec, guidance, scale, expected forward NFE, expected backward)
     ("dpm_solver-20 gradient (default)", SamplerSpec(), "gradient", 3.0, 20, 20),
-    ("dpm_solver++-20 multistep gradient", SamplerSpec(name="dpm_solver++", order=2, method="multistep"), "gradient", 3.0, 20, 20),
-    ("ddim-50 eta=1 replacement", SamplerSpec(name="ddim", steps=50, eta=1.0), "replacement", 0.0, 50, 0),
+    (
+        "dpm_solver++-20 multistep gradient",
+        SamplerSpec(name="dpm_solver++", order=2, method="multistep"),
+        "gradient",
+        3.0,
+        20,
+        20,
+    ),
+    (
+        "ddim-50 eta=1 replacement",
+        SamplerSpec(name="ddim", steps=50, eta=1.0),
+        "replacement",
+        0.0,
+        50,
+        0,
+    ),
 ]
 
 
 @pytest.mark.parametrize("direction", ["video-to-audio", "audio-to-video"])
 @pytest.mark.parametrize("label,spec,guidance,scale,nfe,nbe", CONFIGS, ids=[c[0] for c in CONFIGS])
-def test_fast_conditional_matches_ddpm(reference, direction, label, spec, guidance, scale, nfe, nbe) -> None:
+def test_fast_conditional_matches_ddpm(
+    reference, direction, label, spec, guidance, scale, nfe, nbe
+) -> None:
     x_T, cond, sign = _setup(direction)
     net = count_nfe(joint_standin)
-    out = sample_conditional(net, x_T, spec, condition=cond, direction=direction, guidance=guidance,
-                             scale=scale, generator=torch.Generator().manual_seed(4))
+    out = sample_conditional(
+        net,
+        x_T,
+        spec,
+        condition=cond,
+        direction=direction,
+        guidance=guidance,
+        scale=scale,
+        generator=torch.Generator().manual_seed(4),
+    )
     assert (net.forward, net.backward) == (nfe, nbe)
-    cond_out, gen_out = (out.video, out.audio) if direction == "video-to-audio" else (out.audio, out.video)
+    cond_out, gen_out = (
+        (out.video, out.audio) if direction == "video-to-audio" else (out.audio, out.video)
+    )
     assert torch.equal(cond_out, cond)  # the conditioned modality ends equal to the condition
     assert bool(gen_out.isfinite().all())
     got, ref = _group_stats(gen_out, sign), reference[direction]

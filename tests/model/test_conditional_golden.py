@@ -62,10 +62,14 @@ def test_official_conditional_loop(golden: dict, key: str) -> None:
 
     counter = count_nfe(net)
     out = sample_conditional(
-        counter, AV(**bank["x_T"]), SamplerSpec(name="ddpm", steps=1000, official_compat=True),
+        counter,
+        AV(**bank["x_T"]),
+        SamplerSpec(name="ddpm", steps=1000, official_compat=True),
         condition=bank["condition"][cond_name],
         noise_fn=lambda k, like: AV(bank["noise_video"][k], bank["noise_audio"][k]),
-        callback=lambda i, n, x: snaps.__setitem__(i - 1, x) if i - 1 in case["snapshots"] else None,
+        callback=lambda i, n, x: (
+            snaps.__setitem__(i - 1, x) if i - 1 in case["snapshots"] else None
+        ),
         **args,
     )
     assert counter.forward == 1000
@@ -91,9 +95,15 @@ def test_chaotic_loops_teacher_forced(golden: dict, key: str) -> None:
         if k - 1 not in case["snapshots"]:
             continue
         got = official_conditional_loop(
-            joint_denoiser(joint_standin), sched, x_T, condition=cond,
+            joint_denoiser(joint_standin),
+            sched,
+            x_T,
+            condition=cond,
             noise_fn=lambda s, like: AV(bank["noise_video"][s], bank["noise_audio"][s]),
-            official_output=True, start=AV(**case["snapshots"][k - 1]), first_step=k, stop_step=k + 1,
+            official_output=True,
+            start=AV(**case["snapshots"][k - 1]),
+            first_step=k,
+            stop_step=k + 1,
             **args,
         )
         assert _maxdiff(got, case["snapshots"][k]) <= TOL, f"step {k}"
@@ -105,8 +115,12 @@ def test_default_output_returns_clean_condition(golden: dict) -> None:
     """Without official_compat the generated modality is the same and the condition is exact."""
     case, bank = golden["f_V2A_replacement"], golden["_bank"]
     out = sample_conditional(
-        joint_standin, AV(**bank["x_T"]), SamplerSpec(name="ddpm", steps=1000),
-        condition=bank["condition"]["video"], direction="video-to-audio", guidance="replacement",
+        joint_standin,
+        AV(**bank["x_T"]),
+        SamplerSpec(name="ddpm", steps=1000),
+        condition=bank["condition"]["video"],
+        direction="video-to-audio",
+        guidance="replacement",
         noise_fn=lambda k, like: AV(bank["noise_video"][k], bank["noise_audio"][k]),
     )
     assert torch.equal(out.video, bank["condition"]["video"])

@@ -62,7 +62,8 @@ def _check_progress(events: list[tuple[str, int, int]], stages: list[str]) -> No
     assert [s for s in dict.fromkeys(e[0] for e in events)] == stages
     for stage in stages:
         steps = [(step, total) for s, step, total in events if s == stage]
-        assert all(b[0] >= a[0] for a, b in itertools.pairwise(steps)), f"{stage} not monotone: {steps}"
+        assert all(b[0] >= a[0] for a,
+                   b in itertools.pairwise(steps)), f"{stage} not monotone: {steps}"
         assert all(0 < step <= total for step, total in steps)
         assert steps[-1][0] == steps[-1][1], f"{stage} did not reach its total: {steps[-1]}"
 
@@ -119,7 +120,8 @@ def test_joint_without_sr_is_seeded(models: LoadedModels) -> None:
     assert a.frames.shape == (1, F, H, H, 3) and "sr" not in a.stage_seconds
     assert a.frames.tobytes() == b.frames.tobytes() and a.audio.tobytes() == b.audio.tobytes()
     assert c.frames.shape == (2, F, H, H, 3) and c.audio.shape == (2, L)
-    assert a.frames.tobytes() != c.frames[0].tobytes() and not np.array_equal(a.audio[0], c.audio[0])
+    assert a.frames.tobytes() != c.frames[0].tobytes() and not np.array_equal(a.audio[0],
+                                                                              c.audio[0])
     assert not np.array_equal(c.frames[0], c.frames[1])
     assert derive_seed(5, "window-shifts") != derive_seed(5, "base-sampler")
 
@@ -238,7 +240,8 @@ def test_random_weights_are_deterministic_and_announced(caplog: pytest.LogCaptur
     b = load_models("t", preset="tiny", sr=False)
     assert a.random_weights and a.sr is None
     assert any("RANDOM weights" in r.message and "noise" in r.message for r in caplog.records)
-    for (name, pa), (_, pb) in zip(a.unet.state_dict().items(), b.unet.state_dict().items(), strict=False):
+    for (name, pa), (_, pb) in zip(a.unet.state_dict().items(), b.unet.state_dict().items(),
+                                   strict=False):
         assert torch.equal(pa, pb), name
     assert not any(p.requires_grad for p in a.unet.parameters()) and not a.unet.training
     with pytest.raises(ValueError, match="precision must be one of"):
@@ -247,8 +250,13 @@ def test_random_weights_are_deterministic_and_announced(caplog: pytest.LogCaptur
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_same_seed_same_sample_on_cuda(golden_dir: Path, models: LoadedModels) -> None:
-    cuda = load_models("tiny", preset="tiny", checkpoint=_state_dict(golden_dir / "unet_tiny.pt"),
-                       sr_checkpoint=_state_dict(golden_dir / "sr_tiny.pt"), device="cuda")
+    cuda = load_models(
+        "tiny",
+        preset="tiny",
+        checkpoint=_state_dict(golden_dir / "unet_tiny.pt"),
+        sr_checkpoint=_state_dict(golden_dir / "sr_tiny.pt"),
+        device="cuda",
+    )
     request = GenerationRequest(seed=9, base_sampler=FAST, sr_sampler=SR_FAST)
     on_cpu, on_gpu = generate(request, models), generate(request, cuda)
     np.testing.assert_allclose(on_gpu.audio, on_cpu.audio, atol=2e-3)

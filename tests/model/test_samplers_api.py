@@ -22,7 +22,8 @@ from tests.helpers.standins import joint_standin, sr_standin
 
 def _x(batch: int = 2, seed: int = 0) -> AV:
     g = torch.Generator().manual_seed(seed)
-    return AV(torch.randn((batch, 2, 3, 4, 4), generator=g), torch.randn((batch, 1, 64), generator=g))
+    return AV(torch.randn((batch, 2, 3, 4, 4), generator=g), torch.randn((batch, 1, 64),
+                                                                         generator=g))
 
 
 def _maxdiff(a: AV, b: AV) -> float:
@@ -52,7 +53,8 @@ def test_progress_monotone_and_complete(spec: SamplerSpec) -> None:
     assert all(bool(t.isfinite().all()) for t in out)
 
 
-@pytest.mark.parametrize("spec", SPECS[:1] + SPECS[3:5] + SPECS[6:], ids=lambda s: f"{s.name}-{s.method}")
+@pytest.mark.parametrize("spec", SPECS[:1] + SPECS[3:5] + SPECS[6:],
+                         ids=lambda s: f"{s.name}-{s.method}")
 def test_cancel_stops_within_one_step(spec: SamplerSpec) -> None:
     net = count_nfe(joint_standin)
     calls_at_cancel: list[int] = []
@@ -75,7 +77,8 @@ def test_nothing_is_mutated() -> None:
     sample_joint(joint_standin, x, SamplerSpec())
     sample_joint(joint_standin, x, SamplerSpec(name="ddpm", steps=5), generator=torch.Generator())
     sample_sr(sr_standin, x_sr, SamplerSpec(name="ddim", steps=5), low_res=low)
-    for spec in (SamplerSpec(name="ddim", steps=5), SamplerSpec(name="ddpm", steps=5), SamplerSpec(steps=6)):
+    for spec in (SamplerSpec(name="ddim", steps=5), SamplerSpec(name="ddpm", steps=5),
+                 SamplerSpec(steps=6)):
         sample_conditional(joint_standin, x, spec, condition=cond, direction="video-to-audio",
                            generator=torch.Generator())
     for before, after in zip(copies, (*x, low, x_sr, cond), strict=False):
@@ -87,12 +90,15 @@ def test_nfe_of_official_configurations() -> None:
     sample_joint(net, _x(), SamplerSpec())
     assert net.as_dict() == {"forward": 20, "backward": 0}
     sr = count_nfe(sr_standin)
-    sample_sr(sr, torch.randn(2, 3, 8, 8), SamplerSpec(name="ddim", steps=25), low_res=torch.randn(2, 3, 4, 4))
+    sample_sr(sr, torch.randn(2, 3, 8, 8), SamplerSpec(name="ddim", steps=25),
+              low_res=torch.randn(2, 3, 4, 4))
     assert sr.forward == 25
 
 
-@pytest.mark.parametrize("spec", [SamplerSpec(), SamplerSpec(name="dpm_solver", order=3, method="multistep"),
-                                  SamplerSpec(name="dpm_solver++", order=2, method="adaptive", thresholding=True)],
+@pytest.mark.parametrize("spec", [SamplerSpec(), SamplerSpec(name="dpm_solver", order=3,
+                                                             method="multistep"),
+                                  SamplerSpec(name="dpm_solver++", order=2, method="adaptive",
+                                              thresholding=True)],
                          ids=["singlestep3", "multistep3", "adaptive"])
 def test_batch_size_one(spec: SamplerSpec) -> None:
     """The official multimodal DPM-Solver crashed with batch 1. The stand-in treats samples
@@ -115,7 +121,8 @@ def test_orders_converge_to_the_ode_solution() -> None:
         for method in ("singlestep", "multistep"):
             for order in (1, 2, 3):
                 for steps in (12, 24):
-                    out = sample_joint(joint_standin, x, SamplerSpec(name=name, order=order, method=method, steps=steps))
+                    out = sample_joint(joint_standin, x, SamplerSpec(name=name, order=order,
+                                                                     method=method, steps=steps))
                     assert out.audio.shape == x.audio.shape and out.video.shape == x.video.shape
                     errs[name, method, order, steps] = _maxdiff(out, ref)
     # measured at 24 steps: order 1 ~0.19, order 3 <= 0.009
@@ -124,13 +131,16 @@ def test_orders_converge_to_the_ode_solution() -> None:
             assert errs[name, method, 3, 24] < errs[name, method, 3, 12]
             assert errs[name, method, 3, 24] < errs[name, method, 1, 24] / 10
             assert errs[name, method, 3, 24] < 2e-2
-    quad = sample_joint(joint_standin, x, SamplerSpec(order=2, method="multistep", steps=30, skip_type="time_quadratic"))
+    quad = sample_joint(joint_standin, x, SamplerSpec(order=2, method="multistep", steps=30,
+                                                      skip_type="time_quadratic"))
     assert _maxdiff(quad, ref) < 5e-2
 
 
 def test_dynamic_thresholding() -> None:
-    solver = Solver(denoiser=lambda *a: None, ns=continuous_schedule(), predict_x0=True, thresholding=True)  # type: ignore[arg-type]
-    x0 = torch.cat([torch.linspace(-3, 3, 1000).reshape(1, -1), 0.5 * torch.linspace(-1, 1, 1000).reshape(1, -1)])
+    solver = Solver(denoiser=lambda *a: None,  # type: ignore[arg-type]
+                    ns=continuous_schedule(), predict_x0=True, thresholding=True)
+    x0 = torch.cat([torch.linspace(-3, 3, 1000).reshape(1, -1),
+                    0.5 * torch.linspace(-1, 1, 1000).reshape(1, -1)])
     out = solver._threshold(x0)
     q = torch.quantile(x0[0].abs(), 0.995)
     assert torch.allclose(out[0], x0[0].clamp(-q, q) / q)
@@ -140,8 +150,10 @@ def test_dynamic_thresholding() -> None:
 
 def test_ddim_eta() -> None:
     x = _x()
-    a = sample_joint(joint_standin, x, SamplerSpec(name="ddim", steps=10), generator=torch.Generator().manual_seed(1))
-    b = sample_joint(joint_standin, x, SamplerSpec(name="ddim", steps=10), generator=torch.Generator().manual_seed(2))
+    a = sample_joint(joint_standin, x, SamplerSpec(name="ddim", steps=10),
+                     generator=torch.Generator().manual_seed(1))
+    b = sample_joint(joint_standin, x, SamplerSpec(name="ddim", steps=10),
+                     generator=torch.Generator().manual_seed(2))
     assert _maxdiff(a, b) == 0.0  # eta = 0 is deterministic
     spec = SamplerSpec(name="ddim", steps=10, eta=1.0)
     c = sample_joint(joint_standin, x, spec, generator=torch.Generator().manual_seed(1))
@@ -167,7 +179,8 @@ def test_half_precision_and_learned_sigma_outputs() -> None:
 
     def net(v, a, t):
         ev, ea = joint_standin(v, a, t)
-        return torch.cat([ev, torch.zeros_like(ev)], dim=2).half(), torch.cat([ea, torch.zeros_like(ea)], dim=1).half()
+        return (torch.cat([ev, torch.zeros_like(ev)], dim=2).half(),
+                torch.cat([ea, torch.zeros_like(ea)], dim=1).half())
 
     out = sample_joint(net, _x(), SamplerSpec())
     ref = sample_joint(joint_standin, _x(), SamplerSpec())
@@ -183,7 +196,8 @@ def test_shared_clip_noise() -> None:
 
 def test_sr_dpm_solver_pp_and_errors() -> None:
     low = torch.rand(4, 3, 4, 4) * 2 - 1
-    out = sample_sr(sr_standin, torch.randn(4, 3, 8, 8), SamplerSpec(name="dpm_solver++", order=2, method="multistep"),
+    out = sample_sr(sr_standin, torch.randn(4, 3, 8, 8), SamplerSpec(name="dpm_solver++", order=2,
+                                                                     method="multistep"),
                     low_res=low)
     assert out.shape == (4, 3, 8, 8) and bool(out.isfinite().all())
     with pytest.raises(ValueError, match="low_res batch"):
@@ -208,4 +222,5 @@ def test_validation_errors() -> None:
         sample_conditional(joint_standin, _x(), SamplerSpec(), condition=torch.zeros(2, 1, 64),
                            direction="sideways")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="audio"):
-        sample_joint(joint_standin, AV(torch.zeros(2, 3, 4, 4), torch.zeros(2, 1, 8)), SamplerSpec())
+        sample_joint(joint_standin, AV(torch.zeros(2, 3, 4, 4), torch.zeros(2, 1, 8)),
+                     SamplerSpec())

@@ -61,7 +61,9 @@ def test_a_official_joint_dpm_solver(golden: dict) -> None:
     case = golden["cases"]["a_mm_dpm_singlestep_o3_20_logSNR"]
     net = count_nfe(Recorder(joint_standin))
     steps: list[AV] = []
-    out = sample_joint(net, AV(**case["x_T"]), SamplerSpec(), callback=lambda i, n, x: steps.append(x))
+    out = sample_joint(
+        net, AV(**case["x_T"]), SamplerSpec(), callback=lambda i, n, x: steps.append(x)
+    )
     assert net.forward == case["nfe"] == 20
     assert torch.equal(torch.stack(net.fn.t), case["eval_t_input"])  # truncation, not rounding
     assert len(steps) == len(case["orders"]) == 7
@@ -70,12 +72,20 @@ def test_a_official_joint_dpm_solver(golden: dict) -> None:
     assert _maxdiff(out, case["out"]) <= TOL
 
 
-@pytest.mark.parametrize("key", ["c_mm_dpm_multistep_o2_10_time_uniform", "c2_mm_dpmpp_multistep_o2_10_time_uniform"])
+@pytest.mark.parametrize(
+    "key", ["c_mm_dpm_multistep_o2_10_time_uniform", "c2_mm_dpmpp_multistep_o2_10_time_uniform"]
+)
 def test_c_multistep(golden: dict, key: str) -> None:
     case = golden["cases"][key]
     name = "dpm_solver++" if case["settings"]["predict_x0"] else "dpm_solver"
-    spec = SamplerSpec(name=name, steps=10, order=2, method="multistep", skip_type="time_uniform",
-                       official_compat=True)
+    spec = SamplerSpec(
+        name=name,
+        steps=10,
+        order=2,
+        method="multistep",
+        skip_type="time_uniform",
+        official_compat=True,
+    )
     net = count_nfe(Recorder(joint_standin))
     steps: list[AV] = []
     out = sample_joint(net, AV(**case["x_T"]), spec, callback=lambda i, n, x: steps.append(x))
@@ -104,7 +114,9 @@ def test_b_official_adaptive_dpm_solver_pp(golden: dict) -> None:
     spec = SamplerSpec(name="dpm_solver++", order=2, method="adaptive", thresholding=True)
     net = count_nfe(Recorder(joint_standin))
     progress: list[tuple[int, int]] = []
-    out = sample_joint(net, AV(**case["x_T"]), spec, callback=lambda i, n, x: progress.append((i, n)))
+    out = sample_joint(
+        net, AV(**case["x_T"]), spec, callback=lambda i, n, x: progress.append((i, n))
+    )
     assert net.forward == case["nfe"] == 26
     assert torch.equal(torch.stack(net.fn.t), case["eval_t_input"])
     assert _maxdiff(out, case["out"]) <= TOL
@@ -131,7 +143,9 @@ def test_b2_adaptive_tight_tolerances(golden: dict) -> None:
             return super().model(x, t)
 
     net = count_nfe(Recorder(joint_standin))
-    solver = TimedSolver(joint_denoiser(net), continuous_schedule(), predict_x0=True, thresholding=True)
+    solver = TimedSolver(
+        joint_denoiser(net), continuous_schedule(), predict_x0=True, thresholding=True
+    )
     with torch.no_grad():
         out = adaptive(solver, AV(**case["x_T"]), atol=1e-3, rtol=1e-2)
     assert net.forward == case["nfe"] == 48  # 24 iterations, 7 rejected
@@ -156,11 +170,17 @@ def test_d_sr_ddim25(golden: dict) -> None:
 def test_g_sr_dpm_solver_multistep(golden: dict, compat: bool) -> None:
     """g: float16 alphas_cumprod (official multimodal_sample_sr) -> all-NaN output, reproduced
     with official_compat=True; g2: float32 table, which is our default."""
-    case = golden["cases"]["g_sr_dpm_multistep_o2_50_fp16_acp" if compat else "g2_sr_dpm_multistep_o2_50_fp32_acp"]
-    spec = SamplerSpec(steps=50, order=2, method="multistep", skip_type="time_uniform", official_compat=compat)
+    case = golden["cases"][
+        "g_sr_dpm_multistep_o2_50_fp16_acp" if compat else "g2_sr_dpm_multistep_o2_50_fp32_acp"
+    ]
+    spec = SamplerSpec(
+        steps=50, order=2, method="multistep", skip_type="time_uniform", official_compat=compat
+    )
     net = count_nfe(Recorder(sr_standin))
     states: list[torch.Tensor] = []
-    out = sample_sr(net, case["x_T"], spec, low_res=case["low_res"], callback=lambda i, n, x: states.append(x))
+    out = sample_sr(
+        net, case["x_T"], spec, low_res=case["low_res"], callback=lambda i, n, x: states.append(x)
+    )
     assert net.forward == 50
     assert torch.equal(torch.stack(net.fn.t), case["eval_t_input"])  # 999, 979, ..., 19
     assert torch.equal(out.isnan(), case["out"].isnan())
@@ -184,7 +204,10 @@ def test_e1_p_sample_fixed_large(golden: dict) -> None:
             assert torch.equal(lv.reshape(2, -1)[:, 0], st["log_variance"][mod])
 
 
-@pytest.mark.parametrize("key,spacing", [("e2_sr_p_sample_learned_range", ""), ("e3_sr_p_sample_learned_range_ddim25", "ddim25")])
+@pytest.mark.parametrize(
+    "key,spacing",
+    [("e2_sr_p_sample_learned_range", ""), ("e3_sr_p_sample_learned_range_ddim25", "ddim25")],
+)
 def test_e2_e3_p_sample_learned_range(golden: dict, key: str, spacing: str) -> None:
     sched = DiscreteSchedule.linear().respaced(spacing)
     for st in golden["cases"][key]["steps"]:
@@ -201,7 +224,11 @@ def test_e2_e3_p_sample_learned_range(golden: dict, key: str, spacing: str) -> N
 def test_h_ddpm_unconditional_1000(golden: dict) -> None:
     bank = golden["cases"]["_bank"]
     net = count_nfe(joint_standin)
-    out = sample_joint(net, AV(**bank["x_T"]), SamplerSpec(name="ddpm", steps=1000),
-                       noise_fn=lambda k, like: AV(bank["noise_video"][k], bank["noise_audio"][k]))
+    out = sample_joint(
+        net,
+        AV(**bank["x_T"]),
+        SamplerSpec(name="ddpm", steps=1000),
+        noise_fn=lambda k, like: AV(bank["noise_video"][k], bank["noise_audio"][k]),
+    )
     assert net.forward == 1000
     assert _maxdiff(out, golden["cases"]["h_mm_ddpm_uncond_1000"]["out"]) <= TOL

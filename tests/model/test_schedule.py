@@ -1,4 +1,5 @@
-"""Discrete tables, respacing rules and the continuous-time view (SAMPLING.md sections 2, 6.1-6.3)."""
+"""Discrete tables, respacing rules and the continuous-time view (SAMPLING.md sections 2,
+6.1-6.3)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ def test_linear_tables() -> None:
     assert s.posterior_log_variance_clipped[0] == s.posterior_log_variance_clipped[1]
     assert s.fixed_large_log_variance[0] == np.log(s.posterior_variance[1])
     assert np.array_equal(s.fixed_large_log_variance[1:], np.log(s.betas[1:]))
-    assert s.posterior_mean_coef1[0] == pytest.approx(1.0, abs=1e-12) and s.posterior_mean_coef2[0] == 0.0
+    assert (
+        s.posterior_mean_coef1[0] == pytest.approx(1.0, abs=1e-12)
+        and s.posterior_mean_coef2[0] == 0.0
+    )
     with pytest.raises(ValueError):
         s.betas[0] = 1.0  # tables are read-only
     assert np.allclose(linear_betas(250), np.linspace(4e-4, 0.08, 250))

@@ -83,7 +83,7 @@ def test_channels_last_matches_nchw(case):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_fused_attention_matches_math(case):
-    model, run = CASES[case]()
+    _model, run = CASES[case]()
     attention.set_sdpa_backend("math")
     plain = run()
     attention.set_sdpa_backend("auto")

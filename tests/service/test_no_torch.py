@@ -16,9 +16,11 @@ def test_gateway_imports_no_torch() -> None:
         "import service.gateway_cli, cli.serve, cli.main\n"
         "from redis import Redis\n"
         "create_app(Settings(redis_url='redis://127.0.0.1:1/0'))\n"
-        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'model')))\n"
+        "bad = sorted(m for m in sys.modules\n"
+        "             if m == 'torch' or m.startswith(('torch.', 'model')))\n"
         "assert not bad, bad\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr

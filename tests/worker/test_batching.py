@@ -26,7 +26,8 @@ from worker.memory import estimate_batch_bytes
 from worker.runner import JobRunner
 from worker.sampling import spec_key
 
-FAST = dict(base_sampler=SamplerSpec(steps=2, order=2), sr_sampler=SamplerSpec(name="ddim", steps=2))
+FAST = dict(base_sampler=SamplerSpec(steps=2, order=2), sr_sampler=SamplerSpec(name="ddim",
+                                                                               steps=2))
 
 
 # --- compatibility -------------------------------------------------------------------------
@@ -45,8 +46,10 @@ def test_spec_key_groups_only_independent_compatible_jobs() -> None:
 def test_pipeline_batch_key_and_refusal(tiny: Any) -> None:
     joint = GenerationRequest(seed=1, **FAST)
     assert batch_key(joint) == batch_key(GenerationRequest(seed=9, **FAST))
-    assert batch_key(GenerationRequest(base_sampler=SamplerSpec(method="adaptive", order=2))) is None
-    assert batch_key(GenerationRequest(sr_sampler=SamplerSpec(name="ddim", steps=2, eta=0.5))) is None
+    assert batch_key(GenerationRequest(base_sampler=SamplerSpec(method="adaptive",
+                                                                order=2))) is None
+    assert batch_key(GenerationRequest(sr_sampler=SamplerSpec(name="ddim", steps=2,
+                                                              eta=0.5))) is None
     other = GenerationRequest(seed=2, base_sampler=SamplerSpec(steps=4, order=2))
     with pytest.raises(ValueError, match="cannot share a batch"):
         generate_batch([joint, other], tiny)

@@ -1,6 +1,7 @@
 """Dynamic batching vs memory: the estimate covers the base stage and the SR chunk, and a batch
 that would not fit is not claimed, or, asked for directly, fails each job with ``batch_too_large``
-naming the stage and the setting to change (real redis-server, real JobRunner.run_many, tiny preset)."""
+naming the stage and the setting to change (real redis-server, real JobRunner.run_many, tiny
+preset)."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ def test_missing_key_names_the_uri(s3, tmp_path: Path) -> None:
 
 def test_wrong_credentials_are_reported(s3_endpoint: str, tmp_path: Path) -> None:
     bad = client(s3_endpoint, "nobody", "wrong")
-    with pytest.raises(FetchError, match="denied.*MMD_S3_ACCESS_KEY_ID"):
+    with pytest.raises(FetchError, match=r"denied.*MMD_S3_ACCESS_KEY_ID"):
         fetch(parse_source(f"s3://{BUCKET}/landscape/base.pt"), tmp_path, s3_client=bad)
     assert list(tmp_path.iterdir()) == []
 

@@ -26,7 +26,8 @@ def weights(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path) -> tuple
     folder = tmp_path_factory.mktemp("weights")
     out = []
     for name in ("unet_tiny", "sr_tiny"):
-        sd = torch.load(golden_dir / f"{name}.pt", map_location="cpu", weights_only=False)["state_dict"]
+        sd = torch.load(golden_dir / f"{name}.pt", map_location="cpu",
+                        weights_only=False)["state_dict"]
         torch.save(sd, folder / f"{name}.pt")
         out.append(folder / f"{name}.pt")
     return out[0], out[1]
@@ -69,7 +70,8 @@ def test_video_to_audio_from_a_real_clip(weights: tuple[Path, Path], tmp_path: P
     out = tmp_path / "v2a.mp4"
     clip = shared_media / "landscape.mp4"
     rc = main(["generate", "--checkpoint", str(unet), "--preset", "tiny", "--no-sr", "--mode",
-               "video-to-audio", "--input", str(clip), "--start-s", "12.5", *FAST, "--out", str(out)])
+               "video-to-audio", "--input", str(clip), "--start-s", "12.5", *FAST,
+               "--out", str(out)])
     assert rc == 0
     expected = decode_video_clip(clip, start_s=12.5, num_frames=8, fps=10, size=16)
     frames, fps, _, samples = _read(out)
@@ -91,7 +93,8 @@ def test_audio_to_video_from_a_wav(weights: tuple[Path, Path], tmp_path: Path) -
             c.mux(p)
     out = tmp_path / "a2v.mp4"
     rc = main(["generate", "--checkpoint", str(unet), "--preset", "tiny", "--no-sr", "--mode",
-               "audio-to-video", "--input", str(wav), "--num-samples", "2", *FAST, "--out", str(out)])
+               "audio-to-video", "--input", str(wav), "--num-samples", "2", *FAST,
+               "--out", str(out)])
     assert rc == 0
     for path in output_paths(out, 2):
         frames, _, _, _ = _read(path)

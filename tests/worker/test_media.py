@@ -21,7 +21,9 @@ from worker.media import (
 # helpers: write test media with PyAV
 
 
-def _write_audio(path: Path, codec: str, signal: np.ndarray, rate: int, fmt: str | None = None) -> Path:
+def _write_audio(
+    path: Path, codec: str, signal: np.ndarray, rate: int, fmt: str | None = None
+) -> Path:
     """``signal float [C, T]`` in [-1, 1] -> an audio file encoded with ``codec``."""
     channels = signal.shape[0]
     layout = "mono" if channels == 1 else "stereo"
@@ -40,7 +42,9 @@ def _write_audio(path: Path, codec: str, signal: np.ndarray, rate: int, fmt: str
                 data = chunk.astype(np.float32)
             if not sample_fmt.endswith("p"):  # packed: [1, T*C] interleaved
                 data = data.T.reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=sample_fmt, layout=layout)
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(data), format=sample_fmt, layout=layout
+            )
             frame.sample_rate, frame.pts = rate, i
             for p in s.encode(frame):
                 c.mux(p)
@@ -49,8 +53,9 @@ def _write_audio(path: Path, codec: str, signal: np.ndarray, rate: int, fmt: str
     return path
 
 
-def _write_video(path: Path, frames: np.ndarray, fps: int, codec: str = "libx264",
-                 fmt: str | None = None) -> Path:
+def _write_video(
+    path: Path, frames: np.ndarray, fps: int, codec: str = "libx264", fmt: str | None = None
+) -> Path:
     """``frames uint8 [N, H, W, 3]`` -> a video-only file at ``fps``."""
     with av.open(str(path), "w", format=fmt) as c:
         s = c.add_stream(codec, rate=fps, options={"crf": "10"} if codec == "libx264" else None)
@@ -67,14 +72,18 @@ def _write_video(path: Path, frames: np.ndarray, fps: int, codec: str = "libx264
 
 def _indexed_frames(n: int, h: int = 64, w: int = 64) -> np.ndarray:
     """Solid grey frames whose level ``4 * i`` encodes their index ``i``."""
-    return np.broadcast_to((4 * np.arange(n, dtype=np.uint8))[:, None, None, None], (n, h, w, 3)).copy()
+    return np.broadcast_to(
+        (4 * np.arange(n, dtype=np.uint8))[:, None, None, None], (n, h, w, 3)
+    ).copy()
 
 
 def _indices(clip: np.ndarray) -> list[int]:
-    return [int(round(float(f.mean()) / 4)) for f in clip]
+    return [round(float(f.mean()) / 4) for f in clip]
 
 
-def _sine(freq: float, rate: int, seconds: float, amp: float = 0.5, channels: int = 2) -> np.ndarray:
+def _sine(
+    freq: float, rate: int, seconds: float, amp: float = 0.5, channels: int = 2
+) -> np.ndarray:
     t = np.arange(int(rate * seconds)) / rate
     return np.repeat((amp * np.sin(2 * np.pi * freq * t))[None], channels, axis=0)
 
@@ -161,7 +170,9 @@ def test_mux_pads_odd_sizes_and_rejects_bad_input(tmp_path: Path) -> None:
         ("a.m4a", "aac", 32000, "ipod"),
     ],
 )
-def test_decode_audio_any_format(tmp_path: Path, name: str, codec: str, rate: int, fmt: str | None) -> None:
+def test_decode_audio_any_format(
+    tmp_path: Path, name: str, codec: str, rate: int, fmt: str | None
+) -> None:
     path = _write_audio(tmp_path / name, codec, _sine(440, rate, 2.5, amp=0.5), rate, fmt)
     out = decode_audio(path, start_s=0.5, num_samples=16000, sample_rate=16000)
     assert out.shape == (16000,) and out.dtype == np.float32
@@ -224,8 +235,9 @@ def test_decode_video_centre_crop_and_resize(tmp_path: Path) -> None:
     frames[:, :, :32] = (255, 0, 0)  # side bands a centre crop must remove
     frames[:, :, -32:] = (0, 0, 255)
     frames[:, :32, 32:96] = 40  # top half of the centre square darker
-    clip = decode_video_clip(_write_video(tmp_path / "wide.mp4", frames, fps=10),
-                             num_frames=12, size=16)
+    clip = decode_video_clip(
+        _write_video(tmp_path / "wide.mp4", frames, fps=10), num_frames=12, size=16
+    )
     assert clip.shape == (12, 16, 16, 3)
     spread = clip.astype(int).max(axis=-1) - clip.astype(int).min(axis=-1)
     assert spread.max() < 12, "no red/blue from the side bands"

@@ -75,7 +75,7 @@ def test_cli_caps_the_presets_multistep_order_at_few_steps_like_the_api() -> Non
     base, _ = sampler_specs(_args("--steps", "2"))
     assert base == dataclasses.replace(FAST_BASE, steps=2, order=2)
     # an order given is not capped, and the API's rule refuses it before any model loads
-    with pytest.raises(ValueError, match="sampler.steps=2 is below sampler.order=3"):
+    with pytest.raises(ValueError, match=r"sampler\.steps=2 is below sampler\.order=3"):
         sampler_specs(_args("--steps", "2", "--order", "3"))
 
 

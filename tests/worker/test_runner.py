@@ -42,8 +42,8 @@ def test_success_writes_mp4s_progress_and_result(settings: Settings, store: JobS
 
         assert hashlib.sha256(path.read_bytes()).hexdigest() == sample.sha256
         info = media.probe(path)
-        video = [s for s in info.streams if s.type == "video"][0]
-        audio = [s for s in info.streams if s.type == "audio"][0]
+        video = next(s for s in info.streams if s.type == "video")
+        audio = next(s for s in info.streams if s.type == "audio")
         assert (video.width, video.height, video.fps) == (H, H, 10.0)
         assert audio.sample_rate == 16000
     assert r.samples[1].url.endswith("?sample=1")
@@ -89,7 +89,8 @@ def test_failures_get_codes(settings: Settings, store: JobStore, tmp_path: Path)
     make_runner(settings, store, FakeGenerate(error=RuntimeError("kaput"))).run(boom.id)
     view = store.view(boom.id)
     assert view is not None and view.status is JobStatus.failed
-    assert view.error is not None and view.error.code == "internal" and "kaput" in view.error.message
+    assert view.error is not None and view.error.code == "internal"
+    assert "kaput" in view.error.message
 
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"definitely not a video")
