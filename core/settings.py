@@ -119,6 +119,16 @@ class Settings(BaseSettings):
     # --- media safety (gateway probe, worker decode) --------------------------------------
     max_video_width: int = Field(4096, ge=1)  # larger declared dimensions: 413
     max_video_height: int = Field(4096, ge=1)
+    # shortest side of the video stream a job uses (422 video_too_small below it): 16 px is one
+    # H.264 macroblock; a smaller frame (a 1x1 "video") scaled up to the model's 64x64 input
+    # carries no picture for the model to follow
+    min_video_side: int = Field(16, ge=1)
+    # shortest clip (of the stream a job uses, counted from start_s) accepted at submit (422
+    # clip_too_short below it). Shorter clips than the model's window (1.6 s) are padded (the
+    # last frame held, or silence) and the result says so (result.input.padded_s); 0.5 s keeps
+    # at least 5 of the 16 frames / ~31 % of the audio window real, below that the condition
+    # would be mostly padding
+    min_clip_duration_s: float = Field(0.5, ge=0)
     max_streams: int = Field(8, ge=1)  # streams of any type in one upload (422 above)
     max_audio_channels: int = Field(16, ge=1)
     max_audio_sample_rate: int = Field(192_000, ge=8000)
