@@ -19,7 +19,15 @@ from typing import Any
 
 import httpx
 
-from core.contract import JobError, JobResult, JobSpec, JobStatus, Progress, SampleFile
+from core.contract import (
+    InputMedia,
+    JobError,
+    JobResult,
+    JobSpec,
+    JobStatus,
+    Progress,
+    SampleFile,
+)
 from core.netguard import UnsafeURLError, pin
 from core.settings import Settings
 from core.storage import Storage, StorageError
@@ -129,9 +137,10 @@ class JobRunner:
         with tempfile.TemporaryDirectory(prefix=f"mmd-{spec.id[:8]}-") as tmp_name:
             tmp = Path(tmp_name)
             cond_video = cond_audio = None
+            input_media: InputMedia | None = None
             if spec.mode != "joint":
                 src = self._stage(spec, "fetch", lambda: self._fetch_input(spec, tmp))
-                cond_video, cond_audio = self._stage(
+                cond_video, cond_audio, input_media = self._stage(
                     spec, "decode", lambda: self._decode(spec, src, models.unet_cfg))
             request = self.request(spec, sr_on, cond_video, cond_audio)
             gen = self._generate_for(spec, request, models, sr_on)
@@ -152,7 +161,7 @@ class JobRunner:
             height=int(frames.shape[2]), fps=int(gen.fps), sample_rate=int(gen.sample_rate),
             samples=samples, nfe={k: int(v) for k, v in gen.nfe.items()},
             stage_seconds={k: round(v, 4) for k, v in self.stage_seconds.items()},
-            batch_size=int(getattr(gen, "batch_size", 1)),
+            batch_size=int(getattr(gen, "batch_size", 1)), input=input_media,
         )
 
     def request(self, spec: JobSpec, sr_on: bool, cond_video: Any = None,
@@ -251,38 +260,47 @@ class JobRunner:
             raise JobFailed("fetch_failed", f"could not download {spec.input_url}: {exc}") from exc
         return dst
 
-    def _decode(self, spec: JobSpec, src: Path, unet_cfg: Any) -> tuple[Any, Any]:
+    def _decode(self, spec: JobSpec, src: Path, unet_cfg: Any) -> tuple[Any, Any, InputMedia]:
+        """The condition of a conditional job: ``(video uint8 [F, H, W, 3], None, how)`` or
+        ``(None, audio float32 [T], how)``. A clip shorter than the window (but over the
+        gateway's ``MMD_MIN_CLIP_DURATION_S``) is padded; ``how.padded_s`` says by how much."""
         from worker import media
 
         frames, _channels, height, _width = unet_cfg.video_size
         if spec.input_url:  # fetched here, so the gateway never checked it: same checks now
-            from core.probe import UploadRejected, check_upload
+            from core.probe import Need, UploadRejected, check_upload
 
-            need = "video" if spec.mode == "video-to-audio" else "audio"
+            need: Need = "video" if spec.mode == "video-to-audio" else "audio"
             try:
-                check_upload(src, need=need, settings=self.settings)
+                check_upload(src, need=need, settings=self.settings, start_s=spec.start_s)
             except UploadRejected as exc:
                 raise JobFailed(exc.code, f"{spec.input_url}: {exc.detail}") from exc
-        limits = {"max_bytes": self.settings.max_upload_bytes,
-                  "timeout_s": self.settings.decode_timeout_s}
+        max_bytes, timeout_s = self.settings.max_upload_bytes, self.settings.decode_timeout_s
         try:
             if spec.mode == "video-to-audio":
-                video = media.decode_video_clip(src, start_s=spec.start_s, num_frames=frames,
-                                                fps=10, size=height, **limits,
-                                                max_frames=self.settings.max_decoded_frames,
-                                                max_pixels=self.settings.max_video_width
-                                                * self.settings.max_video_height)
-                return video, None
-            audio = media.decode_audio(src, start_s=spec.start_s,
-                                       num_samples=unet_cfg.audio_size[1], sample_rate=16000,
-                                       **limits, max_samples=self.settings.max_decoded_samples)
+                video = media.decode_video_input(src, start_s=spec.start_s, num_frames=frames,
+                                                 fps=10, size=height, pad_end=True,
+                                                 max_bytes=max_bytes, timeout_s=timeout_s,
+                                                 max_frames=self.settings.max_decoded_frames,
+                                                 max_pixels=self.settings.max_video_width
+                                                 * self.settings.max_video_height)
+                return video.frames, None, InputMedia(
+                    stream="video", padded_s=video.padded_s, width=video.width,
+                    height=video.height, rotation=video.orientation.rotation,
+                    mirrored=video.orientation.mirrored)
+            audio = media.decode_audio_input(src, start_s=spec.start_s,
+                                             num_samples=unet_cfg.audio_size[1],
+                                             sample_rate=16000, max_bytes=max_bytes,
+                                             timeout_s=timeout_s,
+                                             max_samples=self.settings.max_decoded_samples)
         except media.MediaError:
             raise
         except Exception as exc:  # noqa: BLE001 - PyAV oddities on hostile input, MemoryError
             raise JobFailed("decode_failed", f"the {spec.mode.split('-')[0]} input could not be "
                             f"decoded ({type(exc).__name__}: {exc}); re-encode it (H.264 MP4 "
                             "or WAV)") from exc
-        return None, audio
+        return None, audio.samples, InputMedia(stream="audio", padded_s=audio.padded_s,
+                                               layout=audio.layout)
 
     def _mux(self, gen: Any, tmp: Path) -> list[Path]:
         from worker import media
