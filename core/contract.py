@@ -70,6 +70,27 @@ class SampleFile(Frozen):
     sha256: str
 
 
+class InputMedia(Frozen):
+    """How the worker read a job's upload (video-to-audio, audio-to-video).
+
+    ``stream``: the one stream used. Video: ``width`` x ``height`` as displayed, after the
+    display matrix's ``rotation`` (degrees counterclockwise, 0/90/180/270, FFmpeg's convention)
+    and ``mirrored`` (left-right, after the rotation) were applied at decode, as a player shows
+    the clip. Audio: the source channel ``layout`` (downmixed to mono; more than two channels
+    with the standard matrix). ``padded_s``: seconds of the model's window after the end of the
+    clip, filled by holding the last frame (video) or with silence (audio); 0 when the clip was
+    long enough.
+    """
+
+    stream: Literal["video", "audio"]
+    padded_s: float = 0.0
+    width: int | None = None
+    height: int | None = None
+    rotation: int = 0
+    mirrored: bool = False
+    layout: str | None = None
+
+
 class JobResult(Frozen):
     url: str  # the first sample; GET /jobs/{id}/result?sample=i for the others
     content_type: str = "video/mp4"
@@ -87,6 +108,7 @@ class JobResult(Frozen):
     nfe: dict[str, int] = Field(default_factory=dict)
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     batch_size: int = 1  # jobs the worker ran together in one batch (MMD_MAX_BATCH)
+    input: InputMedia | None = None  # how the upload was read (None: joint generation)
 
     def absolute(self, base: str) -> JobResult:
         """This result with its stored URL paths made absolute under ``base`` (the gateway's

@@ -223,6 +223,18 @@ class Settings(BaseSettings):
         10.0, gt=0,
         description="wall clock for the gateway's PyAV probe of an upload (`422 probe_timeout`)",
     )
+    min_video_side: int = Field(
+        16, ge=1,
+        description="shortest side of the video stream a job uses (`422 video_too_small` below "
+        "it): 16 px is one H.264 macroblock; a smaller frame scaled up to the model's input "
+        "carries no picture for the model to follow",
+    )
+    min_clip_duration_s: float = Field(
+        0.5, ge=0,
+        description="shortest clip (of the stream a job uses, from `start_s`) accepted at submit "
+        "(`422 clip_too_short`); clips shorter than the model window are padded (last frame held, "
+        "or silence) and `result.input.padded_s` says so; 0.5 s keeps at least 5 of 16 frames real",
+    )
     # allowed codecs (FFmpeg canonical codec names; shell-style patterns such as "pcm_*")
     video_codecs: list[str] = Field(
         default_factory=lambda: [ "h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg"],

@@ -4,7 +4,9 @@ never trusted.
 
 Known kinds (:data:`KINDS`): ``mp4`` (ISO BMFF / QuickTime: MP4, MOV, M4A), ``matroska`` (MKV,
 WebM), ``ogg``, ``flac``, ``wav`` (RIFF/WAVE), ``mp3`` (ID3 tag or an MPEG audio frame header),
-``aac`` (ADTS). Anything else (text, HTML, PNG, JPEG, PDF, ZIP, ...) is ``None``.
+``aac`` (ADTS), ``ac3`` (raw AC-3 / E-AC-3: recognised so that the codec check can name it; its
+codec is accepted only when ``MMD_AUDIO_CODECS`` lists it). Anything else (text, HTML, PNG,
+JPEG, PDF, ZIP, ...) is ``None``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ KINDS: dict[str, str] = {
     "wav": "WAV",
     "mp3": "MP3",
     "aac": "AAC (ADTS)",
+    "ac3": "AC-3/E-AC-3 (Dolby Digital)",
 }
 
 # Containers that can carry the stream each endpoint needs.
@@ -48,6 +51,8 @@ def sniff_bytes(head: bytes) -> str | None:
         return "wav"
     if head.startswith(b"ID3"):
         return "mp3"
+    if head.startswith(b"\x0b\x77"):  # AC-3 / E-AC-3 sync word
+        return "ac3"
     if len(head) >= 2 and head[0] == 0xFF:
         second = head[1]
         if second & 0xF6 == 0xF0:  # 1111 x00x: ADTS sync, layer 00
@@ -75,15 +80,18 @@ def sniff_file(path: Path) -> str | None:
 
 
 def describe(head: bytes) -> str:
-    """A short guess of what a rejected file is, for error messages."""
+    """What a file that is no known container seems to be, as the end of a sentence for error
+    messages: "it looks like a PNG image", "its first bytes (de ad be ef) match no supported
+    audio/video container"."""
     for magic, name in ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
                         (b"PK\x03\x04", "a ZIP archive"), (b"%PDF", "a PDF document"),
-                        (b"GIF8", "a GIF image"), (b"\x1f\x8b", "a gzip file")):
+                        (b"GIF8", "a GIF image"), (b"\x1f\x8b", "a gzip file"),
+                        (b"RIFF", "a RIFF file that is not WAVE (AVI?)")):
         if head.startswith(magic):
-            return name
+            return f"it looks like {name}"
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype html", b"<html")):
-        return "an HTML page"
+        return "it looks like an HTML page"
     if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
-        return "a text file"
-    return "not a known audio/video container"
+        return "it looks like a text file"
+    return f"its first bytes ({head[:8].hex(' ')}) match no supported audio/video container"

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from core.contract import JobSpec
+from core.contract import InputMedia, JobSpec
 from core.netguard import UnsafeURLError, pin
 from core.probe import Need, UploadRejected, check_upload
 from core.settings import Settings
@@ -65,35 +65,41 @@ def fetch_input(spec: JobSpec, tmp: Path, storage: Storage, settings: Settings) 
 
 
 def decode_input(spec: JobSpec, src: Path, unet_cfg: Any,
-                 settings: Settings) -> tuple[Any, Any]:
-    """``(condition_video, condition_audio)`` of a conditional job (one of them None)."""
+                 settings: Settings) -> tuple[Any, Any, InputMedia]:
+    """The condition of a conditional job: ``(video uint8 [F, H, W, 3], None, how)`` or
+    ``(None, audio float32 [T], how)``. A clip shorter than the window (but over the
+    gateway's ``MMD_MIN_CLIP_DURATION_S``) is padded; ``how.padded_s`` says by how much."""
     from worker import media
 
-    _frames, _channels, height, _width = unet_cfg.video_size
+    frames, _channels, height, _width = unet_cfg.video_size
     if spec.input_url:  # fetched here, so the gateway never checked it: same checks now
         need: Need = "video" if spec.mode == "video-to-audio" else "audio"
         try:
-            check_upload(src, need=need, settings=settings)
+            check_upload(src, need=need, settings=settings, start_s=spec.start_s)
         except UploadRejected as exc:
             raise JobFailed(exc.code, f"{spec.input_url}: {exc.detail}") from exc
     max_bytes, timeout_s = settings.max_upload_bytes, settings.decode_timeout_s
     try:
         if spec.mode == "video-to-audio":
-            video = media.decode_video_clip(src, start_s=spec.start_s, num_frames=_frames,
-                                            fps=10, size=height, max_bytes=max_bytes,
-                                            timeout_s=timeout_s,
-                                            max_frames=settings.max_decoded_frames,
-                                            max_pixels=settings.max_video_width
-                                            * settings.max_video_height)
-            return video, None
-        audio = media.decode_audio(src, start_s=spec.start_s,
-                                   num_samples=unet_cfg.audio_size[1], sample_rate=16000,
-                                   max_bytes=max_bytes, timeout_s=timeout_s,
-                                   max_samples=settings.max_decoded_samples)
+            video = media.decode_video_input(src, start_s=spec.start_s, num_frames=frames,
+                                             fps=10, size=height, pad_end=True,
+                                             max_bytes=max_bytes, timeout_s=timeout_s,
+                                             max_frames=settings.max_decoded_frames,
+                                             max_pixels=settings.max_video_width
+                                             * settings.max_video_height)
+            return video.frames, None, InputMedia(
+                stream="video", padded_s=video.padded_s, width=video.width,
+                height=video.height, rotation=video.orientation.rotation,
+                mirrored=video.orientation.mirrored)
+        audio = media.decode_audio_input(src, start_s=spec.start_s,
+                                         num_samples=unet_cfg.audio_size[1], sample_rate=16000,
+                                         max_bytes=max_bytes, timeout_s=timeout_s,
+                                         max_samples=settings.max_decoded_samples)
     except media.MediaError:
         raise
     except Exception as exc:
         raise JobFailed("decode_failed", f"the {spec.mode.split('-')[0]} input could not be "
                         f"decoded ({type(exc).__name__}: {exc}); re-encode it (H.264 MP4 "
                         "or WAV)") from exc
-    return None, audio
+    return None, audio.samples, InputMedia(stream="audio", padded_s=audio.padded_s,
+                                           layout=audio.layout)

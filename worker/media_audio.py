@@ -1,9 +1,11 @@
 """Decoding audio for the model: ``float32 [T]`` mono at ``sample_rate`` Hz from ``start_s``,
-placed by timestamps, zero-padded at the end (see :mod:`worker.media`)."""
+placed by timestamps, downmixed with a standard matrix, zero-padded at the end (see
+:mod:`worker.media`)."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import av
 import numpy as np
@@ -20,6 +22,29 @@ from core.media_probe import (
 )
 
 
+@dataclass(frozen=True)
+class DecodedAudio:
+    """What :func:`decode_audio_input` read: ``samples float32 [T]`` mono, the source's channel
+    ``layout`` (FFmpeg name, e.g. "5.1") and ``padded_s``, the seconds of silence added after
+    the end of the file to fill the window."""
+
+    samples: np.ndarray
+    layout: str
+    padded_s: float = 0.0
+
+
+def _downmix_layout(layout: av.AudioLayout) -> str | av.AudioLayout:
+    """What the resampler converts to before the channels are averaged.
+
+    Mono and stereo stay as they are (mono: unit gain; stereo: the mean of left and right).
+    More channels go to stereo through libswresample's standard matrix (ITU-R BS.775: centre and
+    surrounds at -3 dB into each side, LFE dropped), so the mean is ``0.5 (L + R) + 0.707 C +
+    0.354 (Ls + Rs)``: a centre-only voice is 3 dB below the same voice sent as mono (a plain
+    mean of six channels, LFE included, was 15.6 dB below).
+    """
+    return "stereo" if layout.nb_channels > 2 else layout
+
+
 def decode_audio(
     path: PathLike,
     *,
@@ -30,12 +55,32 @@ def decode_audio(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> np.ndarray:
-    """Decode ``num_samples`` mono samples at ``sample_rate`` from ``start_s``: ``float32 [T]``.
+    """Decode ``num_samples`` mono samples at ``sample_rate`` from ``start_s``: ``float32 [T]``
+    (:func:`decode_audio_input`'s ``samples``)."""
+    return decode_audio_input(
+        path, start_s=start_s, num_samples=num_samples, sample_rate=sample_rate,
+        max_bytes=max_bytes, timeout_s=timeout_s, max_samples=max_samples).samples
+
+
+def decode_audio_input(
+    path: PathLike,
+    *,
+    start_s: float = 0.0,
+    num_samples: int = 25600,
+    sample_rate: int = 16000,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+) -> DecodedAudio:
+    """Decode ``num_samples`` mono samples at ``sample_rate`` from ``start_s`` (``float32 [T]``)
+    and say how (:class:`DecodedAudio`).
 
     Any audio codec/container FFmpeg reads (WAV, MP3, M4A/AAC, FLAC, OGG, the audio track of a
-    video). The rate is converted by PyAV's ``AudioResampler``, then channels are averaged; samples
-    are placed by their timestamps (holes between frames become silence); values are
-    clipped to ``[-1, 1]``; zero-padded at the end when the file is shorter. Raises
+    video). The rate is converted by PyAV's ``AudioResampler`` (more than two channels are
+    downmixed to stereo with the standard matrix, :func:`_downmix_layout`), then the channels are
+    averaged; samples are placed by their timestamps (holes between frames become silence);
+    values are clipped to ``[-1, 1]``; zero-padded at the end when the file is shorter
+    (``padded_s``). Raises
     :class:`MediaError` (no_audio_stream, decode_failed, clip_too_short when nothing is left after
     ``start_s``, ...).
     """
@@ -55,7 +100,8 @@ def decode_audio(
         # No seeking: after a seek FFmpeg's MP3-in-MP4 timestamps are off by the decoder delay
         # (256 samples on the released clips), and decoding audio is cheap (88 s of MP3: 0.07 s).
         # Frames that end well before `begin` are dropped before resampling to bound memory.
-        resampler = av.AudioResampler(format="fltp", layout=stream.codec_context.layout,
+        layout = stream.codec_context.layout
+        resampler = av.AudioResampler(format="fltp", layout=_downmix_layout(layout),
                                       rate=sample_rate)
         chunks: list[np.ndarray] = []
         first_time: float | None = None
@@ -132,6 +178,8 @@ def decode_audio(
                 "start or a longer file",
             )
         clip = samples[skip : skip + num_samples]
-        if clip.shape[0] < num_samples:
-            clip = np.concatenate([clip, np.zeros(num_samples - clip.shape[0], np.float32)])
-        return np.clip(clip, -1.0, 1.0).astype(np.float32, copy=False)
+        missing = num_samples - clip.shape[0]
+        if missing > 0:
+            clip = np.concatenate([clip, np.zeros(missing, np.float32)])
+        return DecodedAudio(samples=np.clip(clip, -1.0, 1.0).astype(np.float32, copy=False),
+                            layout=layout.name, padded_s=round(max(missing, 0) / sample_rate, 3))

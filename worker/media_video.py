@@ -1,10 +1,13 @@
 """Decoding a video clip for the model: ``uint8 [F, size, size, 3]`` RGB frames at ``fps`` from
-``start_s``, resampled by timestamps, centre-cropped and area-resized (see :mod:`worker.media`)."""
+``start_s``, resampled by timestamps, turned to their displayed orientation (rotation / mirror
+of the display matrix, :mod:`worker.orientation`), centre-cropped and area-resized (see
+:mod:`worker.media`)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import av
 import numpy as np
@@ -20,6 +23,23 @@ from core.media_probe import (
     _stream_start,
     _timed_out,
 )
+from worker.orientation import IDENTITY, Orientation, frame_orientation
+
+
+@dataclass(frozen=True)
+class DecodedVideo:
+    """What :func:`decode_video_input` read: the clip and how it was made.
+
+    ``frames uint8 [F, size, size, 3]``; ``width`` x ``height`` is the source frame as displayed
+    (after ``orientation``); ``padded_s`` the seconds of the window after the clip's end, filled
+    by holding its last frame (``pad_end=True`` only).
+    """
+
+    frames: np.ndarray
+    orientation: Orientation
+    width: int
+    height: int
+    padded_s: float = 0.0
 
 
 def _decode_frames(
@@ -45,9 +65,10 @@ def _decode_frames(
         ) from exc
 
 
-def _square_resize(frame: av.VideoFrame, size: int) -> np.ndarray:
-    """Centre crop to a square then resize to ``size``: ``uint8 [size, size, 3]`` RGB."""
-    rgb = frame.to_ndarray(format="rgb24")
+def _square_resize(frame: av.VideoFrame, size: int, orientation: Orientation) -> np.ndarray:
+    """Turn to the displayed orientation, centre crop to a square, resize to ``size``:
+    ``uint8 [size, size, 3]`` RGB."""
+    rgb = orientation.apply(frame.to_ndarray(format="rgb24"))
     h, w = rgb.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
@@ -74,12 +95,38 @@ def decode_video_clip(
 ) -> np.ndarray:
     """Decode ``num_frames`` frames at ``fps`` from ``start_s``: ``uint8 [F, size, size, 3]`` RGB.
 
+    :func:`decode_video_input`'s ``frames`` with ``pad_end=False``: a clip that ends before
+    the window raises ``clip_too_short``.
+    """
+    return decode_video_input(
+        path, start_s=start_s, num_frames=num_frames, fps=fps, size=size, max_bytes=max_bytes,
+        timeout_s=timeout_s, max_frames=max_frames, max_pixels=max_pixels).frames
+
+
+def decode_video_input(
+    path: PathLike,
+    *,
+    start_s: float = 0.0,
+    num_frames: int = 16,
+    fps: int = 10,
+    size: int = 64,
+    pad_end: bool = False,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> DecodedVideo:
+    """Decode ``num_frames`` frames at ``fps`` from ``start_s`` (``frames uint8 [F, size, size,
+    3]`` RGB) and say how (:class:`DecodedVideo`).
+
     Target time ``k`` is ``start_s + k / fps`` after the stream's first timestamp; each takes the
-    source
-    frame nearest in time (the same source frame repeats when the source rate is lower). Frames
-    are centre-cropped to a square (pixel aspect ratio and rotation metadata are ignored) and
-    resized with an area filter. Only the needed span is decoded (seek to the key frame before
-    ``start_s``). Raises :class:`MediaError` (no_video_stream, decode_failed, clip_too_short, ...).
+    source frame nearest in time (the same source frame repeats when the source rate is lower).
+    Each frame is turned as a player shows it (its display matrix: rotation by 90/180/270 degrees
+    and mirroring; pixel aspect ratio is ignored), centre-cropped to a square and resized with an
+    area filter. Only the needed span is decoded (seek to the key frame before ``start_s``).
+    When the clip ends before the last target, ``pad_end`` holds its last frame (reported as
+    ``padded_s``); otherwise that is ``clip_too_short``. Raises :class:`MediaError`
+    (no_video_stream, decode_failed, clip_too_short, ...).
     """
     if num_frames < 1 or fps <= 0 or size < 1 or start_s < 0:
         raise ValueError(
@@ -110,11 +157,17 @@ def decode_video_clip(
                 container.seek(0)
         out: list[np.ndarray] = []
         cache: tuple[int, np.ndarray] | None = None  # (decode index, array): frames may repeat
+        shown: tuple[Orientation, int, int] | None = None  # of the first frame taken
 
         def take(index: int, frame: av.VideoFrame) -> None:
-            nonlocal cache
+            nonlocal cache, shown
             if cache is None or cache[0] != index:
-                cache = (index, _square_resize(frame, size))
+                orientation = frame_orientation(frame)
+                if shown is None:
+                    w, h = (frame.height, frame.width) if orientation.transpose else \
+                        (frame.width, frame.height)
+                    shown = (orientation, w, h)
+                cache = (index, _square_resize(frame, size, orientation))
             out.append(cache[1])
 
         prev: av.VideoFrame | None = None
@@ -141,11 +194,12 @@ def decode_video_clip(
             raise MediaError(
                 "decode_failed", "the video stream has no decodable frames; re-encode it"
             )
+        padded_s = 0.0
         if len(out) < num_frames:
             # Targets after the last decoded frame: valid while it is still on screen.
             frame_dur = _frame_duration(prev, stream, fps)
             end = prev_t + frame_dur
-            if targets[-1] >= end:
+            if targets[-1] >= end and (not pad_end or (not out and targets[0] >= end)):
                 raise MediaError(
                     "clip_too_short",
                     f"the clip ends at {end - origin:.2f} s but {num_frames} frames at {fps} fps "
@@ -153,10 +207,14 @@ def decode_video_clip(
                     "upload a longer "
                     "clip or use an earlier start",
                 )
+            padded_s = max(0.0, targets[0] + num_frames / fps - end)
+            assert prev is not None  # a frame was decoded (checked above)
             while len(out) < num_frames:
                 assert prev is not None  # the loop above took at least one frame
                 take(prev_i, prev)
-        return np.stack(out)
+        orientation, width, height = shown if shown is not None else (IDENTITY, 0, 0)
+        return DecodedVideo(frames=np.stack(out), orientation=orientation, width=width,
+                            height=height, padded_s=round(padded_s, 3))
 
 
 def _frame_duration(

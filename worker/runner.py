@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.contract import JobResult, JobSpec, JobStatus, Progress
+from core.contract import InputMedia, JobResult, JobSpec, JobStatus, Progress
 from core.settings import Settings
 from core.storage import Storage
 from core.store import JobStore, utcnow
@@ -51,6 +51,7 @@ class _Run:
     request: Any = None  # model.pipeline.GenerationRequest, once prepared
     stage_seconds: dict[str, float] = field(default_factory=dict)
     fraction: float = 0.0  # the last progress fraction reported
+    input_media: InputMedia | None = None  # how a conditional job's input was read
 
     @property
     def sr_on(self) -> bool:
@@ -127,8 +128,9 @@ class JobRunner:
             if spec.mode != "joint":
                 src = self._stage(run, "fetch", lambda: fetch_input(spec, run.tmp, self.storage,
                                                                     self.settings))
-                cond_video, cond_audio = self._stage(run, "decode", lambda: decode_input(
-                    spec, src, run.models.unet_cfg, self.settings))
+                cond_video, cond_audio, run.input_media = self._stage(
+                    run, "decode", lambda: decode_input(spec, src, run.models.unet_cfg,
+                                                        self.settings))
             run.request = generation_request(spec, run.sr_on, cond_video, cond_audio)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded status
             statuses[spec.id] = self._finish(run, exc)
@@ -200,7 +202,7 @@ class JobRunner:
             height=int(frames.shape[2]), fps=int(gen.fps), sample_rate=int(gen.sample_rate),
             samples=samples, nfe={k: int(v) for k, v in gen.nfe.items()},
             stage_seconds={k: round(v, 4) for k, v in run.stage_seconds.items()},
-            batch_size=int(gen.batch_size),
+            batch_size=int(gen.batch_size), input=run.input_media,
         )
 
     # --- progress ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from core.probe import Need, check_upload
+from core.probe import Need, check_span, check_upload
 from service.auth import Owner
 from service.deps import AppState, State, base_url
 from service.metrics import UPLOAD_BYTES
@@ -116,8 +116,10 @@ def generate(body: GenerateRequest, request: Request, state: State, owner: Owner
                 raise HTTPException(422, f"upload_id {body.upload_id!r} is unknown or expired; "
                                          "upload again with POST /uploads")
             if not info.get("has_audio"):
-                raise HTTPException(422, "the upload has no audio stream; audio-to-video needs "
-                                         "an audio file")
+                why = info.get("audio_problem") or "it has no audio stream"
+                raise HTTPException(422, f"the upload has no usable audio stream ({why}); "
+                                         "audio-to-video needs an audio file")
+            check_span(info.get("audio_duration_s"), body.start_s, state.settings, what="audio")
             input_key, input_filename = info["key"], info["filename"]
         else:
             input_url = str(body.audio_url)
@@ -156,7 +158,8 @@ async def _conditional(request: Request, state: AppState, idempotency_key: str |
         model = check_limits(params, settings, sampling)
         assert form.file_path is not None
         await run_in_threadpool(check_urls, params, settings)
-        await run_in_threadpool(check_upload, form.file_path, need=need, settings=settings)
+        await run_in_threadpool(lambda: check_upload(form.file_path, need=need,  # type: ignore[arg-type]
+                                                     settings=settings, start_s=params.start_s))
         job_id = new_id()
         await run_in_threadpool(admit, state, owner, job_id)
     except BaseException:
@@ -233,7 +236,8 @@ async def upload(request: Request, state: State, owner: Owner,
         state.redis.delete(meta_key)
 
     meta = {"key": key, "filename": filename, "bytes": size,
-            "has_audio": info.has_audio, "has_video": info.has_video, "owner": owner}
+            "has_audio": info.has_audio, "has_video": info.has_video, "owner": owner,
+            "audio_duration_s": info.audio_duration_s, "audio_problem": info.audio_problem}
     await run_in_threadpool(lambda: state.redis.set(meta_key, json.dumps(meta),
                                                     ex=settings.result_ttl_s))
     try:

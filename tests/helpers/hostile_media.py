@@ -149,7 +149,7 @@ def _wav_header(*, channels: int, rate: int, bits: int = 16, data_bytes: int) ->
 def _mjpeg_with_dims(tmp: Path, size: int, *, container: bool) -> bytes:
     """A 256x256 MJPEG MKV whose JPEG frame headers (SOF0) claim ``size`` x ``size``, and
     (``container``) whose Matroska PixelWidth/PixelHeight say so too."""
-    data = _write(tmp / "mj.mkv", "matroska", [], seconds=0.3,
+    data = _write(tmp / "mj.mkv", "matroska", [], seconds=0.6,
                   video=("mjpeg", 256, 256)).read_bytes()
     sof = b"\xff\xc0\x00\x11\x08\x01\x00\x01\x00"  # SOF0, 8 bit, height 256, width 256
     assert sof in data, "no baseline SOF0 marker in the MJPEG frames"
@@ -308,10 +308,31 @@ def corpus() -> list[Case]:
         # the container says 256x256, every JPEG frame claims 16384x16384
         Case("jpeg_frames_claim_16384", "clip.mkv", V,
              lambda t: _mjpeg_with_dims(t, 16384, container=False), 202, "decode_failed"),
-        Case("video_too_short", "clip.mp4", V, lambda t: good_mp4(t, seconds=0.5), 202,
+        # the probe knows the duration: under MMD_MIN_CLIP_DURATION_S (0.5 s) from start_s, or
+        # start_s past the end, is a 422 at submit naming the clip's length
+        Case("video_too_short", "clip.mp4", V, lambda t: good_mp4(t, seconds=0.3), r422,
              "clip_too_short"),
-        Case("audio_start_past_end", "a.wav", A, lambda t: good_wav(t, 1.0), 202,
-             "clip_too_short", (("start_s", "30"),)),
+        Case("wav_50ms", "a.wav", A, lambda t: good_wav(t, 0.05), r422, "clip_too_short"),
+        Case("video_little_left_after_start", "clip.mp4", V, good_mp4, r422, "clip_too_short",
+             (("start_s", "1.8"),)),
+        Case("audio_start_past_end", "a.wav", A, lambda t: good_wav(t, 1.0), r422,
+             "start_past_end", (("start_s", "30"),)),
+        Case("video_start_past_end", "clip.mp4", V, good_mp4, r422, "start_past_end",
+             (("start_s", "2.5"),)),
+        # under MMD_MIN_VIDEO_SIDE (16 px) on a side
+        Case("video_1x1_mjpeg", "clip.mkv", V,
+             lambda t: _write(t / "1x1.mkv", "matroska", [], seconds=1.0,
+                              video=("mjpeg", 1, 1)).read_bytes(), r422, "video_too_small"),
+        Case("video_2x64_h264", "clip.mp4", V,
+             lambda t: _write(t / "2x64.mp4", "mp4", [], seconds=1.0,
+                              video=("libx264", 64, 2)).read_bytes(), r422, "video_too_small"),
+        # AC-3 is recognised and named (not in the default MMD_AUDIO_CODECS)
+        Case("ac3_raw", "a.ac3", A,
+             lambda t: _write(t / "a.ac3", "ac3", [("ac3", 48000)], seconds=1.0).read_bytes(),
+             r415, "unsupported_codec"),
+        Case("ac3_in_mkv", "a.mkv", A,
+             lambda t: _write(t / "ac3.mkv", "matroska", [("ac3", 48000)], seconds=1.0)
+             .read_bytes(), r415, "unsupported_codec"),
         # need more decoding than the worker's limits allow (the e2e stack sets
         # MMD_MAX_DECODED_FRAMES=60 and MMD_MAX_DECODED_SAMPLES=200000)
         Case("video_seek_past_decode_limit", "clip.mp4", V,

@@ -80,7 +80,7 @@ def test_runner_maps_decode_failures_to_codes(settings: Settings, store: JobStor
     spec = make_spec("video-to-audio", input_key="uploads/s/input.mp4")
     store.create_and_enqueue(spec)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(media, "decode_video_clip", explode)
+        mp.setattr(media, "decode_video_input", explode)
         assert runner.run(spec.id) == "failed"
     view = store.view(spec.id)
     assert view is not None and view.error is not None
