@@ -109,20 +109,21 @@ def generate_batch(
     live = _LiveJobs(fns)
     nfe: dict[str, int] = {}
     seconds: dict[str, float] = {}
+    peak: dict[str, int] = {}  # CUDA only: max memory allocated per stage
 
-    start = _now(device)
+    start = _now(device, reset_peak=True)
     video, audio, nfe["base"], nfe["base_backward"] = base_stage(
         requests, models, x_T, live.progress)
-    seconds["base"] = _now(device) - start
+    seconds["base"] = _now(device, peak, "base") - start
 
     if request.mode == "video-to-audio":  # keep the original condition frames
         assert request.condition_video is not None
         video = uint8_to_model(request.condition_video, device).expand(n, -1, -1, -1, -1)
     frames_out: np.ndarray
     if request.super_resolution:
-        start = _now(device)
+        start = _now(device, reset_peak=True)
         high, nfe["sr"], nfe["sr_calls"] = sr_stage(requests, models, video, mains, live.progress)
-        seconds["sr"] = _now(device) - start
+        seconds["sr"] = _now(device, peak, "sr") - start
         frames_out = _to_uint8_frames(high)
     elif request.mode == "video-to-audio":
         frames_out = np.broadcast_to(request.condition_video, (n, *request.condition_video.shape)).copy()
@@ -143,6 +144,7 @@ def generate_batch(
             frames=frames_out[part].copy(), audio=audio_out[part].copy(), fps=FPS,
             sample_rate=SAMPLE_RATE, nfe=dict(nfe), stage_seconds=dict(seconds),
             random_weights=models.random_weights, batch_size=len(requests),
+            peak_memory_bytes=dict(peak),
         ))
     return results
 
