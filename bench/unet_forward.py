@@ -24,20 +24,19 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model import build_sr, build_unet  # noqa: E402
-from model.config import SRConfig, UNetConfig  # noqa: E402
-from model.precision import apply_precision, dtype_of  # noqa: E402
-from model.attention import set_sdpa_backend  # noqa: E402
-from model.speed import PLAIN, SpeedOptions, apply_speed  # noqa: E402
+from bench.forward_cases import ForwardCase, sync
+from bench.forward_cases import count_flops as _count_flops
+from model.attention import set_sdpa_backend
+from model.precision import apply_precision, dtype_of
+from model.speed import PLAIN, SpeedOptions, apply_speed
 
 REFERENCE_S = {"base": 62.0, "sr": 25.0}  # official code, CPU fp32 2 threads (issue 2)
 
@@ -47,46 +46,12 @@ PRESET = {"unet": "landscape", "sr": "official"}  # --tiny switches both to "tin
 
 def make_case(name: str, device: str) -> tuple[torch.nn.Module, Callable[[], object]]:
     """Model on ``device`` and a closure running one forward with fixed inputs."""
-    gen = torch.Generator().manual_seed(0)
-    with torch.device(device):
-        if name == "base":
-            cfg = UNetConfig.preset(PRESET["unet"])
-            model = build_unet(cfg)
-            shifts = [0] * model.num_cross_calls if device == "meta" else None
-            f, c, h, w = cfg.video_size
-            video = torch.randn(1, f, c, h, w, generator=gen).to(device)
-            audio = torch.randn(1, *cfg.audio_size, generator=gen).to(device)
-            t = torch.tensor([500.0], device=device)
-
-            def run() -> object:
-                kw = {"window_shifts": shifts} if shifts else {"generator": gen}
-                return model(video, audio, t, **kw)
-        else:
-            cfg_sr = SRConfig.preset(PRESET["sr"])
-            model = build_sr(cfg_sr)
-            big, small = cfg_sr.large_size, cfg_sr.small_size
-            x = torch.randn(1, 3, big, big, generator=gen).to(device)
-            low = torch.randn(1, 3, small, small, generator=gen).to(device)
-            t = torch.tensor([500.0], device=device)
-
-            def run() -> object:
-                return model(x, t, low)
-    return model, run
-
-
-def _baddbmm_flops(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
-    batch, m, k = a_shape
-    return 2 * batch * m * k * b_shape[-1]
+    case = ForwardCase.build(name, PRESET["unet" if name == "base" else "sr"], device)
+    return case.model, case.run
 
 
 def count_flops(name: str) -> float:
-    _, run = make_case(name, "meta")
-    aten = torch.ops.aten
-    # the temporal conv accumulates its outer taps with in-place baddbmm_: count it like baddbmm
-    extra = {aten.baddbmm_: _baddbmm_flops}
-    with FlopCounterMode(display=False, custom_mapping=extra) as counter, torch.no_grad():
-        run()
-    return float(counter.get_total_flops())
+    return _count_flops(name, PRESET["unet" if name == "base" else "sr"])
 
 
 @contextlib.contextmanager
@@ -96,11 +61,6 @@ def mode(plain: bool) -> Iterator[None]:
             yield
     else:
         yield
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 class Case:
