@@ -11,13 +11,18 @@ import time
 import pytest
 import torch
 
-import model.pipeline as pipeline
+from model import pipeline
 from model.pipeline import GenerationRequest, LoadedModels, generate
 from model.registry import load_models
 from model.samplers import SamplerSpec
 
-ONE_STEP = dict(base_sampler=SamplerSpec(name="dpm_solver", steps=1, order=1),
-                sr_sampler=SamplerSpec(name="ddim", steps=2))
+
+
+def one_step(super_resolution: bool = True) -> GenerationRequest:
+    """1 base network call, 2 SR calls."""
+    return GenerationRequest(seed=0, base_sampler=SamplerSpec(name="dpm_solver", steps=1, order=1),
+                             sr_sampler=SamplerSpec(name="ddim", steps=2),
+                             super_resolution=super_resolution)
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +44,19 @@ def test_each_stage_resets_then_records_its_peak(models: LoadedModels,
         return time.perf_counter()
 
     monkeypatch.setattr(pipeline, "_now", fake_now)
-    result = generate(GenerationRequest(seed=0, **ONE_STEP), models)
+    result = generate(one_step(), models)
     assert events == ["reset", "read base", "reset", "read sr"]
     assert result.peak_memory_bytes == {"base": 1000, "sr": 1001}
-    no_sr = generate(GenerationRequest(seed=0, super_resolution=False, **ONE_STEP), models)
+    no_sr = generate(one_step(super_resolution=False), models)
     assert no_sr.peak_memory_bytes == {"base": 1000}
 
 
 def test_cpu_records_no_peak(models: LoadedModels) -> None:
-    assert generate(GenerationRequest(seed=0, **ONE_STEP), models).peak_memory_bytes == {}
+    assert generate(one_step(), models).peak_memory_bytes == {}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_peaks_are_positive() -> None:
     cuda = load_models("tiny", preset="tiny", device="cuda")
-    peaks = generate(GenerationRequest(seed=0, **ONE_STEP), cuda).peak_memory_bytes
+    peaks = generate(one_step(), cuda).peak_memory_bytes
     assert set(peaks) == {"base", "sr"} and min(peaks.values()) > 0
