@@ -17,7 +17,6 @@ from model.registry import load_models
 from model.samplers import SamplerSpec
 
 
-
 def one_step(super_resolution: bool = True) -> GenerationRequest:
     """1 base network call, 2 SR calls."""
     return GenerationRequest(seed=0, base_sampler=SamplerSpec(name="dpm_solver", steps=1, order=1),
