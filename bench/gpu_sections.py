@@ -324,23 +324,24 @@ def _time_variant(ctx: Context, name: str, preset: str, label: str, options: Spe
 def _forward_rows(ctx: Context, variants: Sequence[tuple[str, SpeedOptions]],
                   need_s: float = 0.0) -> list[Row]:
     """Time every variant of both networks; a variant starts only with ``need_s`` seconds (or
-    the longest first call so far, a compile) left in the section."""
+    the longest first call of the same network so far, a compile) left in the section."""
     rows: list[Row] = []
     for name, preset, batch in (("base", ctx.p.unet, 1), ("sr", ctx.p.sr, ctx.p.sr_batch)):
         for label, options in variants:
-            need = max([need_s] + [r["first_call_s"] for r in rows if "first_call_s" in r])
-            if ctx.time_left() <= need:
-                rows.append({"item": f"{name} {label}", "skipped": f"would overrun: "
-                             f"{max(ctx.time_left(), 0):.0f} s left, needs ~{need:.0f} s"})
-                continue
+            item = f"{name} {label}"
             if options.cuda_graphs and not ctx.cuda:
-                rows.append({"item": f"{name} {label}", "skipped": "CUDA graphs need CUDA"})
+                rows.append({"item": item, "skipped": "CUDA graphs need CUDA"})
+                continue
+            need = max([need_s] + [r["first_call_s"] for r in rows
+                                   if "first_call_s" in r and r["item"].startswith(name)])
+            if ctx.time_left() <= need:
+                rows.append({"item": item, "skipped": f"would overrun: "
+                             f"{max(ctx.time_left(), 0):.0f} s left, needs ~{need:.0f} s"})
                 continue
             try:
                 rows.append(_time_variant(ctx, name, preset, label, options, batch))
             except Exception as exc:  # noqa: BLE001 - a kernel not eligible here, a compile failure
-                rows.append({"item": f"{name} {label}",
-                             "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+                rows.append({"item": item, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
             finally:
                 set_sdpa_backend("auto")
                 torch._dynamo.reset()
