@@ -24,18 +24,17 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model import build_sr, build_unet
+from bench.forward_cases import ForwardCase, sync
+from bench.forward_cases import count_flops as _count_flops
 from model.attention import set_sdpa_backend
-from model.config import SRConfig, UNetConfig
 from model.precision import apply_precision, dtype_of
 from model.speed import PLAIN, SpeedOptions, apply_speed
 
@@ -47,47 +46,12 @@ PRESET = {"unet": "landscape", "sr": "official"}  # --tiny switches both to "tin
 
 def make_case(name: str, device: str) -> tuple[torch.nn.Module, Callable[[], object]]:
     """Model on ``device`` and a closure running one forward with fixed inputs."""
-    gen = torch.Generator().manual_seed(0)
-    with torch.device(device):
-        if name == "base":
-            cfg = UNetConfig.preset(PRESET["unet"])
-            model = build_unet(cfg)
-            shifts = [0] * model.num_cross_calls if device == "meta" else None
-            f, c, h, w = cfg.video_size
-            video = torch.randn(1, f, c, h, w, generator=gen).to(device)
-            audio = torch.randn(1, *cfg.audio_size, generator=gen).to(device)
-            t = torch.tensor([500.0], device=device)
-
-            def run() -> object:
-                kw = {"window_shifts": shifts} if shifts else {"generator": gen}
-                return model(video, audio, t, **kw)
-        else:
-            cfg_sr = SRConfig.preset(PRESET["sr"])
-            model = build_sr(cfg_sr)
-            big, small = cfg_sr.large_size, cfg_sr.small_size
-            x = torch.randn(1, 3, big, big, generator=gen).to(device)
-            low = torch.randn(1, 3, small, small, generator=gen).to(device)
-            t = torch.tensor([500.0], device=device)
-
-            def run() -> object:
-                return model(x, t, low)
-    return model, run
-
-
-def _baddbmm_flops(self_shape: Sequence[int], a_shape: Sequence[int], b_shape: Sequence[int],
-                   *args: object, out_shape: object = None, **kwargs: object) -> int:
-    batch, m, k = a_shape
-    return 2 * batch * m * k * b_shape[-1]
+    case = ForwardCase.build(name, PRESET["unet" if name == "base" else "sr"], device)
+    return case.model, case.run
 
 
 def count_flops(name: str) -> float:
-    _, run = make_case(name, "meta")
-    aten = torch.ops.aten
-    # the temporal conv accumulates its outer taps with in-place baddbmm_: count it like baddbmm
-    extra = {aten.baddbmm_: _baddbmm_flops}
-    with FlopCounterMode(display=False, custom_mapping=extra) as counter, torch.no_grad():
-        run()
-    return float(counter.get_total_flops())
+    return _count_flops(name, PRESET["unet" if name == "base" else "sr"])
 
 
 @contextlib.contextmanager
@@ -97,11 +61,6 @@ def mode(plain: bool) -> Iterator[None]:
             yield
     else:
         yield
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 class Case:
@@ -188,17 +147,13 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     dtype_of(args.precision)
     cases = [c for c in args.cases.split(",") if c]
-    modes = ["plain"] if args.plain else (["optimised"] if args.no_plain else ["optimised",
-                                                                               "plain"])
-    print(
-        f"torch {torch.__version__}, device {args.device}, threads {args.threads}, "
-        f"precision {args.precision} (plain: fp32), {args.repeats} interleaved repeats per mode "
-        f"(median; warm-up {'on' if args.warmup else 'off'}), load average {_load()}"
-    )
-    print(
-        f"{'case':<6} {'mode':<10} {'median s':>9} {'min s':>7} {'CPU s':>7} {'TFLOP':>7} "
-        f"{'GFLOP/s':>9} {'vs official':>12}"
-    )
+    both = ["optimised", "plain"]
+    modes = ["plain"] if args.plain else (["optimised"] if args.no_plain else both)
+    print(f"torch {torch.__version__}, device {args.device}, threads {args.threads}, "
+          f"precision {args.precision} (plain: fp32), {args.repeats} interleaved repeats per mode "
+          f"(median; warm-up {'on' if args.warmup else 'off'}), load average {_load()}")
+    print(f"{'case':<6} {'mode':<10} {'median s':>9} {'min s':>7} {'CPU s':>7} {'TFLOP':>7} "
+          f"{'GFLOP/s':>9} {'vs official':>12}")
     medians: dict[tuple[str, str], float] = {}
     mins: dict[tuple[str, str], float] = {}
     cpus: dict[tuple[str, str], float] = {}
@@ -207,24 +162,19 @@ def main() -> int:
         for m, case in time_cases(name, args, modes).items():
             sec = medians[(name, m)] = case.median
             mins[(name, m)] = min(case.times)
-            ref = (
-                f"{sec / REFERENCE_S[name]:.2f}x" if args.device == "cpu" and not args.tiny else "-"
-            )
+            on_cpu_full = args.device == "cpu" and not args.tiny
+            ref = f"{sec / REFERENCE_S[name]:.2f}x" if on_cpu_full else "-"
             cpus[(name, m)] = case.cpu_median
-            print(
-                f"{name:<6} {m:<10} {sec:9.2f} {min(case.times):7.2f} {case.cpu_median:7.2f} "
-                f"{flops / 1e12:7.3f} {flops / sec / 1e9:9.1f} {ref:>12}",
-                flush=True,
-            )
+            print(f"{name:<6} {m:<10} {sec:9.2f} {min(case.times):7.2f} {case.cpu_median:7.2f} "
+                  f"{flops / 1e12:7.3f} {flops / sec / 1e9:9.1f} {ref:>12}", flush=True)
     for name in cases:
         if (name, "optimised") in medians and (name, "plain") in medians:
-            print(
-                f"{name}: optimised/plain = "
-                f"{medians[(name, 'optimised')] / medians[(name, 'plain')]:.2f} (medians), "
-                f"{mins[(name, 'optimised')] / mins[(name, 'plain')]:.2f} (minima: least "
-                f"disturbed by other load), {cpus[(name, 'optimised')] / cpus[(name, 'plain')]:.2f}"
-                " (process CPU seconds; with --threads 1 the work itself, whatever the load)"
-            )
+            print(f"{name}: optimised/plain = "
+                  f"{medians[(name, 'optimised')] / medians[(name, 'plain')]:.2f} (medians), "
+                  f"{mins[(name, 'optimised')] / mins[(name, 'plain')]:.2f} (minima: least "
+                  "disturbed by other load), "
+                  f"{cpus[(name, 'optimised')] / cpus[(name, 'plain')]:.2f}"
+                  " (process CPU seconds; with --threads 1 the work itself, whatever the load)")
     print(f"load average at the end {_load()}")
     return 0
 
