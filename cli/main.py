@@ -18,7 +18,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cleanup": GATEWAY_COMMANDS["cleanup"],
     "hash-key": GATEWAY_COMMANDS["hash-key"],
 }
-assert set(SUBCOMMANDS) == {"serve", *GATEWAY_COMMANDS, *WORKER_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,3 +47,12 @@ def test_the_check_sees_imports() -> None:
     """The parser finds lazy imports inside functions (the kind that used to cross layers)."""
     roots = {root for root, _ in imported_roots(REPO_ROOT / "cli" / "serve.py")}
     assert {"service", "worker", "core"} <= roots
+
+
+def test_mmd_offers_the_gateways_and_the_workers_commands_and_serve() -> None:
+    from cli.main import SUBCOMMANDS
+    from service.commands import COMMANDS as GATEWAY
+    from worker.commands import COMMANDS as WORKER
+
+    assert set(SUBCOMMANDS) == {"serve", *GATEWAY, *WORKER}
+    assert all(SUBCOMMANDS[name] == entry for name, entry in {**GATEWAY, **WORKER}.items())

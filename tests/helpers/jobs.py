@@ -29,10 +29,12 @@ class FakeGenerate:
     """A ``generate_batch`` stand-in: records requests, reports base (3 steps) and sr (2 steps)
     progress to every job's callback, returns noise (seeded per request)."""
 
-    def __init__(self, on_step: Any = None, error: Exception | None = None) -> None:
+    def __init__(self, on_step: Any = None, error: Exception | None = None,
+                 peak_memory_bytes: dict[str, int] | None = None) -> None:
         self.requests: list[Any] = []
         self.on_step = on_step
         self.error = error
+        self.peak = dict(peak_memory_bytes or {})
 
     def __call__(self, requests: list[Any], models: Any, *,
                  progress_fns: list[Any] | None = None) -> list[GenerationResult]:
@@ -48,17 +50,17 @@ class FakeGenerate:
                         progress(stage, step, total)
         if self.error is not None:
             raise self.error
-        return [self._result(request, len(requests)) for request in requests]
+        return [self._result(request, len(requests), self.peak) for request in requests]
 
     @staticmethod
-    def _result(request: Any, batch_size: int) -> GenerationResult:
+    def _result(request: Any, batch_size: int, peak: dict[str, int]) -> GenerationResult:
         rng = np.random.default_rng(request.seed)
         n = request.num_samples
         return GenerationResult(
             frames=rng.integers(0, 255, (n, F, H, H, 3), dtype=np.uint8),
             audio=(rng.standard_normal((n, 6400)) * 0.1).astype(np.float32),
             fps=10, sample_rate=16000, nfe={"base": 3, "sr": 2}, stage_seconds={"base": 0.01},
-            random_weights=True, batch_size=batch_size)
+            random_weights=True, batch_size=batch_size, peak_memory_bytes=dict(peak))
 
 
 def make_spec(mode: str = "joint", **kw: Any) -> JobSpec:

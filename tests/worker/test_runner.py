@@ -184,3 +184,17 @@ def test_audio_url_fetch_refuses_private_targets_and_redirects(settings: Setting
         assert view is not None and view.error is not None
         assert view.error.code == "fetch_failed" and "302" in view.error.message
         assert gen.requests == []  # nothing was generated from the redirect target
+
+
+def test_peak_memory_per_stage_reaches_the_worker_metric(settings: Settings,
+                                                        store: JobStore) -> None:
+    """``GenerationResult.peak_memory_bytes`` (CUDA only in the pipeline) sets
+    ``mmd_peak_memory_bytes`` per stage."""
+    from worker import metrics
+
+    gen = FakeGenerate(peak_memory_bytes={"base": 123_456, "sr": 7_890})
+    spec = make_spec()
+    store.create_and_enqueue(spec)
+    assert make_runner(settings, store, gen).run(spec.id) == "succeeded"
+    assert metrics.PEAK_MEMORY.labels(stage="base")._value.get() == 123_456
+    assert metrics.PEAK_MEMORY.labels(stage="sr")._value.get() == 7_890

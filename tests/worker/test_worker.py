@@ -4,6 +4,7 @@ the job hash, readiness is advertised and withdrawn, abandoned jobs are retried.
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
 from redis import Redis
@@ -21,7 +22,7 @@ def test_burst_worker_runs_job_without_forking(settings: Settings, redis_conn: R
                                                tmp_path: Path) -> None:
     store = JobStore(redis_conn, settings)
     ready = tmp_path / "ready"
-    worker = MMDWorker([store.queue], connection=redis_conn,
+    worker = MMDWorker([store.queue], connection=redis_conn, name=f"test-{uuid.uuid4().hex[:8]}",
                        runner=make_runner(settings, store, FakeGenerate()), ready_file=ready,
                        heartbeat_ttl_s=3)
     try:
@@ -54,7 +55,7 @@ def _abandon(settings: Settings, redis_conn: Redis) -> tuple[JobStore, str]:
     store = JobStore(redis_conn, settings)
     spec = make_spec()
     store.create_and_enqueue(spec)
-    worker = MMDWorker([store.queue], connection=redis_conn,
+    worker = MMDWorker([store.queue], connection=redis_conn, name=f"test-{uuid.uuid4().hex[:8]}",
                        runner=make_runner(settings, store, FakeGenerate()), ready_file=None)
     job, _queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
     assert job.id == spec.id
@@ -85,7 +86,7 @@ def test_job_timeout_fails_with_timeout_code(settings: Settings, redis_conn: Red
     short = settings.model_copy(update={"job_timeout_s": 1})
     store = JobStore(redis_conn, short)
     slow = FakeGenerate(on_step=lambda s, i: time.sleep(0.5))
-    worker = MMDWorker([store.queue], connection=redis_conn,
+    worker = MMDWorker([store.queue], connection=redis_conn, name=f"test-{uuid.uuid4().hex[:8]}",
                        runner=make_runner(short, store, slow), ready_file=None)
     try:
         spec = make_spec()
