@@ -17,8 +17,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "fetch-weights": WORKER_COMMANDS["fetch-weights"],
     "cleanup": GATEWAY_COMMANDS["cleanup"],
     "hash-key": GATEWAY_COMMANDS["hash-key"],
+    "submit": ("client.cli", "submit a job to a running service, follow it, download the MP4"),
 }
-assert set(SUBCOMMANDS) == {"serve", *GATEWAY_COMMANDS, *WORKER_COMMANDS}
+assert set(SUBCOMMANDS) == {"serve", "submit", *GATEWAY_COMMANDS, *WORKER_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

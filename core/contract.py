@@ -43,6 +43,8 @@ class SampleFile(Frozen):
     url: str
     bytes: int
     sha256: str
+    # filled in by the gateway when it answers: a link that plays without a bearer header
+    signed_url: str | None = None
 
 
 class JobResult(Frozen):
@@ -62,6 +64,10 @@ class JobResult(Frozen):
     nfe: dict[str, int] = Field(default_factory=dict)
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     batch_size: int = 1  # jobs the worker ran together in one batch (MMD_MAX_BATCH)
+    # filled in by the gateway when it answers (never stored): the first sample's link that a
+    # browser can play without a bearer header (core/signing.py; on S3 the presigned URL)
+    signed_url: str | None = None
+    signed_url_expires_at: datetime | None = None
 
 
 class JobSpec(Frozen):

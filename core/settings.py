@@ -138,6 +138,30 @@ class Settings(BaseSettings):
     job_retries: int = Field(2, ge=0)  # re-runs of a job whose worker died (abandoned)
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)
 
+    # --- live job events and playable links (core/events.py, core/signing.py) -------------
+    events_keepalive_s: float = Field(
+        5.0, gt=0, le=300,
+        description="seconds between SSE keep-alive comments on GET /jobs/{id}/events when no "
+                    "event is due (keeps proxies and load balancers from closing idle streams)")
+    events_poll_s: float = Field(
+        1.0, gt=0, le=60,
+        description="how long one blocking read of a job's event stream waits; also how often "
+                    "the queue position of a queued job is re-checked for the stream")
+    events_max_len: int = Field(
+        500, ge=10,
+        description="events kept per job stream (approximate; older ones are trimmed: each "
+                    "event is a full snapshot, so a late reader still gets the current state)")
+    result_link_ttl_s: int = Field(
+        3600, ge=1, le=7 * 24 * 3600,
+        description="lifetime of the signed result links in a job's result (`signed_url`) on "
+                    "local storage; on S3 the link is the presigned URL "
+                    "(MMD_S3_PRESIGN_EXPIRY_S)")
+    result_link_key: SecretStr | None = Field(
+        None,
+        description="HMAC key that signs result links (job id, sample, expiry). Unset: a random "
+                    "key is created once in Redis and shared by every gateway replica; set it "
+                    "(and rotate it) from a secret in production")
+
     # --- auth (service/auth.py) -----------------------------------------------------------
     # API keys are configured as sha256 hex digests ("<hex>" or "<name>:<hex>"), never in clear;
     # hash one with `python3 -c "import hashlib,sys;print(hashlib.sha256(sys.argv[1].encode())

@@ -11,6 +11,7 @@ from core.contract import JobResult, JobStatus, JobView, SampleFile
 from core.store import result_key
 from service.auth import Owner
 from service.deps import AppState, State, base_url
+from service.links import link_signer, with_signed_links
 from service.metrics import JOBS_CANCEL_REQUESTS
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -32,6 +33,12 @@ def _abs(url: str, base: str) -> str:
     return base + url if url.startswith("/") else url
 
 
+def public_view(view: JobView, request: Request, state: AppState) -> JobView:
+    """The job document as clients get it: absolute result URLs and signed playable links."""
+    base = base_url(request, state.settings)
+    return with_signed_links(_absolute(view, base), base, state, link_signer(request, state))
+
+
 def _not_found(job_id: str) -> HTTPException:
     return HTTPException(404, f"no job with id {job_id!r} (ids expire after MMD_RESULT_TTL_S)")
 
@@ -49,7 +56,7 @@ def get_job(job_id: str, request: Request, state: State, owner: Owner) -> JobVie
     view = state.store.view(job_id)
     if view is None:
         raise _not_found(job_id)
-    return _absolute(view, base_url(request, state.settings))
+    return public_view(view, request, state)
 
 
 @router.get("/{job_id}/result", response_class=Response,
@@ -90,7 +97,7 @@ def _cancel(job_id: str, request: Request, state: State, owner: str) -> JobView:
         raise HTTPException(409, f"job {job_id} already {status.value}; nothing to cancel")
     view = state.store.view(job_id)
     assert view is not None
-    return _absolute(view, base_url(request, state.settings))
+    return public_view(view, request, state)
 
 
 @router.post("/{job_id}/cancel", response_model=JobView, status_code=202)

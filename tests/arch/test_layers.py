@@ -21,6 +21,9 @@ FORBIDDEN: dict[str, set[str]] = {
     "service": {"worker", "model", "cli", "torch"},
     "worker": {"service", "cli"},
     "model": {"core", "service", "worker", "cli"},
+    # the Python client is standalone: httpx and the standard library only
+    "client": {"core", "service", "worker", "model", "cli", "torch", "fastapi", "starlette",
+               "uvicorn", "redis", "rq"},
 }
 
 
