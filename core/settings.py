@@ -184,6 +184,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     public_url: str | None = None  # base for absolute URLs in responses; None => request's
+    gateway_shutdown_grace_s: int = Field(
+        10, ge=1,
+        description="on SIGTERM `mmd gateway` waits this long for open requests, then closes "
+                    "them: job event streams (SSE) stay open while their job runs, and clients "
+                    "resume them on another replica with Last-Event-ID. Keep it below the "
+                    "orchestrator's grace period (k8s terminationGracePeriodSeconds: 30)")
     worker_metrics_port: int = Field(9100, ge=0, le=65535)  # 0 disables the worker's endpoint
     # bearer token for the gateway's /metrics; None = open (Prometheus scrapes it from inside
     # the cluster / compose network without credentials). Set it when /metrics is reachable from

@@ -35,6 +35,7 @@ class LiveStack:
     stack: Stack  # worker + keyed gateway
     open_base: str  # the open-mode gateway
     open_gateway: Popen
+    open_env: dict[str, str]
 
     @property
     def base(self) -> str:
@@ -60,6 +61,15 @@ class LiveStack:
                 time.sleep(0.1)
         raise AssertionError(f"job {job_id} not done: {view}\n{self.stack.log_tail()}")
 
+    def restart_open_gateway(self) -> None:
+        """SIGTERM the open gateway (its open event streams are closed after
+        MMD_GATEWAY_SHUTDOWN_GRACE_S) and start a new one on the same port."""
+        stop(self.open_gateway)
+        log = self.stack.logs / "gateway-open-2.log"
+        self.open_gateway = mmd_process(["gateway"], self.open_env, log)
+        wait_for(lambda: httpx.get(self.open_base + "/healthz").status_code == 200, 60,
+                 "open gateway (restarted)", self.open_gateway, log)
+
 
 def start_live(redis: str, tmp: Path) -> Iterator[LiveStack]:
     keys = json.dumps([f"alice:{hash_key(KEY_A)}", hash_key(KEY_B)])
@@ -68,15 +78,15 @@ def start_live(redis: str, tmp: Path) -> Iterator[LiveStack]:
                         MMD_EVENTS_POLL_S="0.25")
     port = free_port()
     env = {**stack.env, "MMD_OPEN_MODE": "true", "MMD_API_KEYS": "[]", "MMD_PORT": str(port),
-           "MMD_RESULT_LINK_TTL_S": "3600"}
+           "MMD_RESULT_LINK_TTL_S": "3600", "MMD_GATEWAY_SHUTDOWN_GRACE_S": "1"}
     gateway = mmd_process(["gateway"], env, tmp / "gateway-open.log")
-    live = LiveStack(stack, f"http://127.0.0.1:{port}", gateway)
+    live = LiveStack(stack, f"http://127.0.0.1:{port}", gateway, env)
     try:
         wait_for(lambda: httpx.get(live.open_base + "/healthz").status_code == 200, 60,
                  "open gateway", gateway, tmp / "gateway-open.log")
         yield live
     finally:
-        stop(gateway)
+        stop(live.open_gateway)
         stop_stack(stack)
 
 

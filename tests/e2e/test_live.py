@@ -18,7 +18,8 @@ import httpx
 import pytest
 from redis import Redis
 
-from core.contract import JobSpec, JobStatus
+from client import Client
+from core.contract import JobSpec, JobStatus, Progress
 from core.sampling import SamplerParams, SuperResolutionParams
 from core.settings import Settings
 from core.store import JobStore, utcnow
@@ -128,7 +129,7 @@ def test_another_keys_job_is_404_like_get_job(live: LiveStack) -> None:
     live.wait(job_id)  # key A still sees it finish
 
 
-def _stuck_job(live: LiveStack, redis: Redis) -> str:
+def _stuck_job(live: LiveStack, redis: Redis, owner: str = "alice") -> str:
     """A job queued on a queue no worker listens to (as when every worker is busy)."""
     env = live.stack.env
     settings = Settings(redis_url=env["MMD_REDIS_URL"], key_prefix=env["MMD_KEY_PREFIX"],
@@ -136,7 +137,7 @@ def _stuck_job(live: LiveStack, redis: Redis) -> str:
     spec = JobSpec(id=f"stuck{time.time_ns()}", mode="joint", model="default", seed=1,
                    num_samples=1, sampler=SamplerParams(), created_at=utcnow(),
                    super_resolution=SuperResolutionParams())
-    JobStore(redis, settings).create_and_enqueue(spec, owner="alice")
+    JobStore(redis, settings).create_and_enqueue(spec, owner=owner)
     return spec.id
 
 
@@ -168,6 +169,36 @@ def test_keepalive_while_queued_then_cancel_ends_the_stream(live: LiveStack) -> 
     assert done["status"] == JobStatus.canceled.value and done["id"] == job_id
     job_ttl, events_ttl = redis.ttl(f"{prefix}:job:{job_id}"), redis.ttl(f"{prefix}:events:{job_id}")
     assert events_ttl > 0 and abs(job_ttl - events_ttl) <= 1
+
+
+def test_client_resumes_the_stream_across_a_gateway_restart(live: LiveStack) -> None:
+    """The events live in Redis: a client whose gateway restarts reconnects (to the new
+    process) with Last-Event-ID and misses nothing, repeats nothing."""
+    redis = Redis.from_url(live.stack.env["MMD_REDIS_URL"])
+    job_id = _stuck_job(live, redis, owner="open")
+    got: list[Any] = []
+    with Client(live.open_base) as client:
+        job = client.job(job_id)
+        stream = job.events()
+        got.append(next(stream))  # the queued event, from the first gateway process
+        first_id = job.last_event_id
+        live.restart_open_gateway()
+        store = JobStore(redis, Settings(key_prefix=live.stack.env["MMD_KEY_PREFIX"],
+                                         queue_name=live.stack.env["MMD_QUEUE_NAME"]))
+        store.claim(job_id)  # a worker picks it up while the client is reconnecting
+        store.set_progress(job_id, Progress(stage="base", step=1, total=2, fraction=0.5))
+        with httpx.Client(base_url=live.open_base) as c:
+            assert c.post(f"/jobs/{job_id}/cancel").status_code == 202
+        store.mark_canceled(job_id)
+        got.extend(stream)  # to the done event
+    assert first_id is not None and got[0].event == "progress"
+    assert [m.event for m in got] == ["progress", "progress", "progress", "done"]
+    stages = [json.loads(m.data).get("stage") for m in got[:3]]
+    statuses = [json.loads(m.data)["status"] for m in got]
+    assert stages == ["queued", "queued", "base"]
+    assert statuses == ["queued", "running", "running", "canceled"]
+    ids = [_id_key(m.id) for m in got if m.id]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids) == 4
 
 
 # --- signed result links ------------------------------------------------------------------
