@@ -3,6 +3,7 @@ the SSE event stream, signed result links, `mmd submit` and the page at / in hea
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
@@ -23,6 +24,7 @@ from core.contract import JobSpec, JobStatus, Progress
 from core.sampling import SamplerParams, SuperResolutionParams
 from core.settings import Settings
 from core.store import JobStore, utcnow
+from tests.e2e.fixtures import write_clip
 from tests.e2e.live_stack import (
     FAST,
     KEY_A,
@@ -277,6 +279,19 @@ def test_mmd_submit_writes_a_playable_mp4(live: LiveStack, tmp_path: Path) -> No
     assert len(frames) == 8 and frames[0].shape == (64, 64, 3) and samples >= 2048
 
 
+def test_mmd_submit_audio_to_video_uploads_the_file(live: LiveStack, tmp_path: Path) -> None:
+    wav = write_clip(tmp_path / "tone.wav", video=False, seconds=1.0)
+    out = tmp_path / "a2v.mp4"
+    r = _mmd("submit", "audio-to-video", str(wav), "--server", live.base, "--api-key", KEY_A,
+             "--seed", "4", "--sampler", "ddim", "--steps", "3", "--no-sr", "--quiet",
+             "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(out)
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 8 and frames[0].shape == (16, 16, 3)  # no SR: the model's size
+
+
 def test_mmd_submit_fails_with_the_services_message(live: LiveStack, tmp_path: Path) -> None:
     out = tmp_path / "bad.mp4"
     r = _mmd("submit", "joint", "--server", live.base, "--api-key", KEY_A, "--steps", "0",
@@ -341,3 +356,40 @@ def test_page_generates_and_plays_the_result(live: LiveStack, keyed: bool) -> No
             browser.close()
     assert any(u.endswith("/events") for u in urls)  # progress came from the event stream
     assert all(KEY_A not in u for u in urls)  # the key never went into a URL
+
+
+def test_page_video_to_audio_by_drag_and_drop(live: LiveStack, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    clip = write_clip(tmp_path / "clip.mp4", seconds=2.0, size=32)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(live.open_base + "/")
+            page.check("input[name=mode][value=video-to-audio]")
+            assert page.locator("#drop-zone").is_visible()
+            transfer = page.evaluate_handle(
+                """([b64, name]) => {
+                     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                     const dt = new DataTransfer();
+                     dt.items.add(new File([bytes], name, { type: "video/mp4" }));
+                     return dt;
+                   }""", [base64.b64encode(clip.read_bytes()).decode(), "clip.mp4"])
+            page.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
+            assert "clip.mp4" in page.locator("#drop-text").text_content()
+            page.locator("#params summary").click()
+            page.fill("#steps", "3")
+            page.uncheck("#sr-enabled")
+            page.get_by_role("button", name="Generate").click()
+            page.wait_for_selector("#result-video[src]", state="attached", timeout=180_000)
+            job_id = page.locator("#job-id").text_content()
+            page.wait_for_function("document.getElementById('result-video').readyState >= 1",
+                                   timeout=30_000)
+        finally:
+            browser.close()
+    doc = httpx.get(f"{live.open_base}/jobs/{job_id}").json()
+    assert doc["status"] == "succeeded" and doc["request"]["mode"] == "video-to-audio"
+    assert doc["request"]["input_filename"] == "clip.mp4"
+    assert doc["request"]["sampler"]["steps"] == 3 and doc["result"]["width"] == 16
