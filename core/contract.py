@@ -64,8 +64,8 @@ class JobResult(Frozen):
     nfe: dict[str, int] = Field(default_factory=dict)
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     batch_size: int = 1  # jobs the worker ran together in one batch (MMD_MAX_BATCH)
-    # filled in by the gateway when it answers (never stored): the first sample's link that a
-    # browser can play without a bearer header (core/signing.py; on S3 the presigned URL)
+    # filled in by the gateway when it answers (None in the stored record): the first sample's
+    # link that a browser can play without a bearer header (core/signing.py; on S3 presigned)
     signed_url: str | None = None
     signed_url_expires_at: datetime | None = None
 

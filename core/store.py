@@ -4,8 +4,10 @@ progress, succeeded/failed/canceled). No torch here.
 One hash per job, ``{prefix}:job:{id}``: ``spec`` (JobSpec JSON), ``status``, ``created_at``,
 ``started_at``, ``finished_at``, ``progress``, ``error``, ``result`` (JSON), ``cancel`` ("1" once a
 cancel was asked for) and ``attempts``. Status changes go through one Lua script so that a cancel
-and a worker picking the job up can never both win. RQ only carries the job id to the worker
-(``worker.jobs.run_job``) and provides the queue, the timeout and the abandoned-job retries.
+and a worker picking the job up can never both win; that script and the progress write also
+append the job's event (``{prefix}:events:{id}``, :mod:`core.events`) in the same call. RQ only
+carries the job id to the worker (``worker.jobs.run_job``) and provides the queue, the timeout
+and the abandoned-job retries.
 """
 
 from __future__ import annotations

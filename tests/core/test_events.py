@@ -23,7 +23,8 @@ def _spec(job_id: str) -> JobSpec:
 
 
 def _events(store: JobStore, job_id: str) -> list[tuple[JobStatus, Progress]]:
-    return [parse_entry(f) for _, f in store.redis.xrange(store.events_key(job_id))]
+    entries: Any = store.redis.xrange(store.events_key(job_id))
+    return [parse_entry(fields) for _, fields in entries]
 
 
 def _result() -> JobResult:
@@ -74,10 +75,17 @@ def test_progress_is_one_round_trip(store: JobStore, redis_conn: Redis,
     store.set_progress("j4", Progress(stage="base", step=1, total=9))  # loads the script
     calls: list[Any] = []
     real_execute, real_pipeline = redis_conn.execute_command, redis_conn.pipeline
-    monkeypatch.setattr(redis_conn, "execute_command",
-                        lambda *a, **k: calls.append(a[0]) or real_execute(*a, **k))
-    monkeypatch.setattr(redis_conn, "pipeline",
-                        lambda *a, **k: calls.append("PIPELINE") or real_pipeline(*a, **k))
+
+    def execute(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return real_execute(*args, **kwargs)
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        calls.append("PIPELINE")
+        return real_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(redis_conn, "execute_command", execute)
+    monkeypatch.setattr(redis_conn, "pipeline", pipeline)
     assert store.set_progress("j4", Progress(stage="base", step=2, total=9)) is False
     assert calls == ["EVALSHA"]
     redis_conn.hset(store.job_key("j4"), "cancel", "1")

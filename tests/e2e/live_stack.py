@@ -120,8 +120,9 @@ def read_sse(base: str, job_id: str, key: str | None = KEY_A, last_id: str | Non
                 comments.append(line)
             elif line == "":
                 if "data" in fields:
+                    ids = fields.get("id")
                     events.append(SSE(fields.get("event", ["message"])[0],
-                                      "\n".join(fields["data"]), (fields.get("id") or [None])[0]))
+                                      "\n".join(fields["data"]), ids[0] if ids else None))
                 fields = {}
             else:
                 name, _, value = line.partition(": ")
