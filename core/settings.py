@@ -186,7 +186,8 @@ class Settings(BaseSettings):
     public_url: str | None = None  # base for absolute URLs in responses; None => request's
     gateway_shutdown_grace_s: int = Field(
         10, ge=1,
-        description="on SIGTERM `mmd gateway` waits this long for open requests, then closes "
+        description="on SIGTERM the gateway (`mmd gateway`, `mmd serve`) waits this long for open "
+                    "requests, then closes "
                     "them: job event streams (SSE) stay open while their job runs, and clients "
                     "resume them on another replica with Last-Event-ID. Keep it below the "
                     "orchestrator's grace period (k8s terminationGracePeriodSeconds: 30)")
