@@ -187,9 +187,9 @@ class Settings(BaseSettings):
     gateway_shutdown_grace_s: int = Field(
         10, ge=1,
         description="on SIGTERM the gateway (`mmd gateway`, `mmd serve`) waits this long for open "
-                    "requests, then closes "
-                    "them: job event streams (SSE) stay open while their job runs, and clients "
-                    "resume them on another replica with Last-Event-ID. Keep it below the "
+                    "requests, then closes them: job event streams (SSE) stay open while their "
+                    "job runs, and clients resume them on another replica with Last-Event-ID. "
+                    "Keep it below the "
                     "orchestrator's grace period (k8s terminationGracePeriodSeconds: 30)")
     worker_metrics_port: int = Field(9100, ge=0, le=65535)  # 0 disables the worker's endpoint
     # bearer token for the gateway's /metrics; None = open (Prometheus scrapes it from inside
