@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "fetch-weights": WORKER_COMMANDS["fetch-weights"],
     "cleanup": GATEWAY_COMMANDS["cleanup"],
     "hash-key": GATEWAY_COMMANDS["hash-key"],
+    "submit": ("client.cli", "submit a job to a running service, follow it, download the MP4"),
 }
 
 

@@ -46,7 +46,8 @@ def start_gateway(settings: Settings, redis: Redis, host: str, port: int) -> tup
 
     app = create_app(settings, redis=redis)
     config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(),
-                            access_log=False)
+                            access_log=False,
+                            timeout_graceful_shutdown=settings.gateway_shutdown_grace_s)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="mmd-gateway", daemon=True)
     thread.start()

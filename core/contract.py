@@ -68,6 +68,8 @@ class SampleFile(Frozen):
     url: str
     bytes: int
     sha256: str
+    # filled in by the gateway when it answers: a link that plays without a bearer header
+    signed_url: str | None = None
 
 
 class InputMedia(Frozen):
@@ -109,6 +111,10 @@ class JobResult(Frozen):
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     batch_size: int = 1  # jobs the worker ran together in one batch (MMD_MAX_BATCH)
     input: InputMedia | None = None  # how the upload was read (None: joint generation)
+    # filled in by the gateway when it answers (None in the stored record): the first sample's
+    # link that a browser can play without a bearer header (core/signing.py; on S3 presigned)
+    signed_url: str | None = None
+    signed_url_expires_at: datetime | None = None
 
     def absolute(self, base: str) -> JobResult:
         """This result with its stored URL paths made absolute under ``base`` (the gateway's

@@ -272,6 +272,30 @@ class Settings(BaseSettings):
         description="how long an `Idempotency-Key` is remembered",
     )
 
+    # --- live job events and playable links (core/events.py, core/signing.py) -------------
+    events_keepalive_s: float = Field(
+        5.0, gt=0, le=300,
+        description="seconds between SSE keep-alive comments on GET /jobs/{id}/events when no "
+                    "event is due (keeps proxies and load balancers from closing idle streams)")
+    events_poll_s: float = Field(
+        1.0, gt=0, le=60,
+        description="how long one blocking read of a job's event stream waits; also how often "
+                    "the queue position of a queued job is re-checked for the stream")
+    events_max_len: int = Field(
+        500, ge=10,
+        description="events kept per job stream (approximate; older ones are trimmed: each "
+                    "event is a full snapshot, so a late reader still gets the current state)")
+    result_link_ttl_s: int = Field(
+        3600, ge=1, le=7 * 24 * 3600,
+        description="lifetime of the signed result links in a job's result (`signed_url`) on "
+                    "local storage; on S3 the link is the presigned URL "
+                    "(MMD_S3_PRESIGN_EXPIRY_S)")
+    result_link_key: SecretStr | None = Field(
+        None,
+        description="HMAC key that signs result links (job id, sample, expiry). Unset: a random "
+                    "key is created once in Redis and shared by every gateway replica; set it "
+                    "(and rotate it) from a secret in production")
+
     # --- auth (service/auth.py) -----------------------------------------------------------
     # API keys are configured as sha256 hex digests ("<hex>" or "<name>:<hex>"), never in clear;
     # hash one with `python3 -c "import hashlib,sys;print(hashlib.sha256(sys.argv[1].encode())
@@ -325,6 +349,13 @@ class Settings(BaseSettings):
         None,
         description="base of absolute URLs in responses and webhooks (unset = the request's)",
     )
+    gateway_shutdown_grace_s: int = Field(
+        10, ge=1,
+        description="on SIGTERM the gateway (`mmd gateway`, `mmd serve`) waits this long for open "
+                    "requests, then closes them: job event streams (SSE) stay open while their "
+                    "job runs, and clients resume them on another replica with Last-Event-ID. "
+                    "Keep it below the orchestrator's grace period (k8s "
+                    "terminationGracePeriodSeconds: 30)")
     worker_metrics_port: int = Field(
         9100, ge=0, le=65535,
         description="worker metrics port (`0` disables)",

@@ -4,8 +4,10 @@ progress, succeeded/failed/canceled). No torch here.
 One hash per job, ``{prefix}:job:{id}``: ``spec`` (JobSpec JSON), ``status``, ``created_at``,
 ``started_at``, ``finished_at``, ``progress``, ``error``, ``result`` (JSON), ``cancel`` ("1" once a
 cancel was asked for) and ``attempts``. Status changes go through one Lua script so that a cancel
-and a worker picking the job up can never both win. RQ only carries the job id to the worker
-(``worker.jobs.run_job``) and provides the queue, the timeout and the abandoned-job retries.
+and a worker picking the job up can never both win; that script and the progress write also
+append the job's event (``{prefix}:events:{id}``, :mod:`core.events`) in the same call. RQ only
+carries the job id to the worker (``worker.jobs.run_job``) and provides the queue, the timeout
+and the abandoned-job retries.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rq.registry import StartedJobRegistry
 from rq.timeouts import TimerDeathPenalty
 
 from core.contract import JobError, JobResult, JobSpec, JobStatus, JobView, Progress
+from core.events import APPEND_AFTER_TRANSITION_LUA, PROGRESS_LUA, events_key
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -29,13 +32,15 @@ log = logging.getLogger(__name__)
 JOB_FUNCTION = "worker.jobs.run_job"
 FAILURE_CALLBACK = "core.store.on_rq_failure"
 
-# KEYS[1] = job hash; ARGV[1] = allowed current statuses, comma separated; ARGV[2..] = field, value
-_TRANSITION_LUA = """
+# KEYS[1] = job hash, KEYS[2] = its event stream (core.events); ARGV[1] = allowed current
+# statuses, comma separated; ARGV[2] = the stream's max length; ARGV[3..] = field, value
+_TRANSITION_LUA = APPEND_AFTER_TRANSITION_LUA + """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
 for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == cur then
-    if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+    if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+    if #KEYS > 1 then append_event(ARGV[2]) end
     return {1, cur}
   end
 end
@@ -75,10 +80,14 @@ class JobStore:
         self.redis = redis
         self.settings = settings
         self._transition = redis.register_script(_TRANSITION_LUA)
+        self._progress = redis.register_script(PROGRESS_LUA)
 
     # --- keys --------------------------------------------------------------------------
     def job_key(self, job_id: str) -> str:
         return self.settings.key("job", job_id)
+
+    def events_key(self, job_id: str) -> str:
+        return events_key(self.settings, job_id)
 
     @property
     def queue(self) -> Queue:
@@ -103,6 +112,9 @@ class JobStore:
                 },
             )
             pipe.expire(key, self.settings.result_ttl_s)
+            pipe.xadd(self.events_key(spec.id), {"status": JobStatus.queued.value,
+                                                 "progress": progress.model_dump_json()})
+            pipe.expire(self.events_key(spec.id), self.settings.result_ttl_s)
             pipe.execute()
         retries = self.settings.job_retries
         self.queue.enqueue(
@@ -189,12 +201,10 @@ class JobStore:
         return self.redis.hget(self.job_key(job_id), "cancel") == b"1"
 
     def set_progress(self, job_id: str, progress: Progress) -> bool:
-        """Write the progress; returns whether a cancel was asked for (one round trip)."""
-        key = self.job_key(job_id)
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, "progress", progress.model_dump_json())
-            pipe.hget(key, "cancel")
-            _, cancel = pipe.execute()
+        """Write the progress and append it to the job's event stream; returns whether a cancel
+        was asked for (one atomic Lua call, one round trip)."""
+        cancel = self._progress(keys=[self.job_key(job_id), self.events_key(job_id)],
+                                args=[progress.model_dump_json(), self.settings.events_max_len])
         return bool(cancel == b"1")
 
     def succeed(self, job_id: str, result: JobResult) -> bool:
@@ -244,19 +254,24 @@ class JobStore:
             extra["progress"] = progress.model_dump_json()
         ok, _ = self._move(job_id, [JobStatus.queued, JobStatus.running], status, **extra)
         if ok:
-            self.redis.expire(self.job_key(job_id), self.settings.result_ttl_s)
+            with self.redis.pipeline() as pipe:
+                pipe.expire(self.job_key(job_id), self.settings.result_ttl_s)
+                pipe.expire(self.events_key(job_id), self.settings.result_ttl_s)
+                pipe.execute()
         return ok
 
     def _move(self, job_id: str, allowed: list[JobStatus], to: JobStatus,
               **fields: str) -> tuple[bool, str]:
-        return self._run_transition(self.job_key(job_id), allowed, dict(fields, status=to.value))
+        """A status change; it is appended to the job's event stream in the same call."""
+        return self._run_transition(self.job_key(job_id), allowed, dict(fields, status=to.value),
+                                    events=self.events_key(job_id))
 
-    def _run_transition(self, key: str, allowed: list[JobStatus],
-                        fields: dict[str, str]) -> tuple[bool, str]:
-        args: list[str] = [",".join(s.value for s in allowed)]
+    def _run_transition(self, key: str, allowed: list[JobStatus], fields: dict[str, str],
+                        events: str | None = None) -> tuple[bool, str]:
+        args: list[str | int] = [",".join(s.value for s in allowed), self.settings.events_max_len]
         for name, value in fields.items():
             args.extend((name, value))
-        ok, cur = self._transition(keys=[key], args=args)
+        ok, cur = self._transition(keys=[key] if events is None else [key, events], args=args)
         return bool(ok), _text(cur)
 
 

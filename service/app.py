@@ -17,7 +17,7 @@ from service.auth import Authenticator
 from service.deps import AppState
 from service.limits import Limiter
 from service.metrics import HTTP_LATENCY
-from service.routes import health, jobs, submit
+from service.routes import events, health, jobs, page, results, submit
 
 
 def create_app(settings: Settings | None = None, *, redis: Redis | None = None,
@@ -42,6 +42,10 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None,
     app.include_router(submit.router)
     app.include_router(jobs.router)
     app.include_router(health.router)
+    app.include_router(events.router)
+    app.include_router(results.router)
+    app.include_router(page.router)
+    app.mount("/ui/static", page.static_files(), name="ui-static")
 
     app.add_middleware(LatencyMiddleware)
     return app

@@ -56,5 +56,6 @@ def run(args: argparse.Namespace) -> int:
                     "process only", args.workers)
     uvicorn.run("service.gateway_cli:app_factory", factory=True,
                 host=args.host or settings.host, port=args.port or settings.port,
-                workers=args.workers, log_level=settings.log_level.lower(), access_log=False)
+                workers=args.workers, log_level=settings.log_level.lower(), access_log=False,
+                timeout_graceful_shutdown=settings.gateway_shutdown_grace_s)
     return 0

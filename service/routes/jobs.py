@@ -12,6 +12,7 @@ from core.contract import JobStatus, JobView
 from core.store import result_key
 from service.auth import Owner
 from service.deps import AppState, State, base_url
+from service.links import link_signer, with_signed_links
 from service.metrics import JOBS_CANCEL_REQUESTS
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -22,6 +23,12 @@ def _absolute(view: JobView, base: str) -> JobView:
     if view.result is None:
         return view
     return view.model_copy(update={"result": view.result.absolute(base)})
+
+
+def public_view(view: JobView, request: Request, state: AppState) -> JobView:
+    """The job document as clients get it: absolute result URLs and signed playable links."""
+    base = base_url(request, state.settings)
+    return with_signed_links(_absolute(view, base), base, state, link_signer(request, state))
 
 
 def _not_found(job_id: str) -> HTTPException:
@@ -41,7 +48,7 @@ def get_job(job_id: str, request: Request, state: State, owner: Owner) -> JobVie
     view = state.store.view(job_id)
     if view is None:
         raise _not_found(job_id)
-    return _absolute(view, base_url(request, state.settings))
+    return public_view(view, request, state)
 
 
 @router.get("/{job_id}/result", response_class=Response,
@@ -85,7 +92,7 @@ def _cancel(job_id: str, request: Request, state: State, owner: str) -> JobView:
         raise HTTPException(409, f"job {job_id} already {status.value}; nothing to cancel")
     view = state.store.view(job_id)
     assert view is not None
-    return _absolute(view, base_url(request, state.settings))
+    return public_view(view, request, state)
 
 
 @router.post("/{job_id}/cancel", response_model=JobView, status_code=202)

@@ -21,6 +21,9 @@ FORBIDDEN: dict[str, set[str]] = {
     "service": {"worker", "model", "cli", "torch"},
     "worker": {"service", "cli"},
     "model": {"core", "service", "worker", "cli"},
+    # the Python client is standalone: httpx and the standard library only
+    "client": {"core", "service", "worker", "model", "cli", "torch", "fastapi", "starlette",
+               "uvicorn", "redis", "rq"},
 }
 
 
@@ -49,10 +52,10 @@ def test_the_check_sees_imports() -> None:
     assert {"service", "worker", "core"} <= roots
 
 
-def test_mmd_offers_the_gateways_and_the_workers_commands_and_serve() -> None:
+def test_mmd_offers_the_gateways_and_the_workers_commands_serve_and_submit() -> None:
     from cli.main import SUBCOMMANDS
     from service.commands import COMMANDS as GATEWAY
     from worker.commands import COMMANDS as WORKER
 
-    assert set(SUBCOMMANDS) == {"serve", *GATEWAY, *WORKER}
+    assert set(SUBCOMMANDS) == {"serve", "submit", *GATEWAY, *WORKER}
     assert all(SUBCOMMANDS[name] == entry for name, entry in {**GATEWAY, **WORKER}.items())

@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
+from core.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.helpers.kustomize import pod_spec, render, render_kubectl, render_python
 
@@ -205,3 +206,16 @@ def test_manifest_files_are_plain_yaml() -> None:
     for path in sorted((REPO_ROOT / "k8s").rglob("*.yaml")):
         docs = list(yaml.safe_load_all(path.read_text()))
         assert docs and all(isinstance(d, dict) for d in docs if d is not None), path
+
+
+def test_ingress_passes_event_streams_unbuffered(rendered: list[Doc]) -> None:
+    """SSE (GET /jobs/{id}/events) through ingress-nginx: no response buffering, keep-alive
+    comments well inside the read timeout, and a pod's grace period longer than the gateway's
+    own wait for open streams on SIGTERM."""
+    defaults = Settings()
+    ann = _one(rendered, "Ingress", "mmd-gateway")["metadata"]["annotations"]
+    assert ann["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert float(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"]) \
+        >= 4 * defaults.events_keepalive_s
+    pod = _one(rendered, "Deployment", "mmd-gateway")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > defaults.gateway_shutdown_grace_s
