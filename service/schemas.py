@@ -13,7 +13,8 @@ from core.sampling import Frozen, Preset, SamplerRequest, SuperResolutionRequest
 
 class _CommonParams(Frozen):
     model: str | None = Field(None, description="configured model name; None = MMD_DEFAULT_MODEL")
-    seed: int | None = Field(None, ge=0, lt=2**63, description="None = a random seed, recorded")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1,
+                             description="None = a random seed, recorded")
     num_samples: int = Field(1, ge=1, description="bounded by MMD_MAX_NUM_SAMPLES")
     preset: Preset | None = Field(
         None, description="sampler defaults: 'fast' (DPM-Solver++ 15 + SR DPM-Solver++ 12; conditional: "
