@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None,
                              auth=Authenticator(settings), limiter=Limiter(redis, settings))
     errors.install(app)
     docs.install(app)
+    docs.install_schema(app)
     app.include_router(submit.router)
     app.include_router(jobs.router)
     app.include_router(health.router)

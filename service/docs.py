@@ -4,7 +4,9 @@ cluster. FastAPI's own ``/docs`` and ``/redoc`` load their assets from a CDN; bo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
@@ -19,6 +21,35 @@ def swagger_ui_dir() -> Path:
     import swagger_ui_bundle
 
     return Path(str(swagger_ui_bundle.swagger_ui_path))
+
+
+def integer_bounds(node: Any) -> Any:
+    """``node`` with the bounds of integer schemas as JSON integers (FastAPI's OpenAPI model
+    types ``minimum``/``maximum`` as floats: ``"minimum": 1.0`` on an integer makes generated
+    clients type the bound, and so the field, as a float)."""
+    if isinstance(node, list):
+        return [integer_bounds(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: integer_bounds(v) for k, v in node.items()}
+    if out.get("type") == "integer":
+        for bound in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            value = out.get(bound)
+            if isinstance(value, float) and value.is_integer():
+                out[bound] = int(value)
+    return out
+
+
+def install_schema(app: FastAPI) -> None:
+    """Serve ``/openapi.json`` with :func:`integer_bounds` applied (computed once)."""
+    build: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = integer_bounds(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install(app: FastAPI) -> None:

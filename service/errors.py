@@ -122,9 +122,16 @@ def validation_error(errors: Iterable[Mapping[str, Any]]) -> ApiError:
                                for e in items])
     parts = []
     for e in items:
+        if e.get("type") == "json_invalid":  # loc is ("body", <character position>)
+            where = ""
+            parts.append(f"the body is not valid JSON ({e.get('msg')} at character "
+                         f"{e.get('loc', ('', '?'))[-1]}); send a JSON object")
+            continue
         where = loc_path(e.get("loc", ()))
         parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg")))
-    first = loc_path(items[0].get("loc", ())) if items else ""
+    first = ""
+    if items and items[0].get("type") != "json_invalid":
+        first = loc_path(items[0].get("loc", ()))
     message = "; ".join(parts) or "invalid request"
     return ApiError(422, message, code="invalid_request", field=first or None, detail=detail)
 
@@ -148,6 +155,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         api = validation_error(exc.detail)
         content = body(exc.status_code, api.message, code=api.code, field=api.field,
                        detail=api.body_detail)
+    elif exc.status_code == 404 and exc.detail == "Not Found":  # Starlette's routing
+        content = body(404, f"no route {request.method} {request.url.path}; the API is "
+                       "listed at /docs and /openapi.json")
+    elif exc.status_code == 405 and exc.detail == "Method Not Allowed":
+        content = body(405, f"{request.method} is not allowed on {request.url.path}; the "
+                       "methods it takes are listed at /docs")
     else:
         content = body(exc.status_code, str(exc.detail))
     return JSONResponse(content, status_code=exc.status_code, headers=headers)
