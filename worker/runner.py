@@ -25,6 +25,7 @@ from core.settings import Settings
 from core.storage import Storage, StorageError
 from core.store import JobStore, result_key, utcnow
 from worker import metrics
+from worker.progress import stage_weights, step_counter
 from worker.sampling import sampler_spec
 from worker.webhooks import WebhookSender
 
@@ -184,13 +185,16 @@ class JobRunner:
         return out
 
     def _progress_fn(self, spec: JobSpec, sr_on: bool) -> ProgressFn:
-        stages = ["base", "sr"] if sr_on else ["base"]
+        """Progress in sampler steps per stage and one fraction weighted by expected compute
+        (``worker.progress``)."""
+        weights = stage_weights(spec, self.models.get(spec.model), sr_on)
+        base_steps = step_counter(spec.sampler)
         job_id = spec.id
 
         def progress(stage: str, step: int, total: int) -> None:
-            idx = stages.index(stage) if stage in stages else 0
-            within = step / total if total > 0 else 0.0
-            fraction = min(1.0, (idx + min(within, 1.0)) / len(stages))
+            if stage == "base":
+                step, total = base_steps(step, total)
+            fraction = weights.fraction(stage, step, total)
             self._last_fraction = fraction
             if self._report(job_id, Progress(stage=stage, step=step, total=total,
                                              fraction=round(fraction, 4))):
