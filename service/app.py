@@ -35,6 +35,9 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None,
         description="MM-Diffusion inference: submit a job, poll it, download the MP4. Every "
         "4xx/5xx answers one shape, `ErrorResponse`: `{error: {code, message, field?}, detail}`.",
         docs_url=None, redoc_url=None,  # service.docs serves /docs with local assets
+        # operationId = the handler's name (generate, get_job, ...): generated clients get
+        # short, stable function names
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.mmd = AppState(settings=settings, redis=redis, store=JobStore(redis, settings),
                              storage=storage or make_storage(settings),

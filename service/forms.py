@@ -48,7 +48,8 @@ def form_fields(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
 
 def _doc(properties: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"], "properties": properties}}}}}
+        "type": "object", "required": ["file"], "properties": properties,
+        "additionalProperties": False}}}}}
 
 
 def conditional_form_doc() -> dict[str, Any]:
