@@ -39,7 +39,6 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 
-
 class EnumVarnames:
     """Annotated metadata: the member names a generated client gives an enum's values, as the
     schema's ``x-enum-varnames`` (openapi-python-client, OpenAPI Generator). Needed where values

@@ -116,7 +116,7 @@ def stage_weights(spec: JobSpec, models: Any, sr_on: bool) -> StageWeights:
     base = base_evals * base_eval
     if not sr_on:
         return StageWeights(base=1.0, sr=0.0)
-    frames = int(getattr(models, "unet_cfg").video_size[0])
+    frames = int(models.unet_cfg.video_size[0])
     sr = float(spec.super_resolution.steps) * frames * sr_eval
     return StageWeights(base=base / (base + sr), sr=sr / (base + sr))
 
