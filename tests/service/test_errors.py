@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from core.contract import JobError, JobResult, SampleFile
 from core.storage import LocalStorage
 from core.store import JobStore, result_key
+from service.app import create_app
 from service.errors import ErrorResponse
 from service.schemas import ConditionalRequest
 from service.uploads import form_params
@@ -67,9 +68,14 @@ def test_routing_and_auth_errors_have_the_shape(client: TestClient, settings: An
     assert r.headers["www-authenticate"].startswith("Bearer")
 
 
+def test_readyz_503_has_the_shape_and_the_reason(client: TestClient) -> None:
+    r = client.get("/readyz")  # no worker heartbeat in this test
+    _error(r, 503, "unavailable")
+    assert r.json()["status"] == "unready" and "no worker" in r.json()["reason"]
+
+
 def test_rate_limit_error_has_code_and_retry_after(settings: Any) -> None:
-    limited = TestClient(__import__("service.app", fromlist=["create_app"]).create_app(
-        settings.model_copy(update={"rate_limit_per_minute": 1})))
+    limited = TestClient(create_app(settings.model_copy(update={"rate_limit_per_minute": 1})))
     assert limited.post("/generate", json=JOB).status_code == 202
     r = limited.post("/generate", json=JOB)
     _error(r, 429, "rate_limited")
