@@ -28,10 +28,22 @@ class JobStatus(StrEnum):
 
 
 class Progress(Frozen):
-    stage: str | None = None  # queued, fetch, decode, base, sr, mux, upload, done
-    step: int = 0
-    total: int = 0
-    fraction: float = Field(0.0, ge=0.0, le=1.0)
+    """Where a job is (``worker.progress`` says how the worker computes it)."""
+
+    stage: str | None = Field(None, description=(
+        "queued, starting (claimed by a worker), fetch, decode, base, sr, mux, upload, done, "
+        "canceled"))
+    step: int = Field(0, description=(
+        "sampler steps done in this stage: base counts sampler.steps; sr counts "
+        "super_resolution.steps once per chunk of frames the SR network runs "
+        "(MMD_SR_MAX_BATCH_FRAMES); 0 in the other stages"))
+    total: int = Field(0, description=(
+        "sampler steps of this stage: base = sampler.steps (adaptive DPM-Solver: a running "
+        "estimate); sr = super_resolution.steps x frame chunks; 0 in the other stages"))
+    fraction: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "of the whole job's expected compute: base and sr weighted by network evaluations x "
+        "FLOPs per evaluation (SR dominates: ~93 % of a default joint job at the official "
+        "size); held during the short stages"))
 
 
 # ``JobError.code`` of a failed job. Media and upload checks add their own codes

@@ -35,19 +35,39 @@ fast conditional sampler is DPM-Solver 20 forward + 20 backward instead of the o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+
+class EnumVarnames:
+    """Annotated metadata: the member names a generated client gives an enum's values, as the
+    schema's ``x-enum-varnames`` (openapi-python-client, OpenAPI Generator). Needed where values
+    differ only in characters an identifier drops (``dpm_solver`` / ``dpm_solver++``)."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = list(names)
+
+    def __get_pydantic_json_schema__(self, core_schema: CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["x-enum-varnames"] = list(self.names)
+        return schema
+
 
 Mode = Literal["joint", "video-to-audio", "audio-to-video"]
-SamplerName = Literal["dpm_solver", "dpm_solver++", "ddim", "ddpm"]
+SamplerNameValue = Literal["dpm_solver", "dpm_solver++", "ddim", "ddpm"]
+SamplerName = Annotated[SamplerNameValue,
+                        EnumVarnames("DPM_SOLVER", "DPM_SOLVER_PP", "DDIM", "DDPM")]
 Method = Literal["singlestep", "multistep", "adaptive"]
 SkipType = Literal["logSNR", "time_uniform", "time_quadratic"]
 Preset = Literal["fast", "official"]
 Kind = Literal["joint", "conditional"]
 
 MODES: tuple[Mode, ...] = get_args(Mode)
-SAMPLER_NAMES: tuple[SamplerName, ...] = get_args(SamplerName)
+SAMPLER_NAMES: tuple[SamplerNameValue, ...] = get_args(SamplerNameValue)
 METHODS: tuple[Method, ...] = get_args(Method)
 PRESET_NAMES: tuple[Preset, ...] = get_args(Preset)
 

@@ -190,9 +190,11 @@ class JobStore:
 
     # --- worker side -------------------------------------------------------------------
     def claim(self, job_id: str) -> bool:
-        """queued -> running (also running -> running: a retry of an abandoned attempt)."""
+        """queued -> running (also running -> running: a retry of an abandoned attempt); the
+        stage turns ``starting`` (a running job never reports ``queued``)."""
         ok, _ = self._move(job_id, [JobStatus.queued, JobStatus.running], JobStatus.running,
-                           started_at=utcnow().isoformat())
+                           started_at=utcnow().isoformat(),
+                           progress=Progress(stage="starting").model_dump_json())
         if ok:
             self.redis.hincrby(self.job_key(job_id), "attempts", 1)
         return ok

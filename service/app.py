@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import time
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from redis import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.probe import UploadRejected
 from core.settings import Settings, get_settings
 from core.storage import Storage, make_storage
 from core.store import JobStore
+from service import docs, errors
 from service.auth import Authenticator
 from service.deps import AppState
 from service.limits import Limiter
@@ -33,12 +32,19 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None,
     app = FastAPI(
         title="mmd-serve",
         version="0.1.0",
-        description="MM-Diffusion inference: submit a job, poll it, download the MP4.",
+        description="MM-Diffusion inference: submit a job, poll it, download the MP4. Every "
+        "4xx/5xx answers one shape, `ErrorResponse`: `{error: {code, message, field?}, detail}`.",
+        docs_url=None, redoc_url=None,  # service.docs serves /docs with local assets
+        # operationId = the handler's name (generate, get_job, ...): generated clients get
+        # short, stable function names
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.mmd = AppState(settings=settings, redis=redis, store=JobStore(redis, settings),
                              storage=storage or make_storage(settings),
                              auth=Authenticator(settings), limiter=Limiter(redis, settings))
-    app.add_exception_handler(UploadRejected, upload_rejected_handler)  # type: ignore[arg-type]
+    errors.install(app)
+    docs.install(app)
+    docs.install_schema(app)
     app.include_router(submit.router)
     app.include_router(jobs.router)
     app.include_router(health.router)
@@ -49,12 +55,6 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None,
 
     app.add_middleware(LatencyMiddleware)
     return app
-
-
-async def upload_rejected_handler(request: Request, exc: UploadRejected) -> JSONResponse:
-    """An upload's 4xx with ``error.code`` (the upload was neither stored nor enqueued: it only
-    ever lived in a temp file, already deleted)."""
-    return JSONResponse(exc.body(), status_code=exc.status_code)
 
 
 class LatencyMiddleware:

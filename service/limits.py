@@ -20,10 +20,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from fastapi import HTTPException
 from redis import Redis
 
 from core.settings import Settings
+from service.errors import ApiError
 
 RESERVATION_GRACE_S = 60
 ACTIVE_RETRY_AFTER_S = 5
@@ -71,9 +71,11 @@ class Rejection:
 
     message: str
     retry_after_s: int
+    code: str = "rate_limited"  # or quota_exceeded (too many active jobs)
 
-    def http(self) -> HTTPException:
-        return HTTPException(429, self.message, headers={"Retry-After": str(self.retry_after_s)})
+    def http(self) -> ApiError:
+        return ApiError(429, self.message, code=self.code,
+                        headers={"Retry-After": str(self.retry_after_s)})
 
 
 class Limiter:
@@ -106,7 +108,7 @@ class Limiter:
         if int(code) == 2:
             return Rejection(f"quota: at most {s.max_active_jobs_per_key} queued or running jobs "
                              "per API key (MMD_MAX_ACTIVE_JOBS_PER_KEY); wait for one to finish "
-                             "or cancel one", ACTIVE_RETRY_AFTER_S)
+                             "or cancel one", ACTIVE_RETRY_AFTER_S, code="quota_exceeded")
         return None
 
     def admit_upload(self, owner: str, *, now: float | None = None) -> Rejection | None:

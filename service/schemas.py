@@ -10,10 +10,14 @@ from pydantic import Field, HttpUrl
 from core.contract import JobStatus
 from core.sampling import Frozen, Preset, SamplerRequest, SuperResolutionRequest
 
+MAX_SEED = 2**53 - 1
+
 
 class _CommonParams(Frozen):
     model: str | None = Field(None, description="configured model name; None = MMD_DEFAULT_MODEL")
-    seed: int | None = Field(None, ge=0, lt=2**63, description="None = a random seed, recorded")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED,
+                             description="None = a random seed, recorded; at most 2^53 - 1 "
+                             "(the largest integer every JSON client holds exactly)")
     num_samples: int = Field(1, ge=1, description="bounded by MMD_MAX_NUM_SAMPLES")
     preset: Preset | None = Field(
         None,

@@ -6,8 +6,6 @@ import hashlib
 import secrets
 from typing import Any
 
-from fastapi import HTTPException
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -17,6 +15,7 @@ from core.sampling import Mode, Sampling, resolve
 from core.settings import Settings
 from core.store import utcnow
 from service.deps import AppState
+from service.errors import ApiError, from_pydantic
 from service.metrics import JOBS_SUBMITTED
 from service.schemas import JobUrls, SubmitResponse
 
@@ -28,10 +27,10 @@ def new_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-def unprocessable(exc: ValidationError) -> HTTPException:
-    """A pydantic error as a 422 whose detail lists each bad field and why."""
-    return HTTPException(422, jsonable_encoder(exc.errors(include_url=False,
-                                                          include_context=False)))
+def unprocessable(exc: ValidationError) -> ApiError:
+    """A pydantic error as a 422 ``invalid_request`` naming the first bad field (``detail``
+    lists each bad field and why)."""
+    return from_pydantic(exc)
 
 
 def resolve_sampling(params: Any, mode: Mode, settings: Settings) -> Sampling:
@@ -41,7 +40,15 @@ def resolve_sampling(params: Any, mode: Mode, settings: Settings) -> Sampling:
         return resolve(mode, params.preset or settings.sampling_preset, params.sampler,
                        params.super_resolution)
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise ApiError(422, str(exc), field=_sampler_field(str(exc))) from exc
+
+
+def _sampler_field(message: str) -> str | None:
+    """The field a :func:`core.sampling.resolve` error is about (its message names it)."""
+    for name in ("sampler.order", "sampler.steps", "preset"):
+        if name in message:
+            return name
+    return None
 
 
 def check_limits(params: Any, settings: Settings, sampling: Sampling) -> str:
@@ -49,8 +56,8 @@ def check_limits(params: Any, settings: Settings, sampling: Sampling) -> str:
     returns the model name. Raises 422 naming the field, the value and the allowed maximum."""
     model = params.model or settings.default_model
     if model not in settings.models:
-        raise HTTPException(422, f"unknown model {model!r}; configured models: "
-                                 f"{sorted(settings.models)}")
+        raise ApiError(422, f"unknown model {model!r}; configured models: "
+                            f"{sorted(settings.models)}", field="model")
     checks = [
         ("num_samples", params.num_samples, settings.max_num_samples, "MMD_MAX_NUM_SAMPLES"),
         ("sampler.steps", sampling.sampler.steps, settings.max_steps, "MMD_MAX_STEPS"),
@@ -60,10 +67,10 @@ def check_limits(params: Any, settings: Settings, sampling: Sampling) -> str:
     ]
     for name, value, limit, env in checks:
         if value > limit:
-            raise HTTPException(422, f"{name}={value} is above the limit {limit} ({env})")
+            raise ApiError(422, f"{name}={value} is above the limit {limit} ({env})", field=name)
     if sampling.super_resolution.enabled and settings.models[model].resolved_sr_preset() is None:
-        raise HTTPException(422, f"model {model!r} has no super-resolution network; send "
-                                 "super_resolution.enabled=false")
+        raise ApiError(422, f"model {model!r} has no super-resolution network; send "
+                            "super_resolution.enabled=false", field="super_resolution.enabled")
     return str(model)
 
 
@@ -77,7 +84,7 @@ def check_urls(params: Any, settings: Settings) -> None:
         try:
             check_url(str(url), allow_private=settings.webhook_allow_private, what=what)
         except UnsafeURLError as exc:
-            raise HTTPException(422, str(exc)) from exc
+            raise ApiError(422, str(exc), field=what) from exc
 
 
 def admit(state: AppState, owner: str, job_id: str) -> None:
@@ -98,7 +105,8 @@ class Idempotency:
 
     def __init__(self, state: AppState, route: str, key: str | None) -> None:
         if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
-            raise HTTPException(422, f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters")
+            raise ApiError(422, f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
+                           field="Idempotency-Key")
         self.state = state
         self.key = key
         digest = hashlib.sha256(f"{route}\n{key}".encode()).hexdigest()
@@ -114,8 +122,9 @@ class Idempotency:
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         job_id, _, stored_print = text.partition(" ")
         if print_ is not None and stored_print and stored_print != print_:
-            raise HTTPException(422, "this Idempotency-Key was already used with a different "
-                                     "request body; use a new key for a new request")
+            raise ApiError(422, "this Idempotency-Key was already used with a different "
+                                "request body; use a new key for a new request",
+                           field="Idempotency-Key")
         return job_id
 
     def reserve(self, job_id: str, print_: str = "") -> str | None:

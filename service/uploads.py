@@ -17,6 +17,7 @@ from fastapi import HTTPException, Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from core.probe import UploadRejected
+from service.errors import ApiError
 
 MAX_FIELDS_BYTES = 64 * 1024  # all non-file fields together
 MULTIPART_OVERHEAD = 64 * 1024  # headers and boundaries allowed on top of the file limit
@@ -49,12 +50,13 @@ def too_large(max_bytes: int) -> UploadRejected:
 async def parse_multipart(request: Request, *, max_bytes: int, tmp_dir: Path | None = None,
                           file_field: str = "file") -> ParsedForm:
     """Stream ``request``'s multipart body. Raises 413 past ``max_bytes`` of file data, 422 for
-    a non-multipart body, a second file, or oversized fields."""
+    a non-multipart body, a file under another part name than ``file_field``, a second file,
+    or oversized fields. A ``params`` part sent as a file (``-F params=@p.json``) is a field."""
     ctype, opts = parse_options_header(request.headers.get("content-type", ""))
     boundary = opts.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
-        raise HTTPException(422, "expected a multipart/form-data body with a 'file' part "
-                                 "(curl -F file=@clip.mp4)")
+        raise ApiError(422, f"expected a multipart/form-data body with a '{file_field}' part "
+                            f"(curl -F {file_field}=@clip.mp4)", field=file_field)
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes + MULTIPART_OVERHEAD:
         raise too_large(max_bytes)
@@ -82,12 +84,19 @@ async def parse_multipart(request: Request, *, max_bytes: int, tmp_dir: Path | N
         _, disp = parse_options_header(state["headers"].get(b"content-disposition", b""))
         name = disp.get(b"name", b"").decode(errors="replace")
         state["name"] = name
-        if b"filename" in disp:
+        if name == file_field or (b"filename" in disp and name != "params"):
+            if name != file_field:
+                errors.append(ApiError(422, f"the file was sent as the multipart part {name!r}; "
+                                       f"send it as the '{file_field}' part (curl -F "
+                                       f"{file_field}=@clip.mp4)", field=file_field))
+                return
             if form.file_path is not None:
-                errors.append(HTTPException(422, "send exactly one file part"))
+                errors.append(ApiError(422, f"send exactly one '{file_field}' part",
+                                       field=file_field))
                 return
             state["is_file"] = True
-            form.filename = os.path.basename(disp[b"filename"].decode(errors="replace")) or "upload"
+            raw_name = disp.get(b"filename", b"").decode(errors="replace")
+            form.filename = os.path.basename(raw_name) or "upload"
             form.content_type = state["headers"].get(b"content-type", b"").decode() or None
             fd, tmp = tempfile.mkstemp(prefix="mmd-upload-", dir=tmp_dir)
             form.file_path = Path(tmp)
@@ -107,7 +116,7 @@ async def parse_multipart(request: Request, *, max_bytes: int, tmp_dir: Path | N
         else:
             state["field_bytes"] += len(chunk)
             if state["field_bytes"] > MAX_FIELDS_BYTES:
-                errors.append(HTTPException(422, f"form fields exceed {MAX_FIELDS_BYTES} bytes"))
+                errors.append(ApiError(422, f"form fields exceed {MAX_FIELDS_BYTES} bytes"))
                 return
             state["buf"] += chunk
 
@@ -140,11 +149,11 @@ async def parse_multipart(request: Request, *, max_bytes: int, tmp_dir: Path | N
     except Exception as exc:  # malformed multipart
         _close(state)
         form.cleanup()
-        raise HTTPException(422, f"malformed multipart body: {exc}") from exc
+        raise ApiError(422, f"malformed multipart body: {exc}") from exc
     _close(state)
     if form.file_path is None:
-        raise HTTPException(422, f"missing the file part '{file_field}' "
-                                 f"(curl -F {file_field}=@clip.mp4)")
+        raise ApiError(422, f"missing the file part '{file_field}' "
+                            f"(curl -F {file_field}=@clip.mp4)", field=file_field)
     if form.file_bytes == 0:
         form.cleanup()
         raise UploadRejected("empty_upload", "the uploaded file is empty; send the media "
@@ -167,9 +176,10 @@ def form_params(fields: dict[str, str]) -> dict[str, Any]:
         try:
             loaded = json.loads(fields["params"])
         except json.JSONDecodeError as exc:
-            raise HTTPException(422, f"the 'params' part is not valid JSON: {exc}") from exc
+            raise ApiError(422, f"the 'params' part is not valid JSON: {exc}",
+                           field="params") from exc
         if not isinstance(loaded, dict):
-            raise HTTPException(422, "the 'params' part must be a JSON object")
+            raise ApiError(422, "the 'params' part must be a JSON object", field="params")
         params.update(loaded)
     for name, value in fields.items():
         if name == "params" or value == "":
@@ -183,7 +193,8 @@ def form_params(fields: dict[str, str]) -> dict[str, Any]:
             try:
                 params[name] = json.loads(value)
             except json.JSONDecodeError as exc:
-                raise HTTPException(422, f"field {name!r} is not valid JSON: {exc}") from exc
+                raise ApiError(422, f"field {name!r} is not valid JSON: {exc}",
+                               field=name) from exc
         else:
             params[name] = value
     return params

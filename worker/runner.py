@@ -30,6 +30,7 @@ from worker.errors import JobFailed, job_error
 from worker.inputs import decode_input, fetch_input
 from worker.memory import batch_too_large
 from worker.outputs import mux_samples, upload_samples
+from worker.progress import stage_weights, step_counter
 from worker.sampling import generation_request, spec_key
 from worker.webhooks import WebhookSender
 
@@ -218,15 +219,17 @@ class JobRunner:
         return out
 
     def _progress_fn(self, run: _Run) -> ProgressFn:
-        """The pipeline's progress callback for ``run``: writes the progress; once a cancel was
-        asked for, marks the job canceled at once and raises ``SamplingCancelled``."""
-        stages = ["base", "sr"] if run.sr_on else ["base"]
+        """The pipeline's progress callback for ``run``: progress in sampler steps per stage and
+        one fraction weighted by expected compute (``worker.progress``); once a cancel was asked
+        for, marks the job canceled at once and raises ``SamplingCancelled``."""
+        weights = stage_weights(run.spec, run.models, run.sr_on)
+        base_steps = step_counter(run.spec.sampler)
         job_id = run.spec.id
 
         def progress(stage: str, step: int, total: int) -> None:
-            idx = stages.index(stage) if stage in stages else 0
-            within = step / total if total > 0 else 0.0
-            run.fraction = min(1.0, (idx + min(within, 1.0)) / len(stages))
+            if stage == "base":
+                step, total = base_steps(step, total)
+            run.fraction = weights.fraction(stage, step, total)
             if self._report(job_id, Progress(stage=stage, step=step, total=total,
                                              fraction=round(run.fraction, 4))):
                 self.store.mark_canceled(job_id)  # at once; a batch goes on without it

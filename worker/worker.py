@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,14 @@ from worker.runner import JobRunner
 
 log = logging.getLogger(__name__)
 
+PUBSUB_POLL_S = 1.0  # how often the command-channel thread wakes (RQ's default: 60 s)
+
 
 def default_name() -> str:
-    return f"mmd-{socket.gethostname()}-{os.getpid()}"
+    """A name unique to this worker instance: host, pid and a random suffix. RQ refuses to
+    register a second live worker under one name, and a process may run several workers one
+    after another (``mmd serve`` restarts, tests) whose registration can outlive them."""
+    return f"mmd-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def _job_class(worker: MMDWorker) -> type[Job]:
@@ -137,6 +143,19 @@ class MMDWorker(SimpleWorker):
             self._stop_requested = True  # RQ's loop stops after this job
         else:
             raise StopRequested()
+
+    # --- RQ's command channel ---------------------------------------------------------
+    def subscribe(self) -> None:
+        """Listen on RQ's command channel (``rq`` kill/stop commands) with a 1 s poll. RQ polls
+        every 60 s, and its ``unsubscribe`` closes the pubsub while the listening thread may be
+        blocked in that read, which stalled a worker's exit (``work(burst=True)`` returning,
+        shutdown) by up to a minute."""
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
+            sleep_time=PUBSUB_POLL_S, daemon=True,
+            exception_handler=self._pubsub_exception_handler)
 
     # --- job heartbeats -----------------------------------------------------------------
     def get_heartbeat_ttl(self, job: Job) -> int:

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -26,6 +26,7 @@ from core.contract import JobStatus
 from core.events import event_data, events_key, format_sse, parse_entry, parse_event_id
 from service.auth import Owner
 from service.deps import AppState, State
+from service.errors import ApiError, responses
 from service.routes.jobs import _check_owner, public_view
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -40,8 +41,7 @@ RETRY_MS = 1000  # the reconnection delay browsers' EventSource is told to use
 @router.get("/{job_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "progress events, then one done event"},
-                       401: {"description": "missing or invalid API key"},
-                       404: {"description": "unknown job (or another key's)"}})
+                       **responses(401, 404, 422, 503)})
 def job_events(job_id: str, request: Request, state: State, owner: Owner,
                last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
                ) -> StreamingResponse:
@@ -49,8 +49,8 @@ def job_events(job_id: str, request: Request, state: State, owner: Owner,
     Same authentication and 404 as ``GET /jobs/{id}``."""
     _check_owner(state, job_id, owner)
     if not state.settings.redis_url:
-        raise HTTPException(503, "job events need MMD_REDIS_URL (the gateway reads them from "
-                                 "Redis); set it")
+        raise ApiError(503, "job events need MMD_REDIS_URL (the gateway reads them from "
+                            "Redis); set it")
     return StreamingResponse(_stream(job_id, request, state, parse_event_id(last_event_id)),
                              media_type="text/event-stream", headers=SSE_HEADERS)
 

@@ -4,38 +4,62 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException
 from fastapi.responses import JSONResponse, Response
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from redis.exceptions import RedisError
 
 from service import metrics
 from service.deps import State
+from service.errors import ErrorResponse, body
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-def healthz() -> dict[str, str]:
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = "ready"
+    workers: int
+
+
+class Unready(ErrorResponse):
+    """``/readyz``'s 503: the error shape plus ``status`` and ``reason`` (for probes)."""
+
+    status: Literal["unready"] = "unready"
+    reason: str
+    workers: int = 0
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
     """The process is up."""
-    return {"status": "ok"}
+    return Health()
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=Ready, responses={
+    503: {"model": Unready, "description": "Redis unreachable or no worker ready"}})
 def readyz(state: State) -> JSONResponse:
     """Ready when Redis answers and at least one worker has a fresh readiness heartbeat."""
     try:
         state.redis.ping()
         workers = state.store.ready_workers()
     except RedisError as exc:
-        return JSONResponse({"status": "unready", "reason": f"redis unreachable: {exc}"}, 503)
+        return _unready(f"redis unreachable: {exc}")
     if workers < 1:
-        return JSONResponse({"status": "unready", "reason": "no worker is ready (still loading "
-                             "models, or none running: start `mmd worker`)", "workers": 0}, 503)
-    return JSONResponse({"status": "ready", "workers": workers})
+        return _unready("no worker is ready (still loading models, or none running: start "
+                        "`mmd worker`)")
+    return JSONResponse(Ready(workers=workers).model_dump())
+
+
+def _unready(reason: str) -> JSONResponse:
+    return JSONResponse({**body(503, reason, code="unavailable"), "status": "unready",
+                         "reason": reason, "workers": 0}, 503)
 
 
 def _check_metrics_token(expected: SecretStr | None, authorization: str | None) -> None:

@@ -14,6 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from core.probe import Need, check_span, check_upload
 from service.auth import Owner
 from service.deps import AppState, State, base_url
+from service.errors import ApiError, responses
+from service.forms import conditional_form_doc, upload_form_doc
 from service.metrics import UPLOAD_BYTES
 from service.schemas import ConditionalRequest, GenerateRequest, SubmitResponse, UploadResponse
 from service.submit import (
@@ -33,31 +35,16 @@ from service.uploads import ParsedForm, form_params, parse_multipart
 router = APIRouter(tags=["submit"])
 
 IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
-_ACCEPTED: dict[int | str, dict[str, Any]] = {
+_SUBMITTED: dict[int | str, dict[str, Any]] = {
     202: {"model": SubmitResponse, "description": "queued; poll the `self` URL"},
-    401: {"description": "missing or invalid API key"},
-    413: {"description": "upload, clip or video dimensions too large (`error.code`)"},
-    415: {"description": "not an accepted container or codec (`error.code`)"},
-    422: {"description": "invalid parameters (the detail says which and why)"},
-    429: {"description": "rate limit or active-job quota of the API key; see Retry-After"},
+    200: {"model": SubmitResponse, "description": "a retried submission (same "
+          "`Idempotency-Key`): the original job, header `Idempotent-Replayed: true`"},
 }
-_MULTIPART_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"],
-            "properties": {
-                "file": {"type": "string", "format": "binary"},
-                "params": {"type": "string", "description": "JSON object of the parameters"},
-                "seed": {"type": "integer"}, "num_samples": {"type": "integer"},
-                "model": {"type": "string"}, "start_s": {"type": "number"},
-                "preset": {"type": "string", "enum": ["fast", "official"]},
-                "sampler.steps": {"type": "integer"},
-                "super_resolution.enabled": {"type": "boolean"},
-                "webhook_url": {"type": "string"},
-            },
-        }}},
-    }
+_GENERATE = {**_SUBMITTED, **responses(401, 422, 429)}
+_CONDITIONAL = {**_SUBMITTED, **responses(401, 413, 415, 422, 429)}
+_UPLOADED: dict[int | str, dict[str, Any]] = {
+    201: {"model": UploadResponse, "description": "stored; pass `upload_id` to POST /generate"},
+    **responses(401, 413, 415, 422, 429),
 }
 
 
@@ -85,7 +72,12 @@ async def _store_upload(state: AppState, form: ParsedForm, upload_id: str) -> st
     return key
 
 
-@router.post("/generate", status_code=202, responses=_ACCEPTED)
+def _unknown_upload(upload_id: str) -> ApiError:
+    return ApiError(422, f"upload_id {upload_id!r} is unknown or expired; upload again with "
+                    "POST /uploads", field="upload_id")
+
+
+@router.post("/generate", status_code=202, response_model=SubmitResponse, responses=_GENERATE)
 def generate(body: GenerateRequest, request: Request, state: State, owner: Owner,
              idempotency_key: IdemHeader = None) -> JSONResponse:
     """Joint audio+video generation, or ``mode: "audio-to-video"`` with an ``upload_id`` (from
@@ -100,25 +92,25 @@ def generate(body: GenerateRequest, request: Request, state: State, owner: Owner
     input_key = input_filename = input_url = None
     if body.mode == "joint":
         if body.upload_id or body.audio_url:
-            raise HTTPException(422, "upload_id/audio_url are only used with mode "
-                                     "'audio-to-video'; remove them for joint generation")
+            raise ApiError(422, "upload_id/audio_url are only used with mode "
+                                "'audio-to-video'; remove them for joint generation",
+                           field="upload_id" if body.upload_id else "audio_url")
     else:
         if (body.upload_id is None) == (body.audio_url is None):
-            raise HTTPException(422, "mode 'audio-to-video' needs exactly one of upload_id "
-                                     "(from POST /uploads) or audio_url")
+            raise ApiError(422, "mode 'audio-to-video' needs exactly one of upload_id "
+                                "(from POST /uploads) or audio_url", field="upload_id")
         if body.upload_id is not None:
             meta = state.redis.get(state.settings.key("upload", body.upload_id))
             if meta is None:
-                raise HTTPException(422, f"upload_id {body.upload_id!r} is unknown or expired; "
-                                         "upload again with POST /uploads")
+                raise _unknown_upload(body.upload_id)
             info = json.loads(meta)
             if info.get("owner", "open") != owner:  # another key's upload: as if unknown
-                raise HTTPException(422, f"upload_id {body.upload_id!r} is unknown or expired; "
-                                         "upload again with POST /uploads")
+                raise _unknown_upload(body.upload_id)
             if not info.get("has_audio"):
                 why = info.get("audio_problem") or "it has no audio stream"
-                raise HTTPException(422, f"the upload has no usable audio stream ({why}); "
-                                         "audio-to-video needs an audio file")
+                raise ApiError(422, f"the upload has no usable audio stream ({why}); "
+                                    "audio-to-video needs an audio file",
+                               code="no_audio_stream", field="upload_id")
             check_span(info.get("audio_duration_s"), body.start_s, state.settings, what="audio")
             input_key, input_filename = info["key"], info["filename"]
         else:
@@ -185,7 +177,8 @@ async def _conditional(request: Request, state: AppState, idempotency_key: str |
                         input_filename=form.filename, owner=owner))
 
 
-@router.post("/video-to-audio", status_code=202, responses=_ACCEPTED, openapi_extra=_MULTIPART_DOC)
+@router.post("/video-to-audio", status_code=202, response_model=SubmitResponse,
+             responses=_CONDITIONAL, openapi_extra=conditional_form_doc())
 async def video_to_audio(request: Request, state: State, owner: Owner,
                          idempotency_key: IdemHeader = None) -> JSONResponse:
     """Upload a clip (multipart ``file``); the soundtrack is generated for its first 1.6 s (or
@@ -193,7 +186,8 @@ async def video_to_audio(request: Request, state: State, owner: Owner,
     return await _conditional(request, state, idempotency_key, "video-to-audio", "video", owner)
 
 
-@router.post("/audio-to-video", status_code=202, responses=_ACCEPTED, openapi_extra=_MULTIPART_DOC)
+@router.post("/audio-to-video", status_code=202, response_model=SubmitResponse,
+             responses=_CONDITIONAL, openapi_extra=conditional_form_doc())
 async def audio_to_video(request: Request, state: State, owner: Owner,
                          idempotency_key: IdemHeader = None) -> JSONResponse:
     """Upload audio (wav, mp3, m4a/aac, flac, ogg); the video is generated for it."""
@@ -201,10 +195,7 @@ async def audio_to_video(request: Request, state: State, owner: Owner,
 
 
 @router.post("/uploads", status_code=201, response_model=UploadResponse,
-             openapi_extra=_MULTIPART_DOC, responses={
-                 401: _ACCEPTED[401], 413: _ACCEPTED[413], 415: _ACCEPTED[415],
-                 422: _ACCEPTED[422],
-                 429: {"description": "upload rate limit of the API key; see Retry-After"}})
+             openapi_extra=upload_form_doc(), responses=_UPLOADED)
 async def upload(request: Request, state: State, owner: Owner,
                  idempotency_key: IdemHeader = None) -> Any:
     """Store a media file for a later ``POST /generate`` (``upload_id``)."""

@@ -41,7 +41,7 @@ def test_every_change_appends_a_snapshot_in_order(store: JobStore) -> None:
     store.set_progress("j1", Progress(stage="base", step=2, total=3, fraction=0.2))
     assert store.succeed("j1", _result())
     got = [(s.value, p.stage, p.step) for s, p in _events(store, "j1")]
-    assert got == [("queued", "queued", 0), ("running", "queued", 0), ("running", "base", 1),
+    assert got == [("queued", "queued", 0), ("running", "starting", 0), ("running", "base", 1),
                    ("running", "base", 2), ("succeeded", "done", 1)]
 
 

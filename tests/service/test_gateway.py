@@ -95,7 +95,9 @@ def test_cancel_queued_job_never_runs(client: TestClient, store: JobStore) -> No
     assert r.json()["status"] == "canceled" and r.json()["finished_at"] is not None
     assert store.queue.count == 0
     assert store.claim(job_id) is False  # a worker that dequeued it anyway skips it
-    assert client.delete(f"/jobs/{job_id}").json()["status"] == "canceled"
+    again = client.delete(f"/jobs/{job_id}")  # already canceled: 409, as for a finished job
+    assert again.status_code == 409 and again.json()["error"]["code"] == "job_canceled"
+    assert "already canceled" in again.json()["error"]["message"]
 
 
 def test_cancel_running_sets_flag_and_finished_is_409(client: TestClient, store: JobStore) -> None:

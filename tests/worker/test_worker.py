@@ -100,3 +100,20 @@ def test_job_timeout_fails_with_timeout_code(settings: Settings, redis_conn: Red
     assert view is not None and view.status is JobStatus.failed
     assert view.error is not None and view.error.code == "timeout"
     assert "MMD_JOB_TIMEOUT_S=1" in view.error.message
+
+
+def test_workers_of_one_process_have_distinct_names(settings: Settings, redis_conn: Redis) -> None:
+    """RQ refuses to register a second live worker under one name; a process may run several
+    (one after another, or a registration left behind), so each instance gets its own."""
+    store = JobStore(redis_conn, settings)
+    runner = make_runner(settings, store, FakeGenerate())
+    first = MMDWorker([store.queue], connection=redis_conn, runner=runner, ready_file=None)
+    second = MMDWorker([store.queue], connection=redis_conn, runner=runner, ready_file=None)
+    assert first.name != second.name
+    first.register_birth()  # left registered, as by a worker that never shut down
+    try:
+        t0 = time.monotonic()
+        assert second.work(burst=True) is False  # registers, finds no job, shuts down
+        assert time.monotonic() - t0 < 10  # no minute-long wait on the command channel
+    finally:
+        first.register_death()
