@@ -199,7 +199,7 @@ def test_client_resumes_the_stream_across_a_gateway_restart(live: LiveStack) -> 
     assert [m.event for m in got] == ["progress", "progress", "progress", "done"]
     stages = [json.loads(m.data).get("stage") for m in got[:3]]
     statuses = [json.loads(m.data)["status"] for m in got]
-    assert stages == ["queued", "queued", "base"]
+    assert stages == ["queued", "starting", "base"]
     assert statuses == ["queued", "running", "running", "canceled"]
     ids = [_id_key(m.id) for m in got if m.id]
     assert ids == sorted(ids) and len(set(ids)) == len(ids) == 4
