@@ -95,6 +95,10 @@ class JobRunner:
                 for group in _groups(ready):
                     for run, outcome in zip(group, self._generate(group), strict=True):
                         statuses[run.spec.id] = self._finish(run, outcome)
+            except Exception as exc:  # noqa: BLE001 - e.g. the job timeout between two phases
+                for run in runs:  # no claimed job is left running
+                    if run.spec.id not in statuses:
+                        statuses[run.spec.id] = self._finish(run, exc)
             finally:
                 metrics.JOBS_IN_PROGRESS.dec(len(runs))
         return [statuses[job_id] for job_id in job_ids]

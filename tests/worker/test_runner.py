@@ -200,3 +200,22 @@ def test_peak_memory_per_stage_reaches_the_worker_metric(settings: Settings,
     assert make_runner(settings, store, gen).run(spec.id) == "succeeded"
     assert metrics.PEAK_MEMORY.labels(stage="base")._value.get() == 123_456
     assert metrics.PEAK_MEMORY.labels(stage="sr")._value.get() == 7_890
+
+
+def test_an_error_between_phases_still_ends_every_claimed_job(
+        settings: Settings, store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception outside one job's own handling (RQ's timeout can strike anywhere) ends each
+    claimed job with a recorded error instead of leaving it running."""
+    def broken(runs: object) -> object:
+        raise RuntimeError("between phases")
+
+    monkeypatch.setattr("worker.runner._groups", broken)
+    specs = [make_spec(), make_spec()]
+    for spec in specs:
+        store.create_and_enqueue(spec)
+    runner = make_runner(settings, store, FakeGenerate())
+    assert runner.run_many([s.id for s in specs]) == ["failed", "failed"]
+    for spec in specs:
+        view = store.view(spec.id)
+        assert view is not None and view.error is not None and view.error.code == "internal"
+        assert "between phases" in view.error.message
