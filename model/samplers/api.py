@@ -12,7 +12,7 @@ from typing import Callable, Literal, Optional
 import torch
 from torch import Tensor
 
-from model.denoiser import Denoiser, joint_denoiser, sr_denoiser
+from model.denoiser import Denoiser, Prediction, joint_denoiser, sr_denoiser
 from model.samplers.common import Callback, NoiseFn
 from model.samplers.ddim import ddim_sample
 from model.samplers.ddpm import ddpm_sample
@@ -83,6 +83,7 @@ def sample_joint(
     generator: Optional[torch.Generator] = None,
     callback: Optional[Callback] = None,
     noise_fn: Optional[NoiseFn] = None,
+    prediction: Prediction = "eps",
 ) -> AV:
     """Unconditional joint sampling from ``x_T = AV(video [B,F,C,H,W], audio [B,C,L])``.
 
@@ -90,10 +91,11 @@ def sample_joint(
     variance, split off). Official: ``SamplerSpec()`` (DPM-Solver, 20 steps, order 3,
     singlestep, logSNR; NFE 20). ``official_compat=True`` reproduces the audio first-order
     update defect of the official multimodal DPM-Solver (noise prediction only).
+    ``prediction``: what ``eps_fn`` returns, ``"eps"`` or ``"v"`` (see model/denoiser.py).
     """
     check_state(x_T, "x_T")
     with torch.no_grad():
-        out = run_spec(joint_denoiser(eps_fn), x_T, spec, generator=generator,
+        out = run_spec(joint_denoiser(eps_fn, prediction), x_T, spec, generator=generator,
                        callback=callback, noise_fn=noise_fn)
     assert isinstance(out, AV)
     return out
@@ -108,6 +110,7 @@ def sample_sr(
     generator: Optional[torch.Generator] = None,
     callback: Optional[Callback] = None,
     noise_fn: Optional[NoiseFn] = None,
+    prediction: Prediction = "eps",
 ) -> Tensor:
     """Super-resolution of ``low_res [N,3,h,w]`` from ``x_T [N,3,H,W]``.
 
@@ -124,7 +127,7 @@ def sample_sr(
         )
     dtype = torch.float16 if spec.official_compat else torch.float32
     with torch.no_grad():
-        out = run_spec(sr_denoiser(eps_fn, low_res), x_T, spec, generator=generator,
+        out = run_spec(sr_denoiser(eps_fn, low_res, prediction), x_T, spec, generator=generator,
                        callback=callback, noise_fn=noise_fn, acp_dtype=dtype)
     assert isinstance(out, Tensor)
     return out
@@ -143,6 +146,7 @@ def sample_conditional(
     callback: Optional[Callback] = None,
     noise_fn: Optional[NoiseFn] = None,
     loss_scale: float = 1.0,
+    prediction: Prediction = "eps",
 ) -> AV:
     """Zero-shot video-to-audio / audio-to-video (see model/conditional.py).
 
@@ -170,7 +174,7 @@ def sample_conditional(
             f"(the {c} shape of x_T)"
         )
     condition = condition.to(z_c.dtype)
-    denoiser = joint_denoiser(eps_fn)
+    denoiser = joint_denoiser(eps_fn, prediction)
     if spec.name == "ddpm":
         return official_conditional_loop(
             denoiser, discrete_schedule(spec), x_T, condition=condition, direction=direction,
