@@ -80,14 +80,15 @@ def frame_rms(audio: Tensor, frames: int) -> Tensor:
     return _frames_of(audio, frames).square().mean(dim=2).sqrt()
 
 
-def tone_energy(audio: Tensor, frames: int) -> Tensor:
+def tone_energy(audio: Tensor, frames: int, rate_ratio: float = 1.0) -> Tensor:
     """``[N, F, 3]``: energy of each frame's samples at each pitch (squared magnitude of the
-    projection on ``exp(-2 pi i f n)``, ``f`` in cycles per sample)."""
+    projection on ``exp(-2 pi i f n)``, ``f = PITCH_FRACTIONS * rate_ratio`` cycles per sample;
+    ``rate_ratio`` = the world's sample rate / the audio's, for resampled audio)."""
     x = _frames_of(audio, frames)
     spf = x.shape[2]
     n = torch.arange(spf, dtype=torch.float64)
     out = []
-    for f in PITCH_FRACTIONS:
+    for f in (p * rate_ratio for p in PITCH_FRACTIONS):
         c = (x * torch.cos(2 * math.pi * f * n)).sum(-1)
         s = (x * torch.sin(2 * math.pi * f * n)).sum(-1)
         out.append(c.square() + s.square())
@@ -117,13 +118,14 @@ def _runs(active: np.ndarray) -> list[tuple[int, int]]:
     return runs
 
 
-def colour_pitch(video: Tensor, audio: Tensor) -> tuple[float, int]:
-    """``(agreement, events)``: fraction of events whose colour and pitch agree (NaN if none)."""
+def colour_pitch(video: Tensor, audio: Tensor, rate_ratio: float = 1.0) -> tuple[float, int]:
+    """``(agreement, events)``: fraction of events whose colour and pitch agree (NaN if none);
+    ``rate_ratio`` as in :func:`tone_energy`."""
     frames = video.shape[1]
     act = frame_activity(video).numpy()
     rms = frame_rms(audio, frames).numpy()
     mass = colour_mass(video).numpy()
-    tones = tone_energy(audio, frames).numpy()
+    tones = tone_energy(audio, frames, rate_ratio).numpy()
     hits, events = 0, 0
     for i in range(video.shape[0]):
         for a, b in _runs((act[i] > ACTIVITY_ON) | (rms[i] > RMS_ON)):
@@ -132,13 +134,15 @@ def colour_pitch(video: Tensor, audio: Tensor) -> tuple[float, int]:
     return (hits / events if events else float("nan")), events
 
 
-def evaluate(video: Tensor, audio: Tensor) -> Quality:
-    """All scores of clips ``video [N, F, 3, H, W]``, ``audio [N, T]`` (see module docstring)."""
+def evaluate(video: Tensor, audio: Tensor, rate_ratio: float = 1.0) -> Quality:
+    """All scores of clips ``video [N, F, 3, H, W]``, ``audio [N, T]`` (see module docstring).
+    ``rate_ratio``: the world's sample rate / the audio's (e.g. 2048 / 16000 for a decoded
+    ``mmd demo-clip`` MP4); 1 for audio at the model's rate."""
     if video.dim() != 5 or video.shape[2] != 3:
         raise ValueError(f"video must be [N, F, 3, H, W]; got {list(video.shape)}")
     if video.shape[0] != _audio2d(audio).shape[0]:
         raise ValueError(f"video has {video.shape[0]} clips, audio {_audio2d(audio).shape[0]}")
-    cp, events = colour_pitch(video, audio)
+    cp, events = colour_pitch(video, audio, rate_ratio)
     return Quality(sync=sync(video, audio), colour_pitch=cp, events=events,
                    lit=float(frame_activity(video).mean()),
                    rms=float(_audio2d(audio).square().mean().sqrt()))
