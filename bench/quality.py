@@ -23,12 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from model.demo.quality import Quality, evaluate  # noqa: E402
-from model.demo.scoring import Score, models_from_training, preset_specs, score  # noqa: E402
-from model.demo.train import base_geometry  # noqa: E402
-from model.demo.world import render_clip  # noqa: E402
+from model.demo.quality import Quality, evaluate
+from model.demo.scoring import Score, models_from_training, preset_specs, score
+from model.demo.train import base_geometry
+from model.demo.world import render_clip
 
 
 def _reference(geo_cfg: object, n: int, seed: int) -> tuple[Quality, Quality]:

@@ -16,7 +16,8 @@ alpha*sigma*x0 = eps``, so :func:`eps_from_v` is ``eps = sigma*x + alpha*v``.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional, Protocol
+from collections.abc import Callable
+from typing import Literal, Protocol
 
 from torch import Tensor
 
@@ -28,7 +29,7 @@ Prediction = Literal["eps", "v"]
 class Denoiser(Protocol):
     def __call__(
         self, x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
-    ) -> tuple[State, Optional[State]]: ...
+    ) -> tuple[State, State | None]: ...
 
 
 def eps_from_v(x: Tensor, v: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
@@ -48,7 +49,7 @@ def _check_prediction(prediction: str) -> None:
                          f"got {prediction!r}")
 
 
-def _split(out: Tensor, channels: int, dim: int) -> tuple[Tensor, Optional[Tensor]]:
+def _split(out: Tensor, channels: int, dim: int) -> tuple[Tensor, Tensor | None]:
     """Split learned-sigma output (2C channels along ``dim``) into eps and variance values."""
     if out.shape[dim] == channels:
         return out, None
@@ -76,7 +77,7 @@ def joint_denoiser(
 
     def denoise(
         x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
-    ) -> tuple[State, Optional[State]]:
+    ) -> tuple[State, State | None]:
         assert isinstance(x, AV)
         ev, ea = eps_fn(x.video, x.audio, t_model)
         ev, vv = _split(ev.to(x.video.dtype), x.video.shape[2], 2)
@@ -100,7 +101,7 @@ def sr_denoiser(
 
     def denoise(
         x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
-    ) -> tuple[State, Optional[State]]:
+    ) -> tuple[State, State | None]:
         assert isinstance(x, Tensor)
         out = eps_fn(x, t_model, low_res=low_res).to(x.dtype)
         pred, var = _split(out, x.shape[1], 1)

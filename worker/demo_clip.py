@@ -18,7 +18,7 @@ import numpy as np
 
 from worker.muxing import mux_mp4
 
-__all__ = ["MAX_SECONDS", "resample", "demo_clip", "main"]
+__all__ = ["MAX_SECONDS", "demo_clip", "main", "resample"]
 
 MAX_SECONDS = 600.0  # longest clip --seconds accepts
 

@@ -27,8 +27,19 @@ from torch import Tensor
 
 from model.demo.world import PITCH_FRACTIONS
 
-__all__ = ["ACTIVITY_ON", "RMS_ON", "Quality", "evaluate", "frame_activity", "frame_rms",
-           "tone_energy", "colour_mass", "sync", "colour_pitch", "frames_to_model"]
+__all__ = [
+    "ACTIVITY_ON",
+    "RMS_ON",
+    "Quality",
+    "colour_mass",
+    "colour_pitch",
+    "evaluate",
+    "frame_activity",
+    "frame_rms",
+    "frames_to_model",
+    "sync",
+    "tone_energy",
+]
 
 ACTIVITY_ON = 0.05  # a real event lights 14-31 % of the frame
 RMS_ON = 0.1  # a real tone frame has RMS ~0.33

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -20,10 +20,16 @@ from model.demo.train import base_geometry
 from model.demo.world import render_clip
 from model.pipeline import GenerationRequest, LoadedModels, generate, generate_batch
 from model.samplers import SamplerSpec
-from model.speed import FAST_BASE, FAST_CONDITIONAL, FAST_SR, OFFICIAL_BASE, \
-    OFFICIAL_CONDITIONAL, OFFICIAL_SR
+from model.speed import (
+    FAST_BASE,
+    FAST_CONDITIONAL,
+    FAST_SR,
+    OFFICIAL_BASE,
+    OFFICIAL_CONDITIONAL,
+    OFFICIAL_SR,
+)
 
-__all__ = ["Score", "score", "preset_specs", "models_from_training", "condition_clip"]
+__all__ = ["Score", "condition_clip", "models_from_training", "preset_specs", "score"]
 
 Mode = Literal["joint", "video-to-audio", "audio-to-video"]
 
@@ -70,8 +76,8 @@ def score(models: LoadedModels, mode: Mode, base: SamplerSpec, sr: SamplerSpec |
     run as one batch (faster; seconds per job is then the batch time / n)."""
     videos, audios = [], []
     start = time.perf_counter()
-    common = dict(base_sampler=base, super_resolution=sr is not None,
-                  sr_sampler=sr or SamplerSpec(name="ddim", steps=25))
+    common: dict[str, Any] = {"base_sampler": base, "super_resolution": sr is not None,
+                              "sr_sampler": sr or SamplerSpec(name="ddim", steps=25)}
     if mode == "joint" and batched:
         reqs = [GenerationRequest(mode="joint", seed=seed + i, **common) for i in range(n)]
         results = [r for r in generate_batch(reqs, models) if r is not None]

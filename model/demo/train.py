@@ -21,9 +21,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +36,7 @@ from model.schedule import TRAIN_STEPS, DiscreteSchedule
 from model.sr import SRUNet
 from model.unet import AVUNet
 
-__all__ = ["TrainSettings", "Trainer", "sr_batch", "base_geometry", "train"]
+__all__ = ["TrainSettings", "Trainer", "base_geometry", "sr_batch", "train"]
 
 log = logging.getLogger(__name__)
 What = Literal["base", "sr"]

@@ -21,7 +21,7 @@ import torch
 
 from model.demo.train import TrainSettings, train
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

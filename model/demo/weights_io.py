@@ -18,8 +18,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["WEIGHTS_DIR", "MANIFEST", "export", "verify", "load_demo_models", "ema_state_dict",
-           "sha256_file"]
+__all__ = [
+    "MANIFEST",
+    "WEIGHTS_DIR",
+    "ema_state_dict",
+    "export",
+    "load_demo_models",
+    "sha256_file",
+    "verify",
+]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "MANIFEST.json"
@@ -51,7 +58,7 @@ def _git_commit() -> str:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parent, timeout=10, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10,
+                               capture_output=True, text=True, timeout=10, check=False,
                                cwd=Path(__file__).resolve().parent).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

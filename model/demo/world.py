@@ -27,8 +27,17 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "COLOURS", "EVENT_FRAMES", "PITCH_FRACTIONS", "TONE_AMPLITUDE", "Event", "Geometry",
-    "draw_events", "render", "sample_batch", "render_clip", "pitches_hz",
+    "COLOURS",
+    "EVENT_FRAMES",
+    "PITCH_FRACTIONS",
+    "TONE_AMPLITUDE",
+    "Event",
+    "Geometry",
+    "draw_events",
+    "pitches_hz",
+    "render",
+    "render_clip",
+    "sample_batch",
 ]
 
 COLOURS: tuple[tuple[float, float, float], ...] = ((1.0, -1.0, -1.0), (-1.0, 1.0, -1.0),

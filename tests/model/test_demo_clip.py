@@ -16,7 +16,7 @@ def _decode(path: Path) -> tuple[np.ndarray, np.ndarray, int, int, str, str]:
     with av.open(str(path)) as c:
         v, a = c.streams.video[0], c.streams.audio[0]
         names = (v.codec_context.name, a.codec_context.name)
-        rate, fps = a.rate, int(round(float(v.average_rate)))
+        rate, fps = a.rate, round(float(v.average_rate))
         frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
     with av.open(str(path)) as c:
         audio = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import torch
 
-from model.config import UNetConfig
+from model.config import SRConfig, UNetConfig
 from model.demo.train import base_geometry, sr_batch
 from model.demo.world import (
-    EVENT_FRAMES, Geometry, draw_events, pitches_hz, render, render_clip, sample_batch,
+    EVENT_FRAMES,
+    Geometry,
+    draw_events,
+    pitches_hz,
+    render,
+    render_clip,
+    sample_batch,
 )
-from model.config import SRConfig
 
 GEO = base_geometry(UNetConfig.preset("demo"))
 
