@@ -36,8 +36,10 @@ Source = str | os.PathLike[str] | Mapping[str, Any]
 
 
 def default_sr_preset(preset: str) -> str:
-    """The SR preset that goes with a base preset: ``tiny`` -> ``tiny``, else ``official``."""
-    return "tiny" if preset.lower() == "tiny" else "official"
+    """The SR preset that goes with a base preset: ``tiny`` -> ``tiny``, ``demo`` ->
+    ``demo_sr``, else ``official``."""
+    key = preset.lower()
+    return {"tiny": "tiny", "demo": "demo_sr"}.get(key, "official")
 
 
 def _prepare(
