@@ -38,9 +38,7 @@ from model.pipeline_base import base_stage, uint8_to_model
 from model.pipeline_noise import cpu_generator, derive_seed
 from model.pipeline_sr import sr_stage
 from model.pipeline_types import (
-    FPS,
     MODES,
-    SAMPLE_RATE,
     GenerationRequest,
     GenerationResult,
     LoadedModels,
@@ -53,7 +51,7 @@ from model.samplers import SamplingCancelled
 from model.state import AV
 
 __all__ = [
-    "FPS", "MODES", "SAMPLE_RATE", "GenerationRequest", "GenerationResult", "LoadedModels", "Mode",
+    "MODES", "GenerationRequest", "GenerationResult", "LoadedModels", "Mode",
     "Progress", "batch_key", "derive_seed", "generate", "generate_batch", "validate",
 ]
 

@@ -13,32 +13,11 @@ import argparse
 import math
 import sys
 
-import av
-import numpy as np
-
-from worker.muxing import mux_mp4
+from worker.muxing import mux_mp4, resample
 
 __all__ = ["MAX_SECONDS", "demo_clip", "main", "resample"]
 
 MAX_SECONDS = 600.0  # longest clip --seconds accepts
-
-
-def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Mono ``float32 [T]`` at ``rate_in`` -> ``float32 [T * rate_out / rate_in]`` (PyAV's
-    swresample, flushed; trimmed or zero-padded to the exact length)."""
-    want = round(len(audio) * rate_out / rate_in)
-    if rate_in == rate_out:
-        return audio.astype(np.float32)
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate_out)
-    frame = av.AudioFrame.from_ndarray(audio.astype(np.float32)[None], format="flt",
-                                       layout="mono")
-    frame.sample_rate = rate_in
-    parts = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    out = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    if len(out) < want:
-        out = np.pad(out, (0, want - len(out)))
-    return out[:want].astype(np.float32)
 
 
 def demo_clip(out_path: str, seed: int, seconds: float | None = None, *, size: int = 64,
