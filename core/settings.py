@@ -67,6 +67,8 @@ class ModelSpec(BaseModel):
 SR_PRESETS = {"tiny": "tiny", "demo": "demo_sr"}
 # presets whose trained weights ship inside the package (model/demo/weights)
 SHIPPED_PRESETS = frozenset({"demo"})
+# presets small enough that torch runs them fastest on one CPU thread (MMD_TORCH_THREADS=0)
+SMALL_PRESETS = frozenset({"demo", "tiny"})
 DEFAULT_MODEL = "demo"
 
 
@@ -150,7 +152,10 @@ class Settings(BaseSettings):
     )
     torch_threads: int = Field(
         0, ge=0,
-        description="CPU threads for torch in the worker (`0` = torch's default)",
+        description="CPU threads for torch in the worker; `0` = auto: 1 on `cpu` when every "
+        "model is a small preset (`demo`, `tiny`: their tensors gain nothing from more threads, "
+        "and on a busy 2-core CPU 2 threads made the demo job 25x slower, 65 s vs 2.6 s, "
+        "`bench/service.py --preset demo`), else torch's default",
     )
     # Speed paths (model.speed); the plain official path is channels_last=false, sdpa=math.
     channels_last: bool = Field(
@@ -418,6 +423,16 @@ class Settings(BaseSettings):
                 f"{sorted(self.models)}; set MMD_DEFAULT_MODEL to one of them"
             )
         return self
+
+    def cpu_threads(self) -> int | None:
+        """Torch CPU threads for the worker: ``MMD_TORCH_THREADS``, or (``0``, auto) 1 on a CPU
+        device when every model is a small preset, else None (torch's default)."""
+        if self.torch_threads:
+            return self.torch_threads
+        if self.device == "cpu" and all(m.preset.lower() in SMALL_PRESETS
+                                        for m in self.models.values()):
+            return 1
+        return None
 
     def key(self, *parts: str) -> str:
         """A namespaced Redis key, e.g. ``key("job", id)`` -> ``"mmd:job:<id>"``."""

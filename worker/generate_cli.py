@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "tiny, demo_sr for demo, official otherwise)")
     g.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default: cpu)")
     g.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0 = auto: "
+                   "1 for the small demo and tiny presets on cpu, as MMD_TORCH_THREADS=0 does "
+                   "for the worker; else torch's default)")
     r = parser.add_argument_group("request")
     r.add_argument("--mode", default="joint", choices=MODES)
     r.add_argument("--input", type=Path, help="video clip (video-to-audio) or audio/video file "
@@ -143,11 +146,18 @@ def run(args: argparse.Namespace) -> int:
     if args.num_samples < 1:
         return _err(f"--num-samples must be >= 1; got {args.num_samples}")
 
-    from core.settings import get_settings
+    from core.settings import ModelSpec, get_settings
     from model.pipeline import GenerationRequest, generate
     from model.registry import default_sr_preset, load_models, shipped_weights
 
     preset = args.preset or ("landscape" if args.checkpoint is not None else "demo")
+    threads = get_settings().model_copy(update={
+        "torch_threads": max(args.threads, 0), "device": args.device,
+        "models": {preset: ModelSpec(preset=preset)}, "default_model": preset}).cpu_threads()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     checkpoint, sr_checkpoint = args.checkpoint, args.sr_checkpoint
     try:
         base_spec, sr_spec = sampler_specs(args)

@@ -67,3 +67,11 @@ def test_settings_and_registry_pair_the_same_sr_preset(preset: str) -> None:
     from model.registry import default_sr_preset
 
     assert ModelSpec(preset=preset).resolved_sr_preset() == default_sr_preset(preset)
+
+
+def test_auto_threads_are_one_for_small_presets_on_cpu() -> None:
+    assert Settings().cpu_threads() == 1  # the demo model
+    big = {"a": ModelSpec(preset="demo"), "b": ModelSpec(preset="landscape")}
+    assert Settings(models=big, default_model="a").cpu_threads() is None
+    assert Settings(device="cuda").cpu_threads() is None
+    assert Settings(torch_threads=3).cpu_threads() == 3
