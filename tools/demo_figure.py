@@ -65,7 +65,7 @@ def read_mp4(path: Path) -> tuple[np.ndarray, float, np.ndarray, int]:
     import av
 
     with av.open(str(path)) as c:
-        fps = float(c.streams.video[0].average_rate)
+        fps = float(c.streams.video[0].average_rate or 0)
         frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
     with av.open(str(path)) as c:
         rate = int(c.streams.audio[0].rate)
@@ -103,7 +103,8 @@ def spectrogram(audio: np.ndarray, rate: int, seconds: float, width: int) -> np.
     pos = db * (len(CMAP) - 1)
     lo = np.floor(pos).astype(int).clip(0, len(CMAP) - 2)
     frac = (pos - lo)[..., None]
-    return (CMAP[lo] * (1 - frac) + CMAP[lo + 1] * frac).round().astype(np.uint8)
+    rgb: np.ndarray = (CMAP[lo] * (1 - frac) + CMAP[lo + 1] * frac).round().astype(np.uint8)
+    return rgb
 
 
 def figure(frames: np.ndarray, fps: float, audio: np.ndarray, rate: int) -> np.ndarray:
