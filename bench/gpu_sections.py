@@ -213,7 +213,8 @@ def run_job(ctx: Context, requests: Sequence[GenerationRequest], mux_to: Path | 
         try:
             from worker.muxing import mux_mp4  # PyAV: carried as a wheel on the GPU machine
             t0 = time.perf_counter()
-            mux_mp4(mux_to, result.frames[0], result.audio[0])
+            mux_mp4(mux_to, result.frames[0], result.audio[0], fps=result.fps,
+                    sample_rate=result.sample_rate)
             row["mux_s"] = time.perf_counter() - t0
             row["mp4_bytes"] = mux_to.stat().st_size
             row["peak_mux_mib"] = None if (b := peak.read()) is None else b / 2**20

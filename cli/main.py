@@ -15,6 +15,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gateway": GATEWAY_COMMANDS["gateway"],
     "worker": WORKER_COMMANDS["worker"],
     "fetch-weights": WORKER_COMMANDS["fetch-weights"],
+    "demo-clip": WORKER_COMMANDS["demo-clip"],
+    "train-demo": WORKER_COMMANDS["train-demo"],
     "cleanup": GATEWAY_COMMANDS["cleanup"],
     "hash-key": GATEWAY_COMMANDS["hash-key"],
     "submit": ("client.cli", "submit a job to a running service, follow it, download the MP4"),

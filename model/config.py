@@ -27,6 +27,11 @@ _IGNORED_FLAGS = frozenset(
 
 _SR_ONLY_FLAGS = frozenset({"large_size", "small_size"})
 
+# The demo world's tones peak at 0.5 (RMS 0.241 over 4096 clips, model/demo/world.py); the demo
+# model sees them x2: peak 1, RMS 0.48. Not unit variance (x4.15): DDIM, DDPM and the official
+# conditional loop clip x0 to [-1, 1] in the network's domain, which would cut louder audio.
+DEMO_AUDIO_SCALE = 2.0
+
 
 def default_channel_mult(size: int) -> tuple[int, ...]:
     """Channel multipliers the official factories derive from the frame size."""
@@ -86,6 +91,16 @@ class UNetConfig:
     dropout: float = 0.0
     video_type: Literal["2d+1d", "3d"] = "2d+1d"
     audio_type: Literal["1d", "linear"] = "1d"
+    # Media geometry (frames and frame size are ``video_size``): frame rate and audio sample
+    # rate, so ``video_size[0] / fps == audio_size[1] / sample_rate`` (the clip's duration).
+    fps: int = 10
+    sample_rate: int = 16000
+    # What the network predicts: "eps" (noise; every official model) or "v"
+    # (``v = alpha*eps - sigma*x0``; the denoiser wrapper converts it to eps for the samplers).
+    prediction: Literal["eps", "v"] = "eps"
+    # The network's audio is ``audio_scale`` x the waveform in [-1, 1]; the pipeline multiplies
+    # conditions by it and divides samples by it.
+    audio_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if len(self.video_size) != 4 or len(self.audio_size) != 2:
@@ -115,6 +130,16 @@ class UNetConfig:
         if self.model_channels % 32:
             raise ValueError(f"model_channels must be a multiple of 32 (GroupNorm(32)); got "
                              f"{self.model_channels}")
+        if self.prediction not in ("eps", "v"):
+            raise ValueError(f"prediction must be 'eps' or 'v'; got {self.prediction!r}")
+        if self.fps < 1 or self.sample_rate < 1 or not self.audio_scale > 0:
+            raise ValueError(f"fps, sample_rate and audio_scale must be positive; got "
+                             f"{self.fps}, {self.sample_rate}, {self.audio_scale}")
+
+    @property
+    def seconds(self) -> float:
+        """Duration of one window in seconds (``frames / fps``)."""
+        return self.video_size[0] / self.fps
 
     @property
     def time_embed_dim(self) -> int:
@@ -136,8 +161,18 @@ class UNetConfig:
 
     @classmethod
     def preset(cls, name: str) -> UNetConfig:
-        """``"landscape"``, ``"aist++"`` (official, identical nets) or ``"tiny"`` (CPU tests)."""
+        """``"landscape"``, ``"aist++"`` (official, identical nets), ``"tiny"`` (CPU tests, random
+        weights) or ``"demo"`` (the shipped model of the demo world, ``model/demo``: 8 frames of
+        16 x 16 at 8 fps, audio at 2048 Hz, v-prediction)."""
         key = name.lower()
+        if key == "demo":
+            return cls(
+                video_size=(8, 3, 16, 16), audio_size=(1, 2048), model_channels=32,
+                channel_mult=(1, 1, 1, 1), num_res_blocks=1, cross_attention_shift=True,
+                video_attention_resolutions=(8,), audio_attention_resolutions=(),
+                num_heads=2, num_head_channels=8, fps=8, sample_rate=2048, prediction="v",
+                audio_scale=DEMO_AUDIO_SCALE,
+            )
         if key in ("landscape", "aist++", "aist", "official"):
             return cls()
         if key == "tiny":
@@ -147,7 +182,8 @@ class UNetConfig:
                 video_attention_resolutions=(2, 8), audio_attention_resolutions=(4,),
                 num_heads=2, num_head_channels=8,
             )
-        raise ValueError(f"unknown U-Net preset {name!r}; expected 'landscape', 'aist++' or 'tiny'")
+        raise ValueError(f"unknown U-Net preset {name!r}; expected 'landscape', 'aist++', 'tiny' "
+                         "or 'demo'")
 
     @classmethod
     def from_official_flags(cls, **flags: Any) -> UNetConfig:
@@ -211,8 +247,11 @@ class SRConfig:
     resblock_updown: bool = True
     learn_sigma: bool = True
     dropout: float = 0.0
+    prediction: Literal["eps", "v"] = "eps"  # as UNetConfig.prediction
 
     def __post_init__(self) -> None:
+        if self.prediction not in ("eps", "v"):
+            raise ValueError(f"prediction must be 'eps' or 'v'; got {self.prediction!r}")
         if not self.resblock_updown:
             raise ValueError("only resblock_updown=True is implemented (official value)")
         if self.model_channels % 32:
@@ -232,15 +271,20 @@ class SRConfig:
 
     @classmethod
     def preset(cls, name: str) -> SRConfig:
-        """``"official"`` (alias ``"landscape"``, ``"aist++"``): 64->256; ``"tiny"``: 8->32."""
+        """``"official"`` (alias ``"landscape"``, ``"aist++"``): 64->256; ``"tiny"``: 8->32;
+        ``"demo_sr"`` (alias ``"demo"``): 16->32, the shipped demo SR (v-prediction)."""
         key = name.lower()
+        if key in ("demo_sr", "demo"):
+            return cls(large_size=32, small_size=16, model_channels=32, channel_mult=(1, 1, 2),
+                       num_res_blocks=1, attention_resolutions=(), num_heads=2,
+                       learn_sigma=False, prediction="v")
         if key in ("official", "landscape", "aist++", "aist"):
             return cls()
         if key == "tiny":
             return cls(large_size=32, small_size=8, model_channels=32, channel_mult=(1, 1, 2),
                        num_res_blocks=1, attention_resolutions=(2, 4), num_heads=2)
         raise ValueError(f"unknown SR preset {name!r}; expected 'official', 'landscape', "
-                         "'aist++' or 'tiny'")
+                         "'aist++', 'tiny' or 'demo_sr'")
 
     @classmethod
     def from_official_flags(cls, **flags: Any) -> SRConfig:

@@ -38,9 +38,7 @@ from model.pipeline_base import base_stage, uint8_to_model
 from model.pipeline_noise import cpu_generator, derive_seed
 from model.pipeline_sr import sr_stage
 from model.pipeline_types import (
-    FPS,
     MODES,
-    SAMPLE_RATE,
     GenerationRequest,
     GenerationResult,
     LoadedModels,
@@ -53,7 +51,7 @@ from model.samplers import SamplingCancelled
 from model.state import AV
 
 __all__ = [
-    "FPS", "MODES", "SAMPLE_RATE", "GenerationRequest", "GenerationResult", "LoadedModels", "Mode",
+    "MODES", "GenerationRequest", "GenerationResult", "LoadedModels", "Mode",
     "Progress", "batch_key", "derive_seed", "generate", "generate_batch", "validate",
 ]
 
@@ -138,15 +136,16 @@ def generate_batch(
         audio_out = np.broadcast_to(request.condition_audio,
                                     (n, request.condition_audio.shape[0])).copy()
     else:
-        audio_out = audio[:, 0].float().clamp(-1, 1).cpu().numpy().astype(np.float32)
+        waveform = audio[:, 0].float() / cfg.audio_scale
+        audio_out = waveform.clamp(-1, 1).cpu().numpy().astype(np.float32)
     results: list[GenerationResult | None] = []
     begin = 0
     for i, count in enumerate(counts):
         part = slice(begin, begin + count)
         begin += count
         results.append(None if i in live.dropped else GenerationResult(
-            frames=frames_out[part].copy(), audio=audio_out[part].copy(), fps=FPS,
-            sample_rate=SAMPLE_RATE, nfe=dict(nfe), stage_seconds=dict(seconds),
+            frames=frames_out[part].copy(), audio=audio_out[part].copy(), fps=cfg.fps,
+            sample_rate=cfg.sample_rate, nfe=dict(nfe), stage_seconds=dict(seconds),
             random_weights=models.random_weights, batch_size=len(requests),
             peak_memory_bytes=dict(peak),
         ))

@@ -32,7 +32,8 @@ def stage_callback(
 def base_stage(
     requests: Sequence[GenerationRequest], models: LoadedModels, x_T: AV, progress: Progress | None
 ) -> tuple[Tensor, Tensor, int, int]:
-    """Base sampling: returns ``video [N, F, 3, H, W]``, ``audio [N, 1, L]`` (float, unclamped),
+    """Base sampling: returns ``video [N, F, 3, H, W]``, ``audio [N, 1, L]`` (float, unclamped,
+    in the network's domain: ``audio_scale`` x the waveform),
     forward and backward pass counts. Several requests: one batch (see :func:`generate_batch`)."""
     request = requests[0]
     cfg = models.unet_cfg
@@ -57,9 +58,8 @@ def base_stage(
     callback = stage_callback("base", progress)
     if request.mode == "joint":
         with torch.no_grad():
-            out = sample_joint(
-                counter, x_T, request.base_sampler, callback=callback, noise_fn=noise
-            )
+            out = sample_joint(counter, x_T, request.base_sampler, callback=callback,
+                               noise_fn=noise, prediction=cfg.prediction)
     else:
         if request.mode == "video-to-audio":
             assert request.condition_video is not None
@@ -68,18 +68,13 @@ def base_stage(
         else:
             assert request.condition_audio is not None
             audio = torch.from_numpy(request.condition_audio).to(models.device, torch.float32)
-            condition = audio.reshape(1, 1, -1).expand(request.num_samples, -1, -1)
+            condition = (audio * cfg.audio_scale).reshape(1, 1, -1).expand(
+                request.num_samples, -1, -1)
         grad = request.guidance == "gradient" and request.guidance_scale > 0
         with torch.set_grad_enabled(grad):
             out = sample_conditional(
-                counter,
-                x_T,
-                request.base_sampler,
-                condition=condition.contiguous(),
-                direction=request.mode,
-                guidance=request.guidance,
-                scale=request.guidance_scale,
-                callback=callback,
-                noise_fn=noise,
+                counter, x_T, request.base_sampler, condition=condition.contiguous(),
+                direction=request.mode, guidance=request.guidance, scale=request.guidance_scale,
+                callback=callback, noise_fn=noise, prediction=cfg.prediction,
             )
     return out.video.detach(), out.audio.detach(), counter.forward, counter.backward

@@ -64,6 +64,7 @@ def sr_stage(
             part = sample_sr(
                 counter, x_T[begin : begin + chunk], request.sr_sampler,
                 low_res=low_res[begin : begin + chunk], callback=track, noise_fn=noise,
+                prediction=sr_cfg.prediction,
             )
         outputs.append(part)
         done_steps += chunk_total[0]

@@ -22,8 +22,6 @@ from model.samplers import SamplerSpec
 Mode = Literal["joint", "video-to-audio", "audio-to-video"]
 MODES: tuple[str, ...] = ("joint", "video-to-audio", "audio-to-video")
 Progress = Callable[[str, int, int], None]
-FPS = 10  # frame rate of every released model (the video_size frames span 1.6 s officially)
-SAMPLE_RATE = 16000  # audio sample rate of every released model
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,9 +29,10 @@ class GenerationRequest:
     """What to generate. Sizes come from the loaded models' configs (see :func:`validate`).
 
     ``condition_video``: ``uint8 [F, H, W, 3]`` at the model's frame size (video-to-audio).
-    ``condition_audio``: ``float32 [T]`` at 16 kHz in ``[-1, 1]``, ``T`` = the model's audio
-    length (audio-to-video). Official settings are the defaults (base DPM-Solver 20 steps order 3,
-    SR DDIM 25 steps, gradient guidance with scale 3.0).
+    ``condition_audio``: ``float32 [T]`` at the model's ``sample_rate`` in ``[-1, 1]``, ``T`` =
+    the model's audio length (audio-to-video). Frame rate and sample rate are the model
+    preset's (``UNetConfig.fps`` / ``sample_rate``). Official settings are the defaults (base
+    DPM-Solver 20 steps order 3, SR DDIM 25 steps, gradient guidance with scale 3.0).
     """
 
     mode: Mode = "joint"
@@ -83,8 +82,9 @@ class LoadedModels:
 
 @dataclass(frozen=True, eq=False)
 class GenerationResult:
-    """``frames uint8 [N, F, H, W, 3]`` (base size, or SR size when SR ran), ``audio float32
-    [N, T]`` at 16 kHz. ``nfe``: ``base`` (U-Net forward passes), ``base_backward`` (backward
+    """``frames uint8 [N, F, H, W, 3]`` (base size, or SR size when SR ran) at ``fps``, ``audio
+    float32 [N, T]`` at ``sample_rate`` (the model preset's ``UNetConfig.fps`` /
+    ``sample_rate``). ``nfe``: ``base`` (U-Net forward passes), ``base_backward`` (backward
     passes, gradient-guided conditional only), ``sr`` (SR sampler steps per frame) and
     ``sr_calls`` (batched SR network calls over all chunks). ``stage_seconds``: ``base``, ``sr``."""
 
@@ -144,7 +144,7 @@ def validate(request: GenerationRequest, models: LoadedModels) -> None:
             )
             raise ValueError(
                 f"mode='audio-to-video' needs condition_audio float32 [{length}] ({length} samples "
-                f"at {SAMPLE_RATE} Hz); got {got}"
+                f"at {models.unet_cfg.sample_rate} Hz); got {got}"
             )
         if not np.isfinite(ca).all() or np.abs(ca).max() > 1.0:
             raise ValueError(

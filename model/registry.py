@@ -3,9 +3,12 @@
 >>> models = load_models("landscape", preset="landscape", checkpoint="weights/landscape.pt",
 ...                      sr_checkpoint="weights/landscape_sr.pt", device="cuda", precision="fp16")
 
-Without a checkpoint the preset is randomly initialised (deterministically: the same random
-weights in every process, so a seed reproduces its output across workers) and a WARNING says
-that the output is noise; ``LoadedModels.random_weights`` is then True.
+The ``demo`` preset's trained weights ship inside the package (``model/demo/weights``);
+:func:`shipped_weights` finds and sha256-verifies them (the worker and ``mmd generate`` use them
+when no checkpoint is given). Otherwise, without a checkpoint the preset is randomly
+initialised (deterministically: the same random weights in every process, so a seed reproduces
+its output across workers) and a WARNING says that the output is noise;
+``LoadedModels.random_weights`` is then True.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,13 +35,30 @@ log = logging.getLogger(__name__)
 RANDOM_INIT_SEED_UNET = 0
 RANDOM_INIT_SEED_SR = 1
 PRECISIONS = ("fp32", "fp16", "bf16")
+SHIPPED_PRESETS = frozenset({"demo"})  # presets with trained weights in the package
 
 Source = str | os.PathLike[str] | Mapping[str, Any]
 
 
 def default_sr_preset(preset: str) -> str:
-    """The SR preset that goes with a base preset: ``tiny`` -> ``tiny``, else ``official``."""
-    return "tiny" if preset.lower() == "tiny" else "official"
+    """The SR preset that goes with a base preset: ``tiny`` -> ``tiny``, ``demo`` ->
+    ``demo_sr``, else ``official``."""
+    key = preset.lower()
+    return {"tiny": "tiny", "demo": "demo_sr"}.get(key, "official")
+
+
+def shipped_weights(
+    preset: str, weights_dir: str | os.PathLike[str] | None = None
+) -> dict[str, Path] | None:
+    """``{"base": path, "sr": path}`` of the trained weights shipped for ``preset`` (sha256
+    checked against their manifest; ``weights_dir`` replaces the package's folder), or None
+    when ``preset`` ships none. Raises FileNotFoundError / ValueError naming a missing or
+    corrupt file."""
+    if preset.lower() not in SHIPPED_PRESETS:
+        return None
+    from model.demo.weights_io import WEIGHTS_DIR, verify
+
+    return verify(WEIGHTS_DIR if weights_dir is None else weights_dir)
 
 
 def _prepare(

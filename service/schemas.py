@@ -33,7 +33,8 @@ class _CommonParams(Frozen):
 class _ConditionalParams(_CommonParams):
     guidance: Literal["replacement", "gradient"] = "gradient"
     guidance_scale: float = Field(3.0, ge=0.0, le=100.0)
-    start_s: float = Field(0.0, ge=0.0, description="where the 1.6 s window starts in the upload")
+    start_s: float = Field(0.0, ge=0.0, description="where the model's window (1 s for "
+                         "demo, 1.6 s for the official models) starts in the upload")
 
 
 class GenerateRequest(_ConditionalParams):

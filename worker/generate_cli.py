@@ -2,7 +2,8 @@
 
 Examples::
 
-    mmd generate --out noise.mp4                       # tiny random-weights model on CPU
+    mmd generate --out demo.mp4                        # the shipped demo model on CPU
+    mmd generate --preset tiny --out noise.mp4         # tiny random-weights model
     mmd generate --checkpoint landscape.pt --sr-checkpoint landscape_sr.pt --device cuda \\
         --precision fp16 --seed 3 --out sample.mp4
     mmd generate --checkpoint landscape.pt --no-sr --mode video-to-audio --input clip.mp4 \\
@@ -16,8 +17,10 @@ the official ones
 (base DPM-Solver 20 steps order 3 singlestep; conditional the 1000-step DDPM loop; SR DDIM 25).
 ``--sampler/--steps/--order/--method/--sr-sampler/--sr-steps`` override single fields of either.
 
-Without ``--checkpoint`` the ``tiny`` preset is randomly initialised and the output is noise
-(said plainly on stderr). With ``--num-samples N > 1`` the files are ``<out stem>-<i><suffix>``.
+Without ``--checkpoint`` the ``demo`` preset runs the weights shipped in the package
+(``MMD_DEMO_WEIGHTS_DIR`` replaces their folder; sha256 checked); another preset without
+``--checkpoint`` is randomly initialised and the output is noise (said plainly on stderr).
+With ``--num-samples N > 1`` the files are ``<out stem>-<i><suffix>``.
 Exit status: 0 done, 2 bad arguments/input, 130 interrupted.
 """
 
@@ -43,14 +46,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``mmd generate`` (no torch import here: ``mmd --help`` stays fast)."""
     g = parser.add_argument_group("model")
     g.add_argument("--checkpoint", type=Path, help="base U-Net weights (.pt state dict); "
-                   "omitted: random weights, the output is noise")
+                   "omitted: the shipped weights of the demo preset, random weights (noise) "
+                   "for the others")
     g.add_argument("--sr-checkpoint", type=Path, help="super-resolution U-Net weights (.pt)")
-    g.add_argument("--preset", help="base preset: landscape, aist++ or tiny "
-                   "(default: tiny without --checkpoint, landscape with it)")
-    g.add_argument("--sr-preset", help="SR preset: official or tiny (default: tiny for the tiny "
-                   "base preset, official otherwise)")
+    g.add_argument("--preset", help="base preset: demo, landscape, aist++ or tiny "
+                   "(default: demo without --checkpoint, landscape with it)")
+    g.add_argument("--sr-preset", help="SR preset: official, demo_sr or tiny (default: tiny for "
+                   "tiny, demo_sr for demo, official otherwise)")
     g.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default: cpu)")
     g.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0 = auto: "
+                   "1 for the small demo and tiny presets on cpu, as MMD_TORCH_THREADS=0 does "
+                   "for the worker; else torch's default)")
     r = parser.add_argument_group("request")
     r.add_argument("--mode", default="joint", choices=MODES)
     r.add_argument("--input", type=Path, help="video clip (video-to-audio) or audio/video file "
@@ -139,21 +146,37 @@ def run(args: argparse.Namespace) -> int:
     if args.num_samples < 1:
         return _err(f"--num-samples must be >= 1; got {args.num_samples}")
 
-    from model.pipeline import FPS, SAMPLE_RATE, GenerationRequest, generate
-    from model.registry import load_models
+    from core.settings import ModelSpec, get_settings
+    from model.pipeline import GenerationRequest, generate
+    from model.registry import default_sr_preset, load_models, shipped_weights
 
-    preset = args.preset or ("landscape" if args.checkpoint is not None else "tiny")
+    preset = args.preset or ("landscape" if args.checkpoint is not None else "demo")
+    threads = get_settings().model_copy(update={
+        "torch_threads": max(args.threads, 0), "device": args.device,
+        "models": {preset: ModelSpec(preset=preset)}, "default_model": preset}).cpu_threads()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    checkpoint, sr_checkpoint = args.checkpoint, args.sr_checkpoint
     try:
         base_spec, sr_spec = sampler_specs(args)
+        shipped = shipped_weights(preset, get_settings().demo_weights_dir) \
+            if checkpoint is None else None
+        if shipped is not None:
+            checkpoint = shipped["base"]
+            sr_preset = args.sr_preset or default_sr_preset(preset)
+            if sr_checkpoint is None and not args.no_sr and sr_preset == "demo_sr":
+                sr_checkpoint = shipped["sr"]
         models = load_models(
-            preset, preset=preset, checkpoint=args.checkpoint, sr_preset=args.sr_preset,
-            sr_checkpoint=args.sr_checkpoint, device=args.device, precision=args.precision,
+            preset, preset=preset, checkpoint=checkpoint, sr_preset=args.sr_preset,
+            sr_checkpoint=sr_checkpoint, device=args.device, precision=args.precision,
             sr=not args.no_sr,
         )
     except (ValueError, FileNotFoundError) as exc:
         return _err(str(exc))
     if models.random_weights:
-        missing = "--checkpoint" if args.checkpoint is None else "--sr-checkpoint"
+        missing = "--checkpoint" if checkpoint is None else "--sr-checkpoint"
         print(f"mmd generate: NOTE: no {missing}: running RANDOM weights; the output is noise, "
               "not a real sample.", file=sys.stderr)
 
@@ -165,11 +188,12 @@ def run(args: argparse.Namespace) -> int:
                 return _err(f"the model's frames are {height}x{width}; only square models are "
                             "supported")
             condition["condition_video"] = decode_video_clip(
-                args.input, start_s=args.start_s, num_frames=frames, fps=FPS, size=height)
+                args.input, start_s=args.start_s, num_frames=frames, fps=models.unet_cfg.fps,
+                size=height)
         elif args.mode == "audio-to-video":
             condition["condition_audio"] = decode_audio(
                 args.input, start_s=args.start_s, num_samples=models.unet_cfg.audio_size[1],
-                sample_rate=SAMPLE_RATE)
+                sample_rate=models.unet_cfg.sample_rate)
     except MediaError as exc:
         return _err(f"{args.input}: {exc} [{exc.code}]")
 

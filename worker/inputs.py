@@ -68,7 +68,8 @@ def decode_input(spec: JobSpec, src: Path, unet_cfg: Any,
                  settings: Settings) -> tuple[Any, Any, InputMedia]:
     """The condition of a conditional job: ``(video uint8 [F, H, W, 3], None, how)`` or
     ``(None, audio float32 [T], how)``. A clip shorter than the window (but over the
-    gateway's ``MMD_MIN_CLIP_DURATION_S``) is padded; ``how.padded_s`` says by how much."""
+    gateway's ``MMD_MIN_CLIP_DURATION_S``) is padded; ``how.padded_s`` says by how much. Frame
+    count, size, frame rate and sample rate are the model's (``unet_cfg``: a ``UNetConfig``)."""
     from worker import media
 
     frames, _channels, height, _width = unet_cfg.video_size
@@ -82,7 +83,7 @@ def decode_input(spec: JobSpec, src: Path, unet_cfg: Any,
     try:
         if spec.mode == "video-to-audio":
             video = media.decode_video_input(src, start_s=spec.start_s, num_frames=frames,
-                                             fps=10, size=height, pad_end=True,
+                                             fps=unet_cfg.fps, size=height, pad_end=True,
                                              max_bytes=max_bytes, timeout_s=timeout_s,
                                              max_frames=settings.max_decoded_frames,
                                              max_pixels=settings.max_video_width
@@ -92,7 +93,8 @@ def decode_input(spec: JobSpec, src: Path, unet_cfg: Any,
                 height=video.height, rotation=video.orientation.rotation,
                 mirrored=video.orientation.mirrored)
         audio = media.decode_audio_input(src, start_s=spec.start_s,
-                                         num_samples=unet_cfg.audio_size[1], sample_rate=16000,
+                                         num_samples=unet_cfg.audio_size[1],
+                                         sample_rate=unet_cfg.sample_rate,
                                          max_bytes=max_bytes, timeout_s=timeout_s,
                                          max_samples=settings.max_decoded_samples)
     except media.MediaError:

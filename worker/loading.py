@@ -25,8 +25,10 @@ def speed_options(settings: Settings) -> Any:
 
 def load_all(settings: Settings) -> dict[str, Any]:
     """``{name: LoadedModels}`` for every entry of ``MMD_MODELS`` on ``MMD_DEVICE`` /
-    ``MMD_PRECISION``. Models without a checkpoint are randomly initialised (logged loudly)."""
-    from model.registry import load_models
+    ``MMD_PRECISION``. A ``demo`` model without a checkpoint runs the shipped weights
+    (``MMD_DEMO_WEIGHTS_DIR``, sha256 checked); other models without a checkpoint are randomly
+    initialised (logged loudly)."""
+    from model.registry import load_models, shipped_weights
 
     loaded: dict[str, Any] = {}
     for name, spec in settings.models.items():
@@ -37,8 +39,18 @@ def load_all(settings: Settings) -> dict[str, Any]:
                     "download it first with `mmd fetch-weights` and point MMD_MODELS at the file")
         t0 = time.perf_counter()
         sr_preset = spec.resolved_sr_preset()
-        models = load_models(name, preset=spec.preset, checkpoint=spec.checkpoint,
-                             sr_preset=sr_preset, sr_checkpoint=spec.sr_checkpoint,
+        checkpoint: Any = spec.checkpoint
+        sr_checkpoint: Any = spec.sr_checkpoint
+        shipped = shipped_weights(spec.preset, settings.demo_weights_dir) if spec.shipped \
+            else None
+        if shipped is not None:
+            checkpoint = shipped["base"]
+            if sr_checkpoint is None and sr_preset == "demo_sr":
+                sr_checkpoint = shipped["sr"]
+            log.info("model %r: shipped %s weights %s (sha256 verified)", name, spec.preset,
+                     shipped["base"].parent)
+        models = load_models(name, preset=spec.preset, checkpoint=checkpoint,
+                             sr_preset=sr_preset, sr_checkpoint=sr_checkpoint,
                              device=settings.device, precision=settings.precision,
                              sr=sr_preset is not None, speed=speed_options(settings),
                              sr_batch_frames=settings.sr_max_batch_frames)

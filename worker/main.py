@@ -56,10 +56,12 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
         from model.pipeline import generate_batch as pipeline_generate_batch
 
         generate_batch = pipeline_generate_batch
-    if settings.torch_threads:
+    threads = settings.cpu_threads()
+    if threads is not None:
         import torch
 
-        torch.set_num_threads(settings.torch_threads)
+        torch.set_num_threads(threads)
+        log.info("torch CPU threads: %d", threads)
     store = JobStore(redis, settings)
     models = load_all(settings)
     if warmup:

@@ -51,7 +51,7 @@ from core.media_probe import (
 )
 from worker.media_audio import DecodedAudio, decode_audio, decode_audio_input
 from worker.media_video import DecodedVideo, decode_video_clip, decode_video_input
-from worker.muxing import AAC_FRAME_SAMPLES, mux_mp4
+from worker.muxing import AAC_FRAME_SAMPLES, mp4_sample_rate, mux_mp4, resample
 from worker.orientation import Orientation
 
 __all__ = [
@@ -59,5 +59,5 @@ __all__ = [
     "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_SAMPLES", "DEFAULT_TIMEOUT_S", "ERROR_CODES",
     "PROBE_SIZE_BYTES", "DecodedAudio", "DecodedVideo", "MediaError", "MediaInfo", "Orientation",
     "PathLike", "StreamInfo", "decode_audio", "decode_audio_input", "decode_video_clip",
-    "decode_video_input", "mux_mp4", "probe",
+    "decode_video_input", "mp4_sample_rate", "mux_mp4", "probe", "resample",
 ]

@@ -13,7 +13,9 @@ from core.store import result_key
 
 
 def mux_samples(gen: Any, tmp: Path) -> list[Path]:
-    """One MP4 under ``tmp`` per sample of ``gen`` (a ``model.pipeline.GenerationResult``)."""
+    """One MP4 under ``tmp`` per sample of ``gen`` (a ``model.pipeline.GenerationResult``) at
+    its (the model's) frame rate, the audio resampled to the MP4's rate and fitted to the
+    video's duration (:func:`worker.muxing.fit_audio`)."""
     from worker import media
 
     paths = []

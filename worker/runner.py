@@ -29,6 +29,7 @@ from worker import metrics
 from worker.errors import JobFailed, job_error
 from worker.inputs import decode_input, fetch_input
 from worker.memory import batch_too_large
+from worker.muxing import mp4_sample_rate
 from worker.outputs import mux_samples, upload_samples
 from worker.progress import stage_weights, step_counter
 from worker.sampling import generation_request, spec_key
@@ -204,7 +205,8 @@ class JobRunner:
             url=samples[0].url, bytes=samples[0].bytes, sha256=samples[0].sha256,
             duration_s=round(frames.shape[1] / gen.fps, 6), random_weights=bool(gen.random_weights),
             model=spec.model, num_samples=len(samples), width=int(frames.shape[3]),
-            height=int(frames.shape[2]), fps=int(gen.fps), sample_rate=int(gen.sample_rate),
+            height=int(frames.shape[2]), fps=int(gen.fps),
+            sample_rate=mp4_sample_rate(int(gen.sample_rate)),
             samples=samples, nfe={k: int(v) for k, v in gen.nfe.items()},
             stage_seconds={k: round(v, 4) for k, v in run.stage_seconds.items()},
             batch_size=int(gen.batch_size), input=run.input_media,

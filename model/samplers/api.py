@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from model.denoiser import Denoiser, joint_denoiser, sr_denoiser
+from model.denoiser import Denoiser, Prediction, joint_denoiser, sr_denoiser
 from model.samplers.common import Callback, NoiseFn
 from model.samplers.ddim import ddim_sample
 from model.samplers.ddpm import ddpm_sample
@@ -84,6 +84,7 @@ def sample_joint(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     noise_fn: NoiseFn | None = None,
+    prediction: Prediction = "eps",
 ) -> AV:
     """Unconditional joint sampling from ``x_T = AV(video [B,F,C,H,W], audio [B,C,L])``.
 
@@ -91,10 +92,11 @@ def sample_joint(
     variance, split off). Official: ``SamplerSpec()`` (DPM-Solver, 20 steps, order 3,
     singlestep, logSNR; NFE 20). ``official_compat=True`` reproduces the audio first-order
     update defect of the official multimodal DPM-Solver (noise prediction only).
+    ``prediction``: what ``eps_fn`` returns, ``"eps"`` or ``"v"`` (see model/denoiser.py).
     """
     check_state(x_T, "x_T")
     with torch.no_grad():
-        out = run_spec(joint_denoiser(eps_fn), x_T, spec, generator=generator,
+        out = run_spec(joint_denoiser(eps_fn, prediction), x_T, spec, generator=generator,
                        callback=callback, noise_fn=noise_fn)
     assert isinstance(out, AV)
     return out
@@ -109,6 +111,7 @@ def sample_sr(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     noise_fn: NoiseFn | None = None,
+    prediction: Prediction = "eps",
 ) -> Tensor:
     """Super-resolution of ``low_res [N,3,h,w]`` from ``x_T [N,3,H,W]``.
 
@@ -125,7 +128,7 @@ def sample_sr(
         )
     dtype = torch.float16 if spec.official_compat else torch.float32
     with torch.no_grad():
-        out = run_spec(sr_denoiser(eps_fn, low_res), x_T, spec, generator=generator,
+        out = run_spec(sr_denoiser(eps_fn, low_res, prediction), x_T, spec, generator=generator,
                        callback=callback, noise_fn=noise_fn, acp_dtype=dtype)
     assert isinstance(out, Tensor)
     return out
@@ -144,6 +147,7 @@ def sample_conditional(
     callback: Callback | None = None,
     noise_fn: NoiseFn | None = None,
     loss_scale: float = 1.0,
+    prediction: Prediction = "eps",
 ) -> AV:
     """Zero-shot video-to-audio / audio-to-video (see model/conditional.py).
 
@@ -171,7 +175,7 @@ def sample_conditional(
             f"(the {c} shape of x_T)"
         )
     condition = condition.to(z_c.dtype)
-    denoiser = joint_denoiser(eps_fn)
+    denoiser = joint_denoiser(eps_fn, prediction)
     if spec.name == "ddpm":
         return official_conditional_loop(
             denoiser, discrete_schedule(spec), x_T, condition=condition, direction=direction,

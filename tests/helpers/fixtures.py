@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from core.settings import Settings
+from core.settings import ModelSpec, Settings
 from core.store import JobStore
 from tests.helpers.servers import redis_server, weed_s3
 
@@ -37,9 +37,11 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def offline_settings(tmp_path: Path) -> Settings:
     """Settings isolated per test (own key prefix, queue and data dir) for logic that needs no
-    Redis: no server is started (``MMD_REDIS_URL`` unset)."""
+    Redis: no server is started (``MMD_REDIS_URL`` unset). The model is the random ``tiny``
+    preset named ``default`` (the unconfigured default is the shipped ``demo`` model)."""
     tag = uuid.uuid4().hex[:8]
-    return Settings(data_dir=tmp_path / "data", key_prefix=f"t{tag}",
+    return Settings(models={"default": ModelSpec(preset="tiny")}, default_model="default",
+                    data_dir=tmp_path / "data", key_prefix=f"t{tag}",
                     queue_name=f"q{tag}", worker_ready_file=None, max_upload_bytes=2_000_000,
                     max_clip_duration_s=60.0, max_num_samples=2, max_steps=50, max_sr_steps=30,
                     open_mode=True, webhook_allow_private=True, rate_limit_per_minute=0,

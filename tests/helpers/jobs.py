@@ -21,7 +21,8 @@ F, H = 4, 32
 
 
 def fake_models(sr: bool = True) -> SimpleNamespace:
-    cfg = SimpleNamespace(video_size=(F, 3, 16, 16), audio_size=(1, 2048))
+    cfg = SimpleNamespace(video_size=(F, 3, 16, 16), audio_size=(1, 2048), fps=10,
+                          sample_rate=16000)
     return SimpleNamespace(unet_cfg=cfg, sr=object() if sr else None, random_weights=True)
 
 

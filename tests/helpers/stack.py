@@ -60,7 +60,13 @@ class Stack:
                          for p in sorted(self.logs.glob("*.log")))
 
 
-def stack_env(redis: str, tmp: Path, **extra: str) -> dict[str, str]:
+# The stack's model unless a test asks for another: the random tiny preset named "default"
+# (None = no MMD_MODELS at all: the unconfigured default, the shipped demo model).
+TINY_MODELS = '{"default": {"preset": "tiny"}}'
+
+
+def stack_env(redis: str, tmp: Path, *, models: str | None = TINY_MODELS,
+              **extra: str) -> dict[str, str]:
     tag = uuid.uuid4().hex[:8]
     env = {
         "MMD_REDIS_URL": redis, "MMD_DATA_DIR": str(tmp / "data"), "MMD_KEY_PREFIX": f"e{tag}",
@@ -72,12 +78,15 @@ def stack_env(redis: str, tmp: Path, **extra: str) -> dict[str, str]:
         "MMD_RATE_LIMIT_PER_MINUTE": "0", "MMD_MAX_ACTIVE_JOBS_PER_KEY": "0",
         "OMP_NUM_THREADS": "1", "MMD_TORCH_THREADS": "1",
     }
+    if models is not None:
+        env["MMD_MODELS"] = models
     env.update(extra)
     return env
 
 
-def start_stack(redis: str, tmp: Path, **extra: str) -> Stack:
-    env = stack_env(redis, tmp, **extra)
+def start_stack(redis: str, tmp: Path, *, models: str | None = TINY_MODELS,
+                **extra: str) -> Stack:
+    env = stack_env(redis, tmp, models=models, **extra)
     tmp.mkdir(parents=True, exist_ok=True)
     worker = mmd_process(["worker"], env, tmp / "worker.log")
     gateway = mmd_process(["gateway"], env, tmp / "gateway.log")

@@ -1,0 +1,101 @@
+"""Quality of the demo model's generation: synchrony and colour-pitch agreement per mode, preset
+and NFE, with seconds per job (model/demo/quality.py defines the metrics).
+
+    python3 bench/quality.py                         # shipped weights (model/demo/weights)
+    python3 bench/quality.py --samples 64 --cond-samples 16 --official-cond-samples 2
+    python3 bench/quality.py --base-ckpt /work/demo-ckpt/base.pt --sr-ckpt /work/demo-ckpt/sr.pt
+
+Rows: real clips and shuffled pairs (reference), then joint / video-to-audio / audio-to-video x
+preset (fast, official: the service's sampler settings, model/speed.py) and the extra base NFE
+values of ``--nfe`` (fast preset). Every job runs alone, with super-resolution, as the service
+runs it (seconds per job = wall time of one job on this machine); V2A is scored on the condition
+video and the generated audio, A2V on the generated video and the condition audio. Seeds
+1000.. (the conditions are the world's clips of the same seeds). The official conditional
+preset is DDPM 1000 steps with gradient guidance (1000 forward + 1000 backward passes): it gets
+its own, smaller sample count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from model.demo.quality import Quality, evaluate
+from model.demo.scoring import Score, models_from_training, preset_specs, score
+from model.demo.train import base_geometry
+from model.demo.world import render_clip
+
+
+def _reference(geo_cfg: object, n: int, seed: int) -> tuple[Quality, Quality]:
+    geo = base_geometry(geo_cfg)  # type: ignore[arg-type]
+    clips = [render_clip(seed + i, geo) for i in range(n)]
+    video = torch.stack([v for v, _ in clips])
+    audio = torch.stack([a[0] for _, a in clips])
+    return evaluate(video, audio), evaluate(video, audio.roll(1, 0))
+
+
+def _row(label: str, mode: str, nfe: str, n: int, q: Quality, seconds: float | None) -> str:
+    sec = f"{seconds:8.2f}" if seconds is not None else "       -"
+    return (f"| {mode:14s} | {label:8s} | {nfe:>9s} | {n:3d} | {q.sync:6.3f} | "
+            f"{q.colour_pitch:6.3f} | {sec} | {q.lit:5.3f} | {q.rms:5.3f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base-ckpt", help="demo training checkpoint (EMA weights) instead of the "
+                                       "shipped weights")
+    p.add_argument("--sr-ckpt", help="SR training checkpoint (with --base-ckpt)")
+    p.add_argument("--samples", type=int, default=64, help="joint jobs per row (64)")
+    p.add_argument("--cond-samples", type=int, default=16,
+                   help="fast conditional jobs per row (16)")
+    p.add_argument("--official-cond-samples", type=int, default=2,
+                   help="official (DDPM 1000) conditional jobs per row (2; 0 = skip)")
+    p.add_argument("--nfe", default="10,25", help="extra fast-preset base steps (10,25)")
+    p.add_argument("--modes", default="joint,video-to-audio,audio-to-video")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
+    p.add_argument("--seed", type=int, default=1000)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    if args.base_ckpt:
+        models = models_from_training(args.base_ckpt, args.sr_ckpt)
+        source = f"training checkpoints {args.base_ckpt}, {args.sr_ckpt}"
+    else:
+        from model.demo.weights_io import WEIGHTS_DIR, load_demo_models
+
+        models = load_demo_models()
+        source = f"shipped weights {WEIGHTS_DIR}"
+    sr_on = models.sr is not None
+    print(f"# demo quality: {source}; SR {'on' if sr_on else 'off'}; {args.threads} threads")
+    print("| mode           | preset   | base NFE  |   n |   sync | col-pi |  s/job   |  lit  "
+          "|  rms  |")
+    print("|----------------|----------|-----------|-----|--------|--------|----------|-------|-------|")
+    real, shuffled = _reference(models.unet_cfg, args.samples, args.seed)
+    print(_row("real", "reference", "-", args.samples, real, None))
+    print(_row("shuffled", "reference", "-", args.samples, shuffled, None), flush=True)
+    extra = [int(s) for s in args.nfe.split(",") if s.strip()]
+    for mode in args.modes.split(","):
+        runs: list[tuple[str, int | None, int]] = []
+        joint = mode == "joint"
+        runs.append(("fast", None, args.samples if joint else args.cond_samples))
+        runs += [("fast", k, args.samples if joint else args.cond_samples) for k in extra]
+        runs.append(("official", None, args.samples if joint else args.official_cond_samples))
+        for preset, steps, n in runs:
+            if n <= 0:
+                continue
+            base, sr = preset_specs(preset, mode, steps)  # type: ignore[arg-type]
+            s: Score = score(models, mode, base, sr if sr_on else None, n=n,  # type: ignore[arg-type]
+                             seed=args.seed, label=preset)
+            print(_row(preset, mode, f"{base.name[:6]} {base.steps}", n, s.quality,
+                       s.seconds_per_job), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
