@@ -80,6 +80,10 @@ class WindowPlan:
         """The covered span in seconds (whole frames)."""
         return self.frames / self.fps
 
+    def sample_of(self, frame: int) -> int:
+        """The audio sample (clip units) at which ``frame`` starts."""
+        return _sample_of(frame, self.fps, self.sample_rate)
+
     def joints(self) -> list[tuple[int, int]]:
         """``(sample_start, sample_end)`` of each overlap between consecutive windows."""
         return [(b.sample_start, a.sample_end) for a, b in zip(self.windows, self.windows[1:])]

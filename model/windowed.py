@@ -1,0 +1,317 @@
+"""Windowed conditional generation: video-to-audio and audio-to-video over a whole clip.
+
+The clip is covered by the overlapping model windows of :func:`model.windows.plan_windows`.
+Two ways to make consecutive windows agree where they overlap (``method``):
+
+* ``"autoregressive"`` (default): windows run one after the other; window ``k`` is sampled by the
+  masked conditional sampler (:mod:`model.masked`) with its condition fully given and the first
+  ``context_fraction`` of its overlap with what is already generated given as well; over the rest
+  of the overlap its output is crossfaded (raised cosine) into the previous windows' output.
+* ``"fused"`` (MultiDiffusion): one whole-clip state; every network evaluation runs the
+  conditional denoiser of :mod:`model.conditional` on every window (``max_batch`` windows per
+  network call) and fuses the windows' noise predictions with the crossfade weights of
+  :func:`model.windows.crossfade_weights`. Fast samplers only (the official DDPM loop's gradient
+  step would back-propagate through every window at once).
+
+Decision (autoregressive), measured with ``python3 bench/windows.py`` (tiny U-Net, golden
+weights, DPM-Solver 20 steps order 3 with gradient guidance, 5 windows, overlap 2 of 8 frames;
+figures in bench/windows.py's docstring): both methods leave no seam, the autoregressive
+windows agree far better in the overlap, and only the autoregressive one reproduces today's
+single-window result for the first window.
+
+Randomness (one seed reproduces the clip): window 0 draws exactly what today's pipeline draws
+(x_T from ``seed``, shifts from ``derive_seed(seed, "window-shifts")``, sampler noise from
+``derive_seed(seed, "base-sampler")``), window ``k >= 1`` from ``derive_seed(seed,
+f"window-{k}:...")``; so a one-window clip equals today's video-to-audio / audio-to-video.
+Progress: ``progress("base", done, windows * steps)``; a ``SamplingCancelled`` raised by it stops
+the run after the step it reports (nothing else is computed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import torch
+from torch import Tensor
+
+from model.conditional import Direction, Guidance, conditional_denoiser, modalities
+from model.denoiser import joint_denoiser
+from model.masked import sample_masked
+from model.pipeline_noise import cpu_generator, cpu_noise, derive_seed
+from model.samplers.api import continuous_schedule, discrete_schedule, run_spec
+from model.samplers.spec import SamplerSpec
+from model.state import AV, State
+from model.windows import WindowPlan, crossfade_weights
+
+Method = Literal["autoregressive", "fused"]
+Progress = Callable[[str, int, int], None]
+WindowNet = Callable[[Tensor, Tensor, Tensor, Sequence[torch.Generator]], tuple[Tensor, Tensor]]
+"""``net(video [n*B,F,C,H,W], audio [n*B,Ca,L], t [n*B], generators)`` -> eps ``(video, audio)``
+for ``n`` windows of ``B`` rows each (window-major); ``generators[i]`` draws window ``i``'s random
+cross-attention shifts."""
+
+
+@dataclass(frozen=True)
+class WindowSeeds:
+    noise: int
+    shifts: int
+    sampler: int
+
+
+def window_seeds(seed: int, k: int) -> WindowSeeds:
+    """Seeds of window ``k`` (window 0 = today's single-window seeds)."""
+    if k == 0:
+        return WindowSeeds(seed, derive_seed(seed, "window-shifts"),
+                           derive_seed(seed, "base-sampler"))
+    return WindowSeeds(*(derive_seed(seed, f"window-{k}:{p}")
+                         for p in ("x_T", "window-shifts", "base-sampler")))
+
+
+@dataclass
+class _Counter:
+    """Counts network calls and window evaluations (forward / with a backward pass)."""
+
+    net: WindowNet
+    rows: int
+    calls: int = 0
+    windows: int = 0
+    backward: int = 0
+
+    def __call__(self, v: Tensor, a: Tensor, t: Tensor,
+                 gens: Sequence[torch.Generator]) -> tuple[Tensor, Tensor]:
+        self.calls += 1
+        self.windows += v.shape[0] // self.rows
+        if torch.is_grad_enabled() and (v.requires_grad or a.requires_grad):
+            self.backward += v.shape[0] // self.rows
+        return self.net(v, a, t, gens)
+
+
+@dataclass(frozen=True)
+class WindowedOutput:
+    """``video [B, frames, C, H, W]``, ``audio [B, C, samples]`` over the plan's span (the
+    condition modality is the condition itself). ``nfe``: window evaluations of the network
+    (``forward``, ``backward``: with a guidance backward pass, ``calls``: network calls).
+    ``pieces``: each window's generated modality before joining, or (fused) its clean
+    prediction at the last network evaluation; for measurements."""
+
+    video: Tensor
+    audio: Tensor
+    windows: int
+    nfe: dict[str, int]
+    pieces: tuple[Tensor, ...] = field(default=(), repr=False)
+
+
+def _window_x_T(plan: WindowPlan, rows: int, video_shape: Sequence[int],
+                audio_shape: Sequence[int], seed: int, k: int) -> AV:
+    g = cpu_generator(window_seeds(seed, k).noise)
+    return AV(torch.randn((rows, *video_shape), generator=g),
+              torch.randn((rows, *audio_shape), generator=g))
+
+
+def _slice(x: Tensor, modality: str, start: int, length: int) -> Tensor:
+    """``length`` steps of ``x`` from ``start`` along time; past the end the last frame is
+    repeated (video) or silence appended (audio): only a padded single window goes there."""
+    dim = 1 if modality == "video" else 2
+    part = x.narrow(dim, start, min(length, x.shape[dim] - start))
+    missing = length - part.shape[dim]
+    if missing <= 0:
+        return part
+    if modality == "video":
+        pad = part.narrow(1, part.shape[1] - 1, 1).expand(-1, missing, -1, -1, -1)
+    else:
+        pad = torch.zeros((*part.shape[:2], missing), dtype=part.dtype, device=part.device)
+    return torch.cat([part, pad], dim=dim)
+
+
+def _ramp(n: int, like: Tensor, dim: int) -> Tensor:
+    i = torch.arange(n, dtype=torch.float64)
+    r = (0.5 - 0.5 * torch.cos(math.pi * (i + 0.5) / n)).to(like.dtype).to(like.device)
+    shape = [1] * like.dim()
+    shape[dim] = n
+    return r.reshape(shape)
+
+
+def _span(plan: WindowPlan, modality: str, k: int) -> tuple[int, int, int]:
+    """(start, end, previous end) of window ``k`` along ``modality``'s time axis (clip units)."""
+    w = plan.windows[k]
+    if modality == "video":
+        return w.frame_start, w.frame_start + plan.window_frames, w.frame_start + w.overlap_frames
+    return w.sample_start, w.sample_start + plan.window_samples, w.sample_start + w.overlap_samples
+
+
+def autoregressive(
+    net: WindowNet, plan: WindowPlan, condition: Tensor, direction: Direction,
+    spec: SamplerSpec, *, guidance: Guidance, scale: float, seed: int,
+    context_fraction: float = 0.5, progress: Optional[Progress] = None,
+    video_shape: Sequence[int], audio_shape: Sequence[int],
+) -> WindowedOutput:
+    """Windows one after the other (see module docstring). ``condition``: video
+    ``[B, frames, C, H, W]`` or audio ``[B, C, samples]`` over the plan's span."""
+    if not 0 < context_fraction <= 1:
+        raise ValueError(f"context_fraction must be in (0, 1]; got {context_fraction}")
+    c, g = modalities(direction)
+    rows, device = condition.shape[0], condition.device
+    counter = _Counter(net, rows)
+    dim = 1 if g == "video" else 2
+    window_len = plan.window_frames if g == "video" else plan.window_samples
+    total_len = plan.frames if g == "video" else plan.samples
+    clip_shape = [rows, *(video_shape if g == "video" else audio_shape)]
+    clip_shape[dim] = total_len
+    clip = torch.zeros(clip_shape, dtype=condition.dtype, device=device)
+    gen_mask_shape = [1, window_len, 1, 1, 1] if g == "video" else [1, 1, window_len]
+    cond_mask = (torch.ones((rows, plan.window_frames, 1, 1, 1), dtype=torch.bool, device=device)
+                 if c == "video" else
+                 torch.ones((rows, 1, plan.window_samples), dtype=torch.bool, device=device))
+    pieces = []
+    for k, w in enumerate(plan.windows):
+        start, end, prev_end = _span(plan, g, k)
+        c_start, c_end, _ = _span(plan, c, k)
+        cond_w = _slice(condition, c, c_start, c_end - c_start)
+        ctx_f = math.ceil(w.overlap_frames * context_fraction)  # given part of the overlap
+        ctx = ctx_f if g == "video" else plan.sample_of(w.frame_start + ctx_f) - w.sample_start
+        x_T = _window_x_T(plan, rows, video_shape, audio_shape, seed, k)
+        x_T = AV(x_T.video.to(device), x_T.audio.to(device))
+        given = (torch.arange(window_len, device=device) < ctx).reshape(gen_mask_shape)
+        gen_mask = given.expand(rows, *gen_mask_shape[1:])
+        gen_known = _slice(clip, g, start, window_len)
+        known = AV(cond_w, gen_known) if c == "video" else AV(gen_known, cond_w)
+        mask = AV(cond_mask, gen_mask) if c == "video" else AV(gen_mask, cond_mask)
+        shifts = cpu_generator(window_seeds(seed, k).shifts)
+
+        def eps(v: Tensor, a: Tensor, t: Tensor, _g: torch.Generator = shifts
+                ) -> tuple[Tensor, Tensor]:
+            return counter(v, a, t, [_g])
+
+        def callback(step: int, steps: int, state: State, _k: int = k) -> None:
+            if progress is not None:
+                progress("base", _k * steps + step, plan.count * steps)
+
+        out = sample_masked(eps, x_T, spec, known=known, mask=mask, guidance=guidance,
+                            scale=scale, callback=callback,
+                            noise_fn=cpu_noise(cpu_generator(window_seeds(seed, k).sampler)))
+        new = getattr(out, g)
+        pieces.append(new)
+        keep = min(end, total_len) - start
+        new = new.narrow(dim, 0, keep)
+        if k == 0:
+            clip.narrow(dim, 0, keep).copy_(new)
+            continue
+        a, b = start + ctx, prev_end  # crossfade region (clip units); before a: given, equal
+        if b > a:
+            r = _ramp(b - a, new, dim)
+            old = clip.narrow(dim, a, b - a)
+            old.copy_(old * (1 - r) + new.narrow(dim, a - start, b - a) * r)
+        clip.narrow(dim, b, start + keep - b).copy_(new.narrow(dim, b - start, start + keep - b))
+    video, audio = (condition, clip) if c == "video" else (clip, condition)
+    return WindowedOutput(video, audio, plan.count, {
+        "forward": counter.windows, "backward": counter.backward, "calls": counter.calls},
+        tuple(pieces))
+
+
+def fused(
+    net: WindowNet, plan: WindowPlan, condition: Tensor, direction: Direction,
+    spec: SamplerSpec, *, guidance: Guidance, scale: float, seed: int, max_batch: int,
+    progress: Optional[Progress] = None, video_shape: Sequence[int],
+    audio_shape: Sequence[int],
+) -> WindowedOutput:
+    """All windows denoised together, noise predictions fused at every evaluation (see module
+    docstring). ``condition`` as for :func:`autoregressive`; the plan has >= 2 windows."""
+    if spec.name == "ddpm":
+        raise ValueError("method='fused' runs the fast samplers only (ddim, dpm_solver, "
+                         "dpm_solver++); use method='autoregressive' for the DDPM loop")
+    if plan.count < 2 or any(w.pad_frames for w in plan.windows):
+        raise ValueError("method='fused' needs a plan of >= 2 full windows")
+    c, g = modalities(direction)
+    rows = condition.shape[0]
+    counter = _Counter(net, rows)
+    per_call = max(1, max_batch // rows)
+    device = condition.device
+    x_T = AV(torch.empty((rows, plan.frames, *video_shape[1:])),
+             torch.empty((rows, audio_shape[0], plan.samples)))
+    for k in range(plan.count):  # window k's noise where no earlier window drew any
+        wx = _window_x_T(plan, rows, video_shape, audio_shape, seed, k)
+        for m in ("video", "audio"):
+            start, end, prev_end = _span(plan, m, k)
+            dim = 1 if m == "video" else 2
+            begin = 0 if k == 0 else prev_end
+            getattr(x_T, m).narrow(dim, begin, end - begin).copy_(
+                getattr(wx, m).narrow(dim, begin - start, end - begin))
+    x_T = AV(x_T.video.to(device), x_T.audio.to(device))
+    z_c = getattr(x_T, c)
+    weights = {m: [w.to(device) for w in crossfade_weights(plan, m)] for m in ("video", "audio")}
+    shift_gens = [cpu_generator(window_seeds(seed, k).shifts) for k in range(plan.count)]
+    last_x0: list[Tensor] = [torch.empty(0)] * plan.count
+
+    def denoise(x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
+                ) -> tuple[State, Optional[State]]:
+        assert isinstance(x, AV)
+        acc = {m: torch.zeros_like(getattr(x, m), dtype=torch.float64) for m in ("video", "audio")}
+        norm = {m: torch.zeros(getattr(x, m).shape[1 if m == "video" else 2],
+                               dtype=torch.float64, device=device) for m in ("video", "audio")}
+        for b0 in range(0, plan.count, per_call):
+            ks = list(range(b0, min(plan.count, b0 + per_call)))
+            spans = {m: [_span(plan, m, k) for k in ks] for m in ("video", "audio")}
+            cut = {m: [getattr(x, m).narrow(1 if m == "video" else 2, s, e - s)
+                       for s, e, _ in spans[m]] for m in ("video", "audio")}
+            xs = AV(torch.cat(cut["video"]), torch.cat(cut["audio"]))
+            cdim = 1 if c == "video" else 2
+            cond = torch.cat([condition.narrow(cdim, s, e - s) for s, e, _ in spans[c]])
+            zc = torch.cat([z_c.narrow(cdim, s, e - s) for s, e, _ in spans[c]])
+            gens = [shift_gens[k] for k in ks]
+
+            def eps_fn(v: Tensor, a: Tensor, t: Tensor, _gens: list[torch.Generator] = gens
+                       ) -> tuple[Tensor, Tensor]:
+                return counter(v, a, t, _gens)
+
+            inner = conditional_denoiser(joint_denoiser(eps_fn), condition=cond, z_c=zc,
+                                         direction=direction, guidance=guidance, scale=scale)
+            n = len(ks)
+            eps, _ = inner(xs, t_model.repeat(n), alpha.repeat(n), sigma.repeat(n))
+            assert isinstance(eps, AV)
+            for m in ("video", "audio"):
+                dim = 1 if m == "video" else 2
+                for i, (k, (s, e, _)) in enumerate(zip(ks, spans[m])):
+                    part = getattr(eps, m)[i * rows:(i + 1) * rows]
+                    wt = weights[m][k]
+                    view = [1] * part.dim()
+                    view[dim] = wt.shape[0]
+                    acc[m].narrow(dim, s, e - s).add_(part.double() * wt.reshape(view))
+                    norm[m][s:e] += wt
+                    if m == g:
+                        xg = cut[m][i]
+                        a_, s_ = alpha.reshape(-1, *[1] * (xg.dim() - 1)), sigma.reshape(
+                            -1, *[1] * (xg.dim() - 1))
+                        last_x0[k] = (xg - s_ * part) / a_
+        out = []
+        for m in ("video", "audio"):
+            dim = 1 if m == "video" else 2
+            view = [1] * acc[m].dim()
+            view[dim] = norm[m].shape[0]
+            out.append((acc[m] / norm[m].reshape(view)).to(getattr(x, m).dtype))
+        return AV(*out), None
+
+    if spec.name == "ddim":
+        sched = discrete_schedule(spec)
+        a0 = float(sched.sqrt_alphas_cumprod[-1])
+        s0 = float(sched.sqrt_one_minus_alphas_cumprod[-1])
+    else:
+        ns = continuous_schedule()
+        t_T = torch.tensor([ns.t_T])
+        a0, s0 = float(ns.alpha(t_T)), float(ns.sigma(t_T))
+    start = x_T.replace(c, a0 * condition + s0 * z_c)
+
+    def callback(step: int, steps: int, state: State) -> None:
+        if progress is not None:
+            progress("base", step * plan.count, steps * plan.count)
+
+    with torch.no_grad():
+        out = run_spec(denoise, start, spec, callback=callback,
+                       noise_fn=cpu_noise(cpu_generator(window_seeds(seed, 0).sampler)))
+    assert isinstance(out, AV)
+    out = out.replace(c, condition)
+    return WindowedOutput(out.video, out.audio, plan.count, {
+        "forward": counter.windows, "backward": counter.backward, "calls": counter.calls},
+        tuple(x.detach() for x in last_x0))
