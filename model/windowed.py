@@ -7,6 +7,7 @@ Two ways to make consecutive windows agree where they overlap (``method``):
   masked conditional sampler (:mod:`model.masked`) with its condition fully given and the first
   ``context_fraction`` of its overlap with what is already generated given as well; over the rest
   of the overlap its output is crossfaded (raised cosine) into the previous windows' output.
+  ``context_fraction=0`` is the ablation "independent windows, crossfaded over the overlap".
 * ``"fused"`` (MultiDiffusion): one whole-clip state; every network evaluation runs the
   conditional denoiser of :mod:`model.conditional` on every window (``max_batch`` windows per
   network call) and fuses the windows' noise predictions with the crossfade weights of
@@ -42,6 +43,7 @@ from model.denoiser import joint_denoiser
 from model.masked import sample_masked
 from model.pipeline_noise import cpu_generator, cpu_noise, derive_seed
 from model.samplers.api import continuous_schedule, discrete_schedule, run_spec
+from model.samplers.dpm_methods import singlestep_orders
 from model.samplers.spec import SamplerSpec
 from model.state import AV, State
 from model.windows import WindowPlan, crossfade_weights
@@ -104,6 +106,13 @@ class WindowedOutput:
     pieces: tuple[Tensor, ...] = field(default=(), repr=False)
 
 
+def _evals_per_step(spec: SamplerSpec) -> list[int]:
+    """Network evaluations in each sampler step (callback) of a fixed-step fast sampler."""
+    if spec.is_dpm and spec.method == "singlestep":
+        return singlestep_orders(spec.steps, spec.order)
+    return [1] * spec.steps
+
+
 def _window_x_T(plan: WindowPlan, rows: int, video_shape: Sequence[int],
                 audio_shape: Sequence[int], seed: int, k: int) -> AV:
     g = cpu_generator(window_seeds(seed, k).noise)
@@ -150,8 +159,8 @@ def autoregressive(
 ) -> WindowedOutput:
     """Windows one after the other (see module docstring). ``condition``: video
     ``[B, frames, C, H, W]`` or audio ``[B, C, samples]`` over the plan's span."""
-    if not 0 < context_fraction <= 1:
-        raise ValueError(f"context_fraction must be in (0, 1]; got {context_fraction}")
+    if not 0 <= context_fraction <= 1:
+        raise ValueError(f"context_fraction must be in [0, 1]; got {context_fraction}")
     c, g = modalities(direction)
     rows, device = condition.shape[0], condition.device
     counter = _Counter(net, rows)
@@ -219,9 +228,10 @@ def fused(
 ) -> WindowedOutput:
     """All windows denoised together, noise predictions fused at every evaluation (see module
     docstring). ``condition`` as for :func:`autoregressive`; the plan has >= 2 windows."""
-    if spec.name == "ddpm":
-        raise ValueError("method='fused' runs the fast samplers only (ddim, dpm_solver, "
-                         "dpm_solver++); use method='autoregressive' for the DDPM loop")
+    if spec.name == "ddpm" or spec.method == "adaptive" and spec.is_dpm:
+        raise ValueError("method='fused' runs the fixed-step fast samplers only (ddim, "
+                         "dpm_solver(++) singlestep or multistep); use "
+                         "method='autoregressive' for the DDPM loop or adaptive DPM-Solver")
     if plan.count < 2 or any(w.pad_frames for w in plan.windows):
         raise ValueError("method='fused' needs a plan of >= 2 full windows")
     c, g = modalities(direction)
@@ -244,6 +254,17 @@ def fused(
     weights = {m: [w.to(device) for w in crossfade_weights(plan, m)] for m in ("video", "audio")}
     shift_gens = [cpu_generator(window_seeds(seed, k).shifts) for k in range(plan.count)]
     last_x0: list[Tensor] = [torch.empty(0)] * plan.count
+    evals = _evals_per_step(spec)
+    tick = {"step": 0, "eval": 0}  # sampler steps done, evaluations done in the current step
+    n_win = plan.count
+
+    def heartbeat(windows_done: int) -> None:
+        """Progress within a step after each batch (so a cancel lands within one batch)."""
+        if progress is None:
+            return
+        j = min(tick["step"], len(evals) - 1)
+        within = (tick["eval"] * n_win + windows_done) // evals[j]
+        progress("base", j * n_win + min(n_win - 1, within), len(evals) * n_win)
 
     def denoise(x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
                 ) -> tuple[State, Optional[State]]:
@@ -285,6 +306,8 @@ def fused(
                         a_, s_ = alpha.reshape(-1, *[1] * (xg.dim() - 1)), sigma.reshape(
                             -1, *[1] * (xg.dim() - 1))
                         last_x0[k] = (xg - s_ * part) / a_
+            heartbeat(ks[-1] + 1)
+        tick["eval"] += 1
         out = []
         for m in ("video", "audio"):
             dim = 1 if m == "video" else 2
@@ -304,8 +327,9 @@ def fused(
     start = x_T.replace(c, a0 * condition + s0 * z_c)
 
     def callback(step: int, steps: int, state: State) -> None:
+        tick["step"], tick["eval"] = step, 0
         if progress is not None:
-            progress("base", step * plan.count, steps * plan.count)
+            progress("base", step * n_win, steps * n_win)
 
     with torch.no_grad():
         out = run_spec(denoise, start, spec, callback=callback,

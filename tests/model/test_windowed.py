@@ -173,6 +173,33 @@ def test_progress_counts_windows_times_steps_and_cancel_stops_within_a_step(meth
         generate_whole_clip(models, progress=cancel, **kw)
     # stopped right at the step that reported 9 done: no network evaluation after it
     assert sum(calls) == 9
+    if method == "fused":  # within a step: progress after each batch of windows, cancel there
+        calls.clear()
+
+        def cancel_early(stage: str, done: int, total: int) -> None:
+            if done >= 4:
+                raise SamplingCancelled("canceled")
+
+        with pytest.raises(SamplingCancelled):
+            generate_whole_clip(models, progress=cancel_early, **kw)
+        assert calls == [4]
+
+
+def test_fused_progress_with_a_multi_evaluation_sampler_is_monotone() -> None:
+    """Singlestep DPM-Solver order 3 (3 evaluations in most steps): the within-step progress
+    never passes the step's end before the step is done."""
+    events: list[tuple[str, int, int]] = []
+    out = generate_whole_clip(_standin_models(), direction="audio-to-video",
+                              condition=_audio(320, 160), duration_s=2.0, fps=10,
+                              sample_rate=160, seed=1, sampler=SamplerSpec(steps=5, order=3),
+                              overlap_frames=2, method="fused", max_batch=2, net=_standin_net,
+                              progress=lambda *e: events.append(e))
+    steps = 2  # singlestep orders [3, 2]
+    assert out.nfe["forward"] == 5 * 9 and out.nfe["calls"] == 5 * 5
+    assert all(e[2] == steps * 9 for e in events) and events[-1][1] == steps * 9
+    done = [e[1] for e in events]
+    assert done == sorted(done) and len(done) == 5 * 5 + steps
+    assert done.index(9) == 15  # step 1 is reported done after its 3 x 5 batches
 
 
 def test_limits_and_bad_conditions_say_what_to_do() -> None:
