@@ -115,6 +115,52 @@ def seam(plan: WindowPlan, clip: Tensor, modality: str) -> tuple[float, float, f
     return joint / inside, joint, inside, joint_level
 
 
+def window_tflop(preset: str) -> tuple[float, float]:
+    """TFLOP of one U-Net evaluation of one window: ``(forward, forward + guidance backward)``
+    (the backward of the audio input, as video-to-audio guidance needs), counted on the meta
+    device as bench/unet_forward.py does."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from model import build_unet
+
+    cfg = UNetConfig.preset(preset)
+    with torch.device("meta"):
+        model = build_unet(cfg).eval().requires_grad_(False)  # as load_models builds it
+        video = torch.empty(1, *cfg.video_size)
+        audio = torch.empty(1, *cfg.audio_size)
+        t = torch.empty(1)
+    shifts = [0] * model.num_cross_calls
+    extra = {torch.ops.aten.baddbmm_: _baddbmm_flops}
+    with FlopCounterMode(display=False, custom_mapping=extra) as fwd, torch.no_grad():
+        model(video, audio, t, window_shifts=shifts)
+    leaf = audio.clone().requires_grad_(True)
+    with FlopCounterMode(display=False, custom_mapping=extra) as both:
+        out_v, out_a = model(video, leaf, t, window_shifts=shifts)
+        (out_v.sum() + out_a.sum()).backward()
+    return fwd.get_total_flops() / 1e12, both.get_total_flops() / 1e12
+
+
+def _baddbmm_flops(self_shape: object, a_shape: tuple[int, int, int], b_shape: tuple[int, ...],
+                   *args: object, **kwargs: object) -> int:
+    batch, m, k = a_shape
+    return 2 * batch * m * k * b_shape[-1]
+
+
+def print_cost(preset: str, spec: SamplerSpec, fps: float, seconds: float) -> None:
+    """Per-window TFLOP of ``spec`` with gradient guidance, and the windows of a clip."""
+    cfg = UNetConfig.preset(preset)
+    wf, ws = cfg.video_size[0], cfg.audio_size[1]
+    fwd, both = window_tflop(preset)
+    per_window = both * spec.steps  # one evaluation + one guidance backward per step
+    plan = plan_windows(seconds, window_frames=wf, window_samples=ws,
+                        overlap_frames=max(1, wf // 4), fps=fps,
+                        sample_rate=int(round(ws * fps / wf)))
+    print(f"{preset}: one evaluation {fwd:.3f} TFLOP forward, {both:.3f} with the guidance "
+          f"backward; {spec.name} {spec.steps} steps with gradient guidance = "
+          f"{per_window:.1f} TFLOP per window; {seconds:g} s at {fps:g} fps = {plan.count} "
+          f"windows (overlap {max(1, wf // 4)} frames) = {per_window * plan.count:.0f} TFLOP")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--preset", default="tiny", help="tiny (golden weights), an official preset "
@@ -136,8 +182,16 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=4)
     ap.add_argument("--directions", nargs="+", default=["video-to-audio", "audio-to-video"])
     ap.add_argument("--methods", nargs="+", default=["independent", "autoregressive", "fused"])
+    ap.add_argument("--cost", default=None, metavar="PRESET",
+                    help="only print the per-window TFLOP of PRESET (e.g. landscape) and the "
+                    "windows of a --cost-seconds clip, then exit")
+    ap.add_argument("--cost-seconds", type=float, default=60.0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.cost:
+        print_cost(args.cost, SamplerSpec(name="dpm_solver", steps=args.steps, order=args.order),
+                   args.fps, args.cost_seconds)
+        return
     if args.preset == "smooth":
         from tests.model.standins import smooth_standin
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor
@@ -34,7 +34,8 @@ class WholeClipResult:
     model range, unclamped; video-to-audio: the condition), ``audio`` float32 ``[N, samples]``
     (video-to-audio: generated, clipped to [-1, 1]; audio-to-video: the condition).
     ``windows``: model windows run; ``nfe``: window evaluations of the U-Net (``forward``,
-    ``backward`` with gradient guidance) and batched network ``calls``."""
+    ``backward`` with gradient guidance) and batched network ``calls``. ``method``: the
+    method that ran (``fused``, ``autoregressive`` or ``single-window``)."""
 
     video: Tensor
     audio: Tensor
@@ -104,7 +105,7 @@ def generate_whole_clip(
     models: LoadedModels, *, direction: Direction, condition: Tensor, duration_s: float,
     fps: float, sample_rate: int, seed: int, sampler: SamplerSpec = SamplerSpec(),
     guidance: Guidance = "gradient", guidance_scale: float = 3.0, num_samples: int = 1,
-    overlap_frames: Optional[int] = None, method: Method = "autoregressive",
+    overlap_frames: Optional[int] = None, method: Method | Literal["auto"] = "auto",
     context_fraction: float = 0.5, max_batch: int = 8, max_windows: Optional[int] = None,
     progress: Optional[Progress] = None, net: Optional[WindowNet] = None,
 ) -> WholeClipResult:
@@ -116,6 +117,11 @@ def generate_whole_clip(
     :param fps, sample_rate: the model's media geometry (its window spans
         ``video_size[0] / fps == audio_size[1] / sample_rate`` seconds).
     :param overlap_frames: least window overlap; default :func:`default_overlap`.
+    :param method: ``auto`` (default) = ``fused`` for the fixed-step fast samplers (ddim,
+        dpm_solver(++) singlestep / multistep), ``autoregressive`` for the DDPM loop and adaptive
+        DPM-Solver (see :mod:`model.windowed` for the measurements behind it). One window runs
+        the masked sampler with the plain video-to-audio / audio-to-video masks (= today's
+        result) whatever the method.
     :param max_batch: most rows (windows x samples) per network call (``method="fused"``;
         autoregressive windows run one at a time, ``num_samples`` rows each).
     :param max_windows: refuse a plan with more windows (``MMD_MAX_WINDOWS``).
@@ -131,8 +137,12 @@ def generate_whole_clip(
                          f"{channels} video and {audio_channels} audio channels")
     if num_samples < 1 or max_batch < 1:
         raise ValueError(f"num_samples and max_batch must be >= 1; got {num_samples}, {max_batch}")
-    if method not in ("autoregressive", "fused"):
-        raise ValueError(f"method must be 'autoregressive' or 'fused'; got {method!r}")
+    if method not in ("auto", "autoregressive", "fused"):
+        raise ValueError(f"method must be 'auto', 'autoregressive' or 'fused'; got {method!r}")
+    if method == "auto":
+        fixed_step = sampler.name != "ddpm" and not (sampler.is_dpm and
+                                                     sampler.method == "adaptive")
+        method = "fused" if fixed_step else "autoregressive"
     overlap = default_overlap(frames) if overlap_frames is None else overlap_frames
     plan = plan_windows(duration_s, window_frames=frames, window_samples=length,
                         overlap_frames=overlap, fps=fps, sample_rate=sample_rate)
@@ -153,4 +163,5 @@ def generate_whole_clip(
     audio = audio[:, 0].float()
     if c == "video":
         audio = audio.clamp(-1, 1)
-    return WholeClipResult(video, audio, out.windows, dict(out.nfe), plan, method)
+    used = "single-window" if plan.count == 1 else method
+    return WholeClipResult(video, audio, out.windows, dict(out.nfe), plan, used)

@@ -185,6 +185,25 @@ def test_progress_counts_windows_times_steps_and_cancel_stops_within_a_step(meth
         assert calls == [4]
 
 
+@pytest.mark.parametrize("method", ["autoregressive", "fused"])
+def test_several_samples_per_job_are_distinct_rows(method: str) -> None:
+    models = _standin_models()
+    calls: list[int] = []
+
+    def net(v, a, t, gens):
+        calls.append(v.shape[0])
+        assert v.shape[0] == len(gens) * 2  # window-major, 2 rows per window
+        return joint_standin(v, a, t)
+
+    out = generate_whole_clip(models, direction="audio-to-video", condition=_audio(200, 160),
+                              duration_s=1.2, fps=10, sample_rate=160, seed=4, sampler=FAST,
+                              overlap_frames=2, num_samples=2, method=method, max_batch=4,
+                              net=net)
+    assert out.video.shape == (2, 12, 3, 4, 4) and out.audio.shape == (2, 192)
+    assert not torch.allclose(out.video[0], out.video[1])
+    assert max(calls) == (4 if method == "fused" else 2)  # <= max_batch rows per call
+
+
 def test_fused_progress_with_a_multi_evaluation_sampler_is_monotone() -> None:
     """Singlestep DPM-Solver order 3 (3 evaluations in most steps): the within-step progress
     never passes the step's end before the step is done."""
@@ -200,6 +219,21 @@ def test_fused_progress_with_a_multi_evaluation_sampler_is_monotone() -> None:
     done = [e[1] for e in events]
     assert done == sorted(done) and len(done) == 5 * 5 + steps
     assert done.index(9) == 15  # step 1 is reported done after its 3 x 5 batches
+
+
+def test_auto_method_fuses_fast_samplers_and_chains_the_ddpm_loop() -> None:
+    models = _standin_models()
+    kw = dict(direction="video-to-audio", condition=_video(12, 4), duration_s=1.2, fps=10,
+              sample_rate=160, seed=2, overlap_frames=2, net=_standin_net)
+    assert generate_whole_clip(models, sampler=FAST, **kw).method == "fused"
+    out = generate_whole_clip(models, sampler=SamplerSpec(name="ddpm", steps=4), **kw)
+    assert out.method == "autoregressive" and out.windows == 5 and out.nfe["forward"] == 20
+    assert out.nfe["backward"] == 20 and bool(out.audio.isfinite().all())
+    one = generate_whole_clip(models, sampler=FAST, **dict(kw, duration_s=0.4))
+    assert one.method == "single-window" and one.windows == 1
+    with pytest.raises(ValueError, match="autoregressive"):
+        generate_whole_clip(models, sampler=SamplerSpec(name="ddpm", steps=4), method="fused",
+                            **kw)
 
 
 def test_limits_and_bad_conditions_say_what_to_do() -> None:
