@@ -40,13 +40,13 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.config import UNetConfig  # noqa: E402
-from model.pipeline import LoadedModels  # noqa: E402
-from model.registry import load_models  # noqa: E402
-from model.samplers import SamplerSpec  # noqa: E402
-from model.whole_clip import _condition_tensor, unet_window_net  # noqa: E402
-from model.windowed import autoregressive, fused  # noqa: E402
-from model.windows import WindowPlan, plan_windows  # noqa: E402
+from model.config import UNetConfig
+from model.pipeline import LoadedModels
+from model.registry import load_models
+from model.samplers import SamplerSpec
+from model.whole_clip import _condition_tensor, unet_window_net
+from model.windowed import autoregressive, fused
+from model.windows import WindowPlan, plan_windows
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "golden" / "unet_tiny.pt"
 
@@ -154,7 +154,7 @@ def print_cost(preset: str, spec: SamplerSpec, fps: float, seconds: float) -> No
     per_window = both * spec.steps  # one evaluation + one guidance backward per step
     plan = plan_windows(seconds, window_frames=wf, window_samples=ws,
                         overlap_frames=max(1, wf // 4), fps=fps,
-                        sample_rate=int(round(ws * fps / wf)))
+                        sample_rate=round(ws * fps / wf))
     print(f"{preset}: one evaluation {fwd:.3f} TFLOP forward, {both:.3f} with the guidance "
           f"backward; {spec.name} {spec.steps} steps with gradient guidance = "
           f"{per_window:.1f} TFLOP per window; {seconds:g} s at {fps:g} fps = {plan.count} "
@@ -211,7 +211,7 @@ def main() -> None:
         net = unet_window_net(models)
     cfg = models.unet_cfg
     wf, ws = cfg.video_size[0], cfg.audio_size[1]
-    rate = int(round(ws * args.fps / wf))  # the rate that makes the window's seconds agree
+    rate = round(ws * args.fps / wf)  # the rate that makes the window's seconds agree
     overlap = args.overlap if args.overlap is not None else max(1, wf // 4)
     frames = wf + (args.windows - 1) * (wf - overlap)
     plan = plan_windows(frames / args.fps, window_frames=wf, window_samples=ws,
@@ -235,8 +235,8 @@ def main() -> None:
         for method, context in runs:
             rows = []
             for seed in args.seeds:
-                kw = dict(guidance="gradient", scale=args.scale, seed=seed,
-                          video_shape=cfg.video_size, audio_shape=cfg.audio_size)
+                kw = {"guidance": "gradient", "scale": args.scale, "seed": seed,
+                          "video_shape": cfg.video_size, "audio_shape": cfg.audio_size}
                 start = time.perf_counter()
                 if method == "fused":
                     out = fused(net, plan, cond, direction, spec,  # type: ignore[arg-type]

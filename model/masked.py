@@ -27,7 +27,7 @@ bit for bit (tests/model/test_masked.py).
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -91,7 +91,7 @@ def masked_denoiser(
 
     def wrapped(
         x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
-    ) -> tuple[State, Optional[State]]:
+    ) -> tuple[State, State | None]:
         assert isinstance(x, AV)
         noised = {}
         for n in given:
@@ -109,7 +109,7 @@ def masked_denoiser(
                 x_in = x_in._replace(**leaves)
                 eps, var = denoiser(x_in, t_model, alpha, sigma)
                 assert isinstance(eps, AV)
-                loss: Optional[Tensor] = None
+                loss: Tensor | None = None
                 for n in given:
                     a, s = bcast(alpha, noised[n]), bcast(sigma, noised[n])
                     x0 = (getattr(x_in, n) - s * getattr(eps, n)) / a
@@ -132,8 +132,8 @@ def masked_denoiser(
 def masked_official_loop(
     denoiser: Denoiser, sched: DiscreteSchedule, x_T: AV, *, known: AV, mask: AV,
     guidance: Guidance, scale: float, loss_scale: float = 1.0,
-    generator: Optional[torch.Generator] = None, noise_fn: Optional[NoiseFn] = None,
-    callback: Optional[Callback] = None,
+    generator: torch.Generator | None = None, noise_fn: NoiseFn | None = None,
+    callback: Callback | None = None,
 ) -> AV:
     """The official conditional DDPM loop with given parts (see module docstring). Returns the
     state with the given parts set to ``known``."""
@@ -169,7 +169,7 @@ def masked_official_loop(
             with torch.enable_grad():
                 s, _ = p_sample(denoiser, sched, x._replace(**leaves), index, noise)
                 assert isinstance(s, AV)
-                objective: Optional[Tensor] = None
+                objective: Tensor | None = None
                 for n in given:  # index -1 wraps to the last entry (masked below)
                     term = _batch_mse(kinds[n], getattr(mask, n), getattr(s, n),
                                       q_sample(n, index - 1)).mean()
@@ -191,8 +191,8 @@ def masked_official_loop(
 def sample_masked(
     eps_fn: JointEps, x_T: AV, spec: SamplerSpec, *, known: AV, mask: AV,
     guidance: Guidance = "gradient", scale: float = 3.0, loss_scale: float = 1.0,
-    generator: Optional[torch.Generator] = None, callback: Optional[Callback] = None,
-    noise_fn: Optional[NoiseFn] = None,
+    generator: torch.Generator | None = None, callback: Callback | None = None,
+    noise_fn: NoiseFn | None = None,
 ) -> AV:
     """Sample ``x_T = AV(video [B,F,C,H,W], audio [B,C,L])`` with the parts where ``mask`` is
     True given by ``known`` (same shapes; clean values in [-1, 1]); ``x_T`` is also the fixed

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -24,6 +24,8 @@ from model.pipeline_types import LoadedModels
 from model.samplers.spec import SamplerSpec
 from model.windowed import Method, Progress, WindowNet, autoregressive, fused
 from model.windows import WindowPlan, plan_windows
+
+DEFAULT_SAMPLER = SamplerSpec()  # the fast preset's base sampler (DPM-Solver 20 steps order 3)
 
 __all__ = ["WholeClipResult", "default_overlap", "generate_whole_clip", "unet_window_net"]
 
@@ -103,11 +105,11 @@ def _condition_tensor(direction: Direction, condition: Tensor, plan: WindowPlan,
 
 def generate_whole_clip(
     models: LoadedModels, *, direction: Direction, condition: Tensor, duration_s: float,
-    fps: float, sample_rate: int, seed: int, sampler: SamplerSpec = SamplerSpec(),
+    fps: float, sample_rate: int, seed: int, sampler: SamplerSpec = DEFAULT_SAMPLER,
     guidance: Guidance = "gradient", guidance_scale: float = 3.0, num_samples: int = 1,
-    overlap_frames: Optional[int] = None, method: Method | Literal["auto"] = "auto",
-    context_fraction: float = 0.5, max_batch: int = 8, max_windows: Optional[int] = None,
-    progress: Optional[Progress] = None, net: Optional[WindowNet] = None,
+    overlap_frames: int | None = None, method: Method | Literal["auto"] = "auto",
+    context_fraction: float = 0.5, max_batch: int = 8, max_windows: int | None = None,
+    progress: Progress | None = None, net: WindowNet | None = None,
 ) -> WholeClipResult:
     """Generate the other modality for ``duration_s`` seconds of ``condition``.
 
@@ -130,7 +132,7 @@ def generate_whole_clip(
     :param net: the network (default :func:`unet_window_net` of ``models``), for tests.
     """
     c, _ = modalities(direction)
-    frames, channels, height, width = models.unet_cfg.video_size
+    frames, channels, _, _ = models.unet_cfg.video_size
     audio_channels, length = models.unet_cfg.audio_size
     if channels != 3 or audio_channels != 1:
         raise ValueError(f"whole-clip generation needs RGB video and mono audio; the model has "
@@ -151,8 +153,8 @@ def generate_whole_clip(
                          f"is {max_windows} (MMD_MAX_WINDOWS): ask for a shorter duration_s")
     cond = _condition_tensor(direction, condition, plan, models, num_samples)
     network = net if net is not None else unet_window_net(models)
-    kw = dict(guidance=guidance, scale=guidance_scale, seed=seed, progress=progress,
-              video_shape=models.unet_cfg.video_size, audio_shape=models.unet_cfg.audio_size)
+    kw = {"guidance": guidance, "scale": guidance_scale, "seed": seed, "progress": progress,
+              "video_shape": models.unet_cfg.video_size, "audio_shape": models.unet_cfg.audio_size}
     if method == "fused" and plan.count > 1:
         out = fused(network, plan, cond, direction, sampler, max_batch=max_batch,
                     **kw)  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal, cast
 
 import torch
 from torch import Tensor
@@ -43,6 +43,7 @@ from model.denoiser import joint_denoiser
 from model.masked import sample_masked
 from model.pipeline_noise import cpu_generator, cpu_noise, derive_seed
 from model.samplers.api import continuous_schedule, discrete_schedule, run_spec
+from model.samplers.common import NoiseFn
 from model.samplers.dpm_methods import singlestep_orders
 from model.samplers.spec import SamplerSpec
 from model.state import AV, State
@@ -106,6 +107,11 @@ class WindowedOutput:
     pieces: tuple[Tensor, ...] = field(default=(), repr=False)
 
 
+def _noise(seed: int) -> NoiseFn:
+    """The pipeline's CPU sampler noise (:func:`model.pipeline_noise.cpu_noise`), typed."""
+    return cast(NoiseFn, cpu_noise(cpu_generator(seed)))
+
+
 def _evals_per_step(spec: SamplerSpec) -> list[int]:
     """Network evaluations in each sampler step (callback) of a fixed-step fast sampler."""
     if spec.is_dpm and spec.method == "singlestep":
@@ -154,7 +160,7 @@ def _span(plan: WindowPlan, modality: str, k: int) -> tuple[int, int, int]:
 def autoregressive(
     net: WindowNet, plan: WindowPlan, condition: Tensor, direction: Direction,
     spec: SamplerSpec, *, guidance: Guidance, scale: float, seed: int,
-    context_fraction: float = 0.5, progress: Optional[Progress] = None,
+    context_fraction: float = 0.5, progress: Progress | None = None,
     video_shape: Sequence[int], audio_shape: Sequence[int],
 ) -> WindowedOutput:
     """Windows one after the other (see module docstring). ``condition``: video
@@ -200,7 +206,7 @@ def autoregressive(
 
         out = sample_masked(eps, x_T, spec, known=known, mask=mask, guidance=guidance,
                             scale=scale, callback=callback,
-                            noise_fn=cpu_noise(cpu_generator(window_seeds(seed, k).sampler)))
+                            noise_fn=_noise(window_seeds(seed, k).sampler))
         new = getattr(out, g)
         pieces.append(new)
         keep = min(end, total_len) - start
@@ -223,7 +229,7 @@ def autoregressive(
 def fused(
     net: WindowNet, plan: WindowPlan, condition: Tensor, direction: Direction,
     spec: SamplerSpec, *, guidance: Guidance, scale: float, seed: int, max_batch: int,
-    progress: Optional[Progress] = None, video_shape: Sequence[int],
+    progress: Progress | None = None, video_shape: Sequence[int],
     audio_shape: Sequence[int],
 ) -> WindowedOutput:
     """All windows denoised together, noise predictions fused at every evaluation (see module
@@ -267,7 +273,7 @@ def fused(
         progress("base", j * n_win + min(n_win - 1, within), len(evals) * n_win)
 
     def denoise(x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
-                ) -> tuple[State, Optional[State]]:
+                ) -> tuple[State, State | None]:
         assert isinstance(x, AV)
         acc = {m: torch.zeros_like(getattr(x, m), dtype=torch.float64) for m in ("video", "audio")}
         norm = {m: torch.zeros(getattr(x, m).shape[1 if m == "video" else 2],
@@ -324,7 +330,7 @@ def fused(
         ns = continuous_schedule()
         t_T = torch.tensor([ns.t_T])
         a0, s0 = float(ns.alpha(t_T)), float(ns.sigma(t_T))
-    start = x_T.replace(c, a0 * condition + s0 * z_c)
+    x_start = x_T.replace(c, a0 * condition + s0 * z_c)
 
     def callback(step: int, steps: int, state: State) -> None:
         tick["step"], tick["eval"] = step, 0
@@ -332,8 +338,8 @@ def fused(
             progress("base", step * n_win, steps * n_win)
 
     with torch.no_grad():
-        out = run_spec(denoise, start, spec, callback=callback,
-                       noise_fn=cpu_noise(cpu_generator(window_seeds(seed, 0).sampler)))
+        out = run_spec(denoise, x_start, spec, callback=callback,
+                       noise_fn=_noise(window_seeds(seed, 0).sampler))
     assert isinstance(out, AV)
     out = out.replace(c, condition)
     return WindowedOutput(out.video, out.audio, plan.count, {

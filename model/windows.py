@@ -91,7 +91,7 @@ class WindowPlan:
 
 def _sample_of(frame: int, fps: float, sample_rate: int) -> int:
     """The audio sample at which ``frame`` starts (rounded half up)."""
-    return int(math.floor(frame * sample_rate / fps + 0.5))
+    return math.floor(frame * sample_rate / fps + 0.5)
 
 
 def plan_windows(
@@ -121,7 +121,7 @@ def plan_windows(
                          f"{window_frames} frames); got {overlap_frames}")
     if not (math.isfinite(duration_s) and duration_s > 0):
         raise ValueError(f"duration_s must be a positive number of seconds; got {duration_s}")
-    frames = max(1, int(math.floor(duration_s * fps + 0.5)))
+    frames = max(1, math.floor(duration_s * fps + 0.5))
     samples = _sample_of(frames, fps, sample_rate)
     if frames <= window_frames:
         pad = window_frames - frames

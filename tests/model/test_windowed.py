@@ -116,13 +116,14 @@ def test_autoregressive_window_continues_from_the_given_context() -> None:
         ctx = plan.sample_of(w.frame_start + 1) - w.sample_start if k else 0  # 1 of 2 frames
         assert torch.equal(clip[w.sample_start:w.sample_start + ctx], piece[:ctx])
         if k + 1 < plan.count:  # past the next window's overlap: this window alone
-            own = slice(w.sample_start + max(ctx, w.overlap_samples), plan.windows[k + 1].sample_start)
-            assert torch.equal(clip[own], piece[own.start - w.sample_start:own.stop - w.sample_start])
+            a, b = w.sample_start + max(ctx, w.overlap_samples), plan.windows[k + 1].sample_start
+            assert torch.equal(clip[a:b], piece[a - w.sample_start:b - w.sample_start])
         if k:  # crossfade: between the previous window's and this window's values
             prev = out.pieces[k - 1][0, 0]
             s0, s1 = w.sample_start + ctx, w.sample_start + w.overlap_samples
             mine = piece[ctx:w.overlap_samples]
-            theirs = prev[s0 - plan.windows[k - 1].sample_start:s1 - plan.windows[k - 1].sample_start]
+            p0 = plan.windows[k - 1].sample_start
+            theirs = prev[s0 - p0:s1 - p0]
             lo, hi = torch.minimum(mine, theirs), torch.maximum(mine, theirs)
             assert bool(((clip[s0:s1] >= lo - 1e-6) & (clip[s0:s1] <= hi + 1e-6)).all())
 
@@ -130,9 +131,9 @@ def test_autoregressive_window_continues_from_the_given_context() -> None:
 def test_seeds_are_deterministic_and_per_window() -> None:
     models = _standin_models()
     cond = _video(12, 4)
-    kw = dict(direction="video-to-audio", condition=cond, duration_s=1.2, fps=10,
-              sample_rate=160, sampler=SamplerSpec(name="ddim", steps=3, eta=1.0),
-              overlap_frames=1, net=_standin_net)
+    kw = {"direction": "video-to-audio", "condition": cond, "duration_s": 1.2, "fps": 10,
+              "sample_rate": 160, "sampler": SamplerSpec(name="ddim", steps=3, eta=1.0),
+              "overlap_frames": 1, "net": _standin_net}
     a = generate_whole_clip(models, seed=5, **kw)
     b = generate_whole_clip(models, seed=5, **kw)
     c = generate_whole_clip(models, seed=6, **kw)
@@ -152,9 +153,9 @@ def test_progress_counts_windows_times_steps_and_cancel_stops_within_a_step(meth
         return joint_standin(v, a, t)
 
     events: list[tuple[str, int, int]] = []
-    kw = dict(direction="video-to-audio", condition=_video(20, 4), duration_s=2.0, fps=10,
-              sample_rate=160, seed=1, sampler=SamplerSpec(name="ddim", steps=3),
-              overlap_frames=2, method=method, max_batch=4, net=net)
+    kw = {"direction": "video-to-audio", "condition": _video(20, 4), "duration_s": 2.0, "fps": 10,
+              "sample_rate": 160, "seed": 1, "sampler": SamplerSpec(name="ddim", steps=3),
+              "overlap_frames": 2, "method": method, "max_batch": 4, "net": net}
     out = generate_whole_clip(models, progress=lambda *e: events.append(e), **kw)
     assert out.windows == 9
     assert events[-1] == ("base", 27, 27)
@@ -223,8 +224,8 @@ def test_fused_progress_with_a_multi_evaluation_sampler_is_monotone() -> None:
 
 def test_auto_method_fuses_fast_samplers_and_chains_the_ddpm_loop() -> None:
     models = _standin_models()
-    kw = dict(direction="video-to-audio", condition=_video(12, 4), duration_s=1.2, fps=10,
-              sample_rate=160, seed=2, overlap_frames=2, net=_standin_net)
+    kw = {"direction": "video-to-audio", "condition": _video(12, 4), "duration_s": 1.2, "fps": 10,
+              "sample_rate": 160, "seed": 2, "overlap_frames": 2, "net": _standin_net}
     assert generate_whole_clip(models, sampler=FAST, **kw).method == "fused"
     out = generate_whole_clip(models, sampler=SamplerSpec(name="ddpm", steps=4), **kw)
     assert out.method == "autoregressive" and out.windows == 5 and out.nfe["forward"] == 20
@@ -238,7 +239,8 @@ def test_auto_method_fuses_fast_samplers_and_chains_the_ddpm_loop() -> None:
 
 def test_limits_and_bad_conditions_say_what_to_do() -> None:
     models = _standin_models()
-    kw = dict(direction="video-to-audio", fps=10, sample_rate=160, seed=1, net=_standin_net)
+    kw = {"direction": "video-to-audio", "fps": 10, "sample_rate": 160, "seed": 1,
+          "net": _standin_net}
     with pytest.raises(ValueError, match="MMD_MAX_WINDOWS"):
         generate_whole_clip(models, condition=_video(20, 4), duration_s=2.0, max_windows=4, **kw)
     with pytest.raises(ValueError, match="needs 20"):

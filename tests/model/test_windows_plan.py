@@ -3,13 +3,15 @@ exact multiples) and the crossfade stitching."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
 from model.windows import Window, crossfade_weights, plan_windows, stitch
 
 # the official geometry: 16 frames at 10 fps = 25600 samples at 16 kHz = 1.6 s
-OFFICIAL = dict(window_frames=16, window_samples=25600, fps=10, sample_rate=16000)
+OFFICIAL = {"window_frames": 16, "window_samples": 25600, "fps": 10, "sample_rate": 16000}
 
 
 def _check_invariants(plan, overlap: int) -> None:
@@ -20,7 +22,7 @@ def _check_invariants(plan, overlap: int) -> None:
         assert w.frame_end - w.frame_start == plan.window_frames
         assert w.sample_end - w.sample_start == plan.window_samples
         assert w.sample_start * plan.fps == w.frame_start * plan.sample_rate  # aligned
-    for a, b in zip(ws, ws[1:]):
+    for a, b in itertools.pairwise(ws):
         assert b.frame_start > a.frame_start
         assert b.overlap_frames == a.frame_end - b.frame_start >= overlap
         assert b.overlap_samples == a.sample_end - b.sample_start
@@ -90,12 +92,12 @@ def test_non_integer_samples_per_frame() -> None:
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(window_samples=2048), "0.1280 s"),          # tiny preset at 16 kHz: geometry mismatch
-    (dict(overlap_frames=16), "overlap_frames"),
-    (dict(overlap_frames=-1), "overlap_frames"),
-    (dict(duration_s=0.0), "duration_s"),
-    (dict(duration_s=float("nan")), "duration_s"),
-    (dict(fps=0), "fps"),
+    ({"window_samples": 2048}, "0.1280 s"),          # tiny preset at 16 kHz: geometry mismatch
+    ({"overlap_frames": 16}, "overlap_frames"),
+    ({"overlap_frames": -1}, "overlap_frames"),
+    ({"duration_s": 0.0}, "duration_s"),
+    ({"duration_s": float("nan")}, "duration_s"),
+    ({"fps": 0}, "fps"),
 ])
 def test_bad_arguments_say_what_to_do(kwargs: dict, match: str) -> None:
     args = dict(OFFICIAL, duration_s=3.0, overlap_frames=4)
