@@ -22,9 +22,14 @@ Figures, per direction and method:
 
 Random (or golden tiny) weights make no meaningful sound: these figures judge the joining
 machinery (does it introduce a jump the windows themselves do not have), not audio quality.
-Measured 2026-12-05 on the shared 2-core CPU (tiny golden weights, DPM-Solver 10 steps order 2,
-gradient guidance 3.0, 6 windows of 8 frames, overlap 2 frames, seed 0):
-see the report in model/windowed.py's docstring (copied there by hand).
+The figures that chose the method (2026-12-05, shared 2-core CPU) are in model/windowed.py's
+docstring, from:
+
+    python3 bench/windows.py --preset smooth --steps 20 --order 3 --contexts 0.5 1.0 \
+        --seeds 0 1 2 3 4 5 6 7 [--ell 3 128]
+    python3 bench/windows.py --preset tiny --steps 10 --order 2 --contexts 0.5 1.0 \
+        --directions video-to-audio
+    python3 bench/windows.py --cost landscape --steps 20 --order 3   # per-window TFLOP, 60 s
 """
 
 from __future__ import annotations
