@@ -160,10 +160,10 @@ def print_cost(preset: str, spec: SamplerSpec, fps: float, seconds: float) -> No
     plan = plan_windows(seconds, window_frames=wf, window_samples=ws,
                         overlap_frames=max(1, wf // 4), fps=fps,
                         sample_rate=round(ws * fps / wf))
-    print(f"{preset}: one evaluation {fwd:.3f} TFLOP forward, {both:.3f} with the guidance "
+    print(f"{preset}: one evaluation {fwd:.4g} TFLOP forward, {both:.4g} with the guidance "
           f"backward; {spec.name} {spec.steps} steps with gradient guidance = "
-          f"{per_window:.1f} TFLOP per window; {seconds:g} s at {fps:g} fps = {plan.count} "
-          f"windows (overlap {max(1, wf // 4)} frames) = {per_window * plan.count:.0f} TFLOP")
+          f"{per_window:.4g} TFLOP per window; {seconds:g} s at {fps:g} fps = {plan.count} "
+          f"windows (overlap {max(1, wf // 4)} frames) = {per_window * plan.count:.4g} TFLOP")
 
 
 def main() -> None:
