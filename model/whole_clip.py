@@ -125,7 +125,8 @@ def generate_whole_clip(
         the masked sampler with the plain video-to-audio / audio-to-video masks (= today's
         result) whatever the method.
     :param max_batch: most rows (windows x samples) per network call (``method="fused"``;
-        autoregressive windows run one at a time, ``num_samples`` rows each).
+        autoregressive windows run one at a time); a call holds at least one window, i.e. its
+        ``num_samples`` rows, which are never split (as in today's pipeline).
     :param max_windows: refuse a plan with more windows (``MMD_MAX_WINDOWS``).
     :param progress: ``progress("base", done, windows * steps)``; raise
         ``model.samplers.SamplingCancelled`` in it to stop within one step.
