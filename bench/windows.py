@@ -169,7 +169,7 @@ def print_cost(preset: str, spec: SamplerSpec, fps: float, seconds: float) -> No
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--preset", default="tiny", help="tiny (golden weights), an official preset "
-                    "(random weights) or 'smooth' (tests/model/standins.py smooth_standin, "
+                    "(random weights) or 'smooth' (tests/model/smooth_standin.py, "
                     "8 frames of 8x8, 2048 samples)")
     ap.add_argument("--ell", type=float, nargs=2, default=[1.5, 24.0],
                     help="smooth stand-in correlation lengths (frames, samples)")
@@ -198,7 +198,7 @@ def main() -> None:
                    args.fps, args.cost_seconds)
         return
     if args.preset == "smooth":
-        from tests.model.standins import smooth_standin
+        from tests.model.smooth_standin import smooth_standin
 
         cfg = UNetConfig.preset("tiny").with_(video_size=(8, 3, 8, 8))
         models = LoadedModels("smooth", torch.nn.Identity(), cfg, None, None,

@@ -18,9 +18,9 @@ Two ways to make consecutive windows agree where they overlap (``method``):
 Decision: ``fused`` for the fixed-step fast samplers (``generate_whole_clip(method="auto")``),
 ``autoregressive`` where fused cannot run (the DDPM loop, adaptive DPM-Solver). Measured with
 ``bench/windows.py`` (6 windows of 8 frames / 2048 samples, overlap 2 frames, DPM-Solver 20 steps
-order 3, gradient guidance 3.0, 8 seeds; ``--preset smooth``: tests/model/standins.py
-``smooth_standin``, a Gaussian-process stand-in with structure in time that sees one window,
-correlation lengths (frames, samples) as given). ``agree``: RMS(window k - window k-1) / RMS(clip)
+order 3, gradient guidance 3.0, 8 seeds; ``--preset smooth``: tests/model/smooth_standin.py, a
+Gaussian-process stand-in with structure in time that sees one window, correlation lengths
+(frames, samples) as given). ``agree``: RMS(window k - window k-1) / RMS(clip)
 over the half of each overlap no window is given (fused: the windows' clean predictions at the
 last evaluation); ``seam``: mean |jump| of the audio envelope (dB, blocks of 1/16 window) or of
 the video frame difference at the joints / inside windows (1 = as smooth as inside); ``dB``:

@@ -8,8 +8,6 @@ posterior-mean denoiser for data ~ N(mu, 0.25 I) with ``mu_v = 0.5 tanh(4 mean(a
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -52,47 +50,3 @@ def sr_standin(x: Tensor, t: Tensor, *, low_res: Tensor) -> Tensor:
     sa, sn, d = _coefs(t, x)
     eps = sn * (x - sa * up) / d + 0.1 * sa * sn * torch.tanh(x)
     return torch.cat([eps, torch.tanh(0.3 * x - 0.2 * up)], dim=1)
-
-
-def _gp_mean(r: Tensor, alpha: Tensor, sigma: Tensor, ell: float, var: float, dim: int
-             ) -> Tensor:
-    """Posterior mean of ``r0`` given ``r = alpha r0 + sigma eps`` for a stationary Gaussian
-    process ``r0`` along ``dim`` (zero mean, variance ``var``, Gaussian correlation of length
-    ``ell`` steps); computed on the mirror-extended signal (no wrap-around at the edges)."""
-    n = r.shape[dim]
-    ext = torch.cat([r, r.flip(dim)], dim=dim)
-    f = torch.fft.rfftfreq(2 * n, dtype=torch.float64)
-    lam = torch.exp(-2 * math.pi**2 * ell**2 * f**2)
-    total = lam[0] + 2 * lam[1:-1].sum() + lam[-1]
-    lam = (lam * var * 2 * n / total).to(r.dtype)
-    shape = [1] * r.dim()
-    shape[dim] = lam.shape[0]
-    lam = lam.reshape(shape)
-    gain = alpha * lam / (alpha**2 * lam + sigma**2)
-    return torch.fft.irfft(torch.fft.rfft(ext, dim=dim) * gain, n=2 * n, dim=dim).narrow(dim, 0, n)
-
-
-def smooth_standin(video: Tensor, audio: Tensor, t: Tensor, *, ell_frames: float = 1.5,
-                   ell_samples: float = 24.0) -> tuple[Tensor, Tensor]:
-    """A stand-in with structure in time, for the windowed (long-clip) measurements.
-
-    Data: each video pixel and the audio are Gaussian processes along time (variance 0.25,
-    Gaussian correlation of ``ell_frames`` frames / ``ell_samples`` samples) around a mean that
-    follows the other modality locally: ``mu_a = 0.5 tanh(4 m_v(frame of the sample))`` and
-    ``mu_v(f) = 0.5 tanh(4 m_a(samples of frame f))`` with ``m`` the per-frame mean of the
-    noisy input (as in :func:`joint_standin`). eps is the exact posterior mean's noise for that
-    process given the window (mirror-extended at the window edges), so a window sees only
-    itself, like the network. Audio length must be a multiple of the frame count.
-    """
-    b, f = video.shape[:2]
-    spf = audio.shape[-1] // f
-    m_v = video.mean(dim=(2, 3, 4))  # [B, F]
-    m_a = audio.reshape(b, audio.shape[1], f, spf).mean(dim=(1, 3))  # [B, F]
-    mu_a = (0.5 * torch.tanh(4 * m_v)).repeat_interleave(spf, dim=1).unsqueeze(1)
-    mu_v = (0.5 * torch.tanh(4 * m_a)).reshape(b, f, 1, 1, 1)
-    out = []
-    for x, mu, ell, dim in ((video, mu_v, ell_frames, 1), (audio, mu_a, ell_samples, 2)):
-        sa, sn, _ = _coefs(t, x)
-        x0 = mu + _gp_mean(x - sa * mu, sa, sn, ell, 0.25, dim)
-        out.append((x - sa * x0) / sn)
-    return out[0], out[1]
