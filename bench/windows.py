@@ -257,7 +257,7 @@ def main() -> None:
                 rows.append((agreement(plan, out.pieces, clip, gen), *seam(plan, clip, gen),
                              secs / plan.count, out.nfe["forward"] / plan.count,
                              out.nfe["backward"] / plan.count))
-            m = [statistics.mean(col) for col in zip(*rows)]
+            m = [statistics.mean(col) for col in zip(*rows, strict=False)]
             label = f"{method} {context:g}" if method == "autoregressive" else method
             agree = "given" if method == "autoregressive" and context == 1 else f"{m[0]:7.3f}"
             print(f"{direction:<15} {label:<18} {agree:>7} {m[1]:6.2f} {m[2]:8.4f} "

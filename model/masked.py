@@ -118,7 +118,7 @@ def masked_denoiser(
                 assert loss is not None
                 grads = torch.autograd.grad(loss, [leaves[n] for n in free])
             eps = eps.detach()
-            for n, grad in zip(free, grads):
+            for n, grad in zip(free, grads, strict=False):
                 e = getattr(eps, n)
                 eps = eps.replace(n, e + scale * bcast(sigma, e) * grad)
         assert isinstance(eps, AV)
@@ -177,7 +177,7 @@ def masked_official_loop(
                 assert objective is not None
                 grads = torch.autograd.grad(objective * loss_scale, [leaves[n] for n in free])
             s = s.detach()
-            for n, grad in zip(free, grads):
+            for n, grad in zip(free, grads, strict=False):
                 s_n = getattr(s, n)
                 nonzero = bcast((index != 0).float(), s_n)
                 sa = gather(sched, "sqrt_alphas_cumprod", index, s_n)

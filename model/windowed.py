@@ -157,7 +157,7 @@ def _evals_per_step(spec: SamplerSpec) -> list[int]:
     return [1] * spec.steps
 
 
-def _window_x_T(plan: WindowPlan, rows: int, video_shape: Sequence[int],
+def _window_x_t(plan: WindowPlan, rows: int, video_shape: Sequence[int],
                 audio_shape: Sequence[int], seed: int, k: int) -> AV:
     g = cpu_generator(window_seeds(seed, k).noise)
     return AV(torch.randn((rows, *video_shape), generator=g),
@@ -225,7 +225,7 @@ def autoregressive(
         cond_w = _slice(condition, c, c_start, c_end - c_start)
         ctx_f = math.ceil(w.overlap_frames * context_fraction)  # given part of the overlap
         ctx = ctx_f if g == "video" else plan.sample_of(w.frame_start + ctx_f) - w.sample_start
-        x_T = _window_x_T(plan, rows, video_shape, audio_shape, seed, k)
+        x_T = _window_x_t(plan, rows, video_shape, audio_shape, seed, k)
         x_T = AV(x_T.video.to(device), x_T.audio.to(device))
         given = (torch.arange(window_len, device=device) < ctx).reshape(gen_mask_shape)
         gen_mask = given.expand(rows, *gen_mask_shape[1:])
@@ -272,7 +272,7 @@ def fused(
 ) -> WindowedOutput:
     """All windows denoised together, noise predictions fused at every evaluation (see module
     docstring). ``condition`` as for :func:`autoregressive`; the plan has >= 2 windows."""
-    if spec.name == "ddpm" or spec.method == "adaptive" and spec.is_dpm:
+    if spec.name == "ddpm" or (spec.method == "adaptive" and spec.is_dpm):
         raise ValueError("method='fused' runs the fixed-step fast samplers only (ddim, "
                          "dpm_solver(++) singlestep or multistep); use "
                          "method='autoregressive' for the DDPM loop or adaptive DPM-Solver")
@@ -286,7 +286,7 @@ def fused(
     x_T = AV(torch.empty((rows, plan.frames, *video_shape[1:])),
              torch.empty((rows, audio_shape[0], plan.samples)))
     for k in range(plan.count):  # window k's noise where no earlier window drew any
-        wx = _window_x_T(plan, rows, video_shape, audio_shape, seed, k)
+        wx = _window_x_t(plan, rows, video_shape, audio_shape, seed, k)
         for m in ("video", "audio"):
             start, end, prev_end = _span(plan, m, k)
             dim = 1 if m == "video" else 2
@@ -338,7 +338,7 @@ def fused(
             assert isinstance(eps, AV)
             for m in ("video", "audio"):
                 dim = 1 if m == "video" else 2
-                for i, (k, (s, e, _)) in enumerate(zip(ks, spans[m])):
+                for i, (k, (s, e, _)) in enumerate(zip(ks, spans[m], strict=False)):
                     part = getattr(eps, m)[i * rows:(i + 1) * rows]
                     wt = weights[m][k]
                     view = [1] * part.dim()

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import Tensor
@@ -86,7 +87,7 @@ class WindowPlan:
 
     def joints(self) -> list[tuple[int, int]]:
         """``(sample_start, sample_end)`` of each overlap between consecutive windows."""
-        return [(b.sample_start, a.sample_end) for a, b in zip(self.windows, self.windows[1:])]
+        return [(b.sample_start, a.sample_end) for a, b in pairwise(self.windows)]
 
 
 def _sample_of(frame: int, fps: float, sample_rate: int) -> int:
@@ -191,7 +192,8 @@ def stitch(plan: WindowPlan, pieces: Sequence[Tensor], modality: str) -> Tensor:
     shape[dim] = total
     acc = torch.zeros(shape, dtype=torch.float64, device=first.device)
     norm = torch.zeros(total, dtype=torch.float64, device=first.device)
-    for w, piece, weight in zip(plan.windows, pieces, crossfade_weights(plan, modality)):
+    weights = crossfade_weights(plan, modality)
+    for w, piece, weight in zip(plan.windows, pieces, weights, strict=False):
         start = w.frame_start if modality == "video" else w.sample_start
         weight = weight.to(first.device)
         view = [1] * piece.dim()

@@ -13,7 +13,7 @@ from model.config import UNetConfig
 from model.masked import direction_masks, sample_masked
 from model.samplers import SamplerSpec, count_nfe, sample_conditional
 from model.state import AV
-from tests.model.standins import joint_standin
+from tests.helpers.standins import joint_standin
 
 B = 2
 CONFIGS = [
@@ -115,7 +115,7 @@ def test_bad_masks_say_what_is_expected() -> None:
         sample_masked(joint_standin, x_T, SamplerSpec(steps=2), known=known,
                       mask=AV(torch.ones((B, 4, 1, 1, 1)), torch.zeros((B, 1, 64),
                                                                        dtype=torch.bool)))
-    with pytest.raises(ValueError, match="known.audio"):
+    with pytest.raises(ValueError, match=r"known\.audio"):
         sample_masked(joint_standin, x_T, SamplerSpec(steps=2),
                       known=AV(cond, torch.zeros(B, 1, 32)),
                       mask=direction_masks("video-to-audio", x_T))

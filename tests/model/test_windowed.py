@@ -19,7 +19,7 @@ from model.pipeline import GenerationRequest, LoadedModels, generate
 from model.registry import load_models
 from model.samplers import SamplerSpec, SamplingCancelled
 from model.whole_clip import generate_whole_clip
-from tests.model.standins import joint_standin
+from tests.helpers.standins import joint_standin
 
 FAST = SamplerSpec(name="dpm_solver", steps=2, order=1)  # 2 NFE per window
 

@@ -110,7 +110,7 @@ def test_crossfade_weights_partition_unity_and_stitch_is_exact_for_agreeing_wind
     plan = plan_windows(5.3, overlap_frames=4, **OFFICIAL)
     for modality, total in (("video", plan.frames), ("audio", plan.samples)):
         acc = torch.zeros(total, dtype=torch.float64)
-        for w, weight in zip(plan.windows, crossfade_weights(plan, modality)):
+        for w, weight in zip(plan.windows, crossfade_weights(plan, modality), strict=False):
             start = w.frame_start if modality == "video" else w.sample_start
             acc[start:start + weight.shape[0]] += weight
             assert float(weight.min()) > 0 and float(weight.max()) == 1.0
