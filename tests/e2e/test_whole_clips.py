@@ -131,7 +131,8 @@ def test_12_s_320x240_30fps_comes_back_as_it_was(clips_stack: Stack, tmp_path: P
                         tmp_path)
     res = view["result"]
     assert (res["width"], res["height"], res["fps"]) == (320, 240, 30), res
-    assert res["duration_s"] == pytest.approx(12.0, abs=1 / 30) and res["windows"] == 20  # 1 + ceil(112 / 6)
+    # 120 model frames: 1 + ceil(112 / 6) windows
+    assert res["duration_s"] == pytest.approx(12.0, abs=1 / 30) and res["windows"] == 20
     got = _streams(out)
     assert (got["width"], got["height"]) == (320, 240) and got["fps"] == pytest.approx(30.0)
     assert abs(len(got["frames"]) - 360) <= 1, len(got["frames"])
