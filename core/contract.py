@@ -34,7 +34,8 @@ class Progress(Frozen):
         "queued, starting (claimed by a worker), fetch, decode, base, sr, mux, upload, done, "
         "canceled"))
     step: int = Field(0, description=(
-        "sampler steps done in this stage: base counts sampler.steps; sr counts "
+        "sampler steps done in this stage: base counts sampler.steps (a duration_s job: "
+        "windows x sampler.steps); sr counts "
         "super_resolution.steps once per chunk of frames the SR network runs "
         "(MMD_SR_MAX_BATCH_FRAMES); 0 in the other stages"))
     total: int = Field(0, description=(
