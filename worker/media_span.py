@@ -1,15 +1,18 @@
 """A video-to-audio whole-clip result: the user's own picture over the covered span, with the
 generated soundtrack (PyAV, no torch).
 
-**Re-encode, not stream copy (decided).** A span from ``start_s`` almost never starts on a key
-frame, and an MP4 edit list that hides the frames before it is honoured unevenly by players
-(browsers show them, or start on a grey frame), so copying packets would give back either more
-than the span or a broken start. Re-encoding also lets both streams end together exactly. The
-span is therefore decoded and re-encoded with H.264 (libx264, ``crf`` 18, yuv420p) at the
-source's own width, height and frame rate (its average rate): every source frame whose time is
-in ``[start_s, start_s + duration_s)`` once, nothing resampled. Odd sizes are padded by one
-edge row/column (yuv420p). The source's display matrix (a phone's rotation) is not carried
-over: the frames come back as stored. Memory is one frame at a time.
+**Stream copy where it is exact, else re-encode (decided).** When the span is the whole video
+stream (``start_s`` 0 and ``round(duration_s * fps)`` equal to the stream's frame count) and its
+codec may live in MP4 (:data:`COPY_CODECS`), the video packets are copied as they are (no
+quality loss, no encoding time). Otherwise the span is re-encoded: a span from ``start_s``
+almost never starts on a key frame, a cut before the end may drop frames that B-frames inside
+the span reference, and an MP4 edit list that hides the frames around it is honoured unevenly
+by players (browsers show them, or start on a grey frame). The re-encode decodes the span and
+writes H.264 (libx264, ``crf`` 18, yuv420p) at the source's own width, height and frame rate
+(its average rate): every source frame whose time is in ``[start_s, start_s + duration_s)``
+once, nothing resampled, one frame in memory at a time; odd sizes are padded by one edge
+row/column (yuv420p). A re-encode does not carry the source's display matrix over (a phone's
+rotation): the frames come back as stored.
 """
 
 from __future__ import annotations
@@ -25,18 +28,22 @@ import numpy as np
 from core.media_probe import MediaError, PathLike, _open, _stream_start
 from worker.muxing import AAC_FRAME_SAMPLES
 
+# video codecs whose packets an MP4 can carry as they are
+COPY_CODECS = frozenset({"h264", "hevc", "mpeg4", "av1", "vp9"})
+
 
 @dataclass(frozen=True)
 class SpanVideo:
     """What :func:`reencode_span` wrote: ``frames`` at ``fps`` (the source's rate), ``width`` x
     ``height`` (the source's), ``held`` frames repeated at the end because the source ended
-    early (within the gateway's slack)."""
+    early (within the gateway's slack); ``copied``: the video packets were stream-copied."""
 
     width: int
     height: int
     fps: Fraction
     frames: int
     held: int = 0
+    copied: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -64,6 +71,11 @@ def reencode_span(src: PathLike, out_path: Path, *, start_s: float, duration_s: 
                              "re-encode it with a constant frame rate")
         fps = Fraction(rate).limit_denominator(1001 * 1000)
         wanted = max(1, round(duration_s * fps))
+        if start_s == 0 and vin.codec_context.name in COPY_CODECS:
+            count = _packets(inp, vin, max_frames, deadline)
+            inp.seek(0)
+            if count == wanted:
+                return _copy(inp, vin, out_path, fps, wanted, audio, sample_rate, audio_bitrate)
         origin = _stream_start(vin)
         half = float(1 / fps) / 2
         if start_s > 0 and vin.time_base is not None:
@@ -109,6 +121,37 @@ def reencode_span(src: PathLike, out_path: Path, *, start_s: float, duration_s: 
             _write_audio(out, ast, np.clip(np.asarray(audio, np.float32), -1.0, 1.0),
                          sample_rate)
     return SpanVideo(width=width, height=height, fps=fps, frames=wanted, held=held)
+
+
+def _packets(inp: av.container.InputContainer, vin: av.VideoStream, max_frames: int,
+             deadline: float) -> int:
+    """Video packets (= frames) of ``vin``, counted without decoding; -1 past the limits."""
+    count = 0
+    for packet in inp.demux(vin):
+        if packet.size == 0:
+            continue
+        count += 1
+        if count > max_frames or time.monotonic() > deadline:
+            return -1
+    return count
+
+
+def _copy(inp: av.container.InputContainer, vin: av.VideoStream, out_path: Path, fps: Fraction,
+          frames: int, audio: np.ndarray, sample_rate: int, audio_bitrate: int) -> SpanVideo:
+    """Every video packet of ``vin`` copied into ``out_path`` with ``audio`` as AAC."""
+    with av.open(str(out_path), mode="w", format="mp4",
+                 options={"movflags": "+faststart"}) as out:
+        vs = out.add_stream_from_template(vin)
+        ast = out.add_stream("aac", rate=sample_rate, layout="mono")
+        ast.bit_rate = audio_bitrate
+        for packet in inp.demux(vin):
+            if packet.size == 0 or packet.dts is None:
+                continue
+            packet.stream = vs
+            out.mux(packet)
+        _write_audio(out, ast, np.clip(np.asarray(audio, np.float32), -1.0, 1.0), sample_rate)
+    ctx = vin.codec_context
+    return SpanVideo(width=ctx.width, height=ctx.height, fps=fps, frames=frames, copied=True)
 
 
 def _even(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:

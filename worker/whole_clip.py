@@ -14,8 +14,9 @@ pipeline unchanged.
 - **generate**: windows x steps reported as the ``base`` stage's progress (cancel within one
   step), ``MMD_MAX_BATCH`` rows per network call, ``MMD_MAX_WINDOWS`` checked again against the
   plan of the loaded model.
-- **results**: video-to-audio: the upload's own picture over the span, re-encoded at its
-  geometry and frame rate (:mod:`worker.media_span` says why not stream copy), with the
+- **results**: video-to-audio: the upload's own picture over the span, stream-copied when the
+  span is the whole video, else re-encoded at its geometry and frame rate
+  (:mod:`worker.media_span` says why), with the
   generated soundtrack (AAC, 16 kHz); audio-to-video: the generated video (after SR, run
   ``MMD_SR_MAX_BATCH_FRAMES`` frames a call) over the span at 10 fps with the upload's own audio.
   Both streams last ``round(duration_s * 10) / 10`` seconds.
