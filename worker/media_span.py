@@ -149,7 +149,10 @@ def _copy(inp: av.container.InputContainer, vin: av.VideoStream, out_path: Path,
                 continue
             packet.stream = vs
             out.mux(packet)
-        _write_audio(out, ast, np.clip(np.asarray(audio, np.float32), -1.0, 1.0), sample_rate)
+        # the copied video keeps its own start time (e.g. 69 ms after the container's start):
+        # the soundtrack, generated for the frames from that start, begins there too
+        _write_audio(out, ast, np.clip(np.asarray(audio, np.float32), -1.0, 1.0), sample_rate,
+                     offset=round(_stream_start(vin) * sample_rate))
     ctx = vin.codec_context
     return SpanVideo(width=ctx.width, height=ctx.height, fps=fps, frames=frames, copied=True)
 
@@ -171,12 +174,12 @@ def _encode(out: av.container.OutputContainer, vs: av.VideoStream, frame: av.Vid
 
 
 def _write_audio(out: av.container.OutputContainer, ast: av.AudioStream, audio: np.ndarray,
-                 sample_rate: int) -> None:
+                 sample_rate: int, offset: int = 0) -> None:
     size = ast.codec_context.frame_size or AAC_FRAME_SAMPLES
     for start in range(0, audio.shape[0], size):
         af = av.AudioFrame.from_ndarray(audio[start:start + size].reshape(1, -1), format="fltp",
                                         layout="mono")
         af.sample_rate = sample_rate
-        af.pts = start
+        af.pts = offset + start
         out.mux(ast.encode(af))
     out.mux(ast.encode(None))
