@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-samples", type=int, help="outputs to generate (--out gets the "
                                                         "first; the others get -1, -2 ...)")
     parser.add_argument("--start-s", type=float, help="where the window starts in the upload")
+    parser.add_argument("--duration-s", type=float, help="seconds of the upload to cover from "
+                        "--start-s (default: one model window)")
     parser.add_argument("--guidance-scale", type=float, help="conditional guidance scale")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=JSON",
                         help="any other API parameter, dotted for nested ones "
@@ -45,6 +47,7 @@ def build_params(args: argparse.Namespace) -> dict[str, Any]:
     """The API parameters of the command line (flags first, then ``--param``)."""
     p: dict[str, Any] = {"seed": args.seed, "model": args.model, "preset": args.preset,
                          "num_samples": args.num_samples, "start_s": args.start_s,
+                         "duration_s": args.duration_s,
                          "guidance_scale": args.guidance_scale}
     sampler = {k: v for k, v in (("name", args.sampler), ("steps", args.steps)) if v is not None}
     sr: dict[str, Any] = {"enabled": False} if args.no_sr else {}

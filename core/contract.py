@@ -34,7 +34,8 @@ class Progress(Frozen):
         "queued, starting (claimed by a worker), fetch, decode, base, sr, mux, upload, done, "
         "canceled"))
     step: int = Field(0, description=(
-        "sampler steps done in this stage: base counts sampler.steps; sr counts "
+        "sampler steps done in this stage: base counts sampler.steps (a duration_s job: "
+        "windows x sampler.steps); sr counts "
         "super_resolution.steps once per chunk of frames the SR network runs "
         "(MMD_SR_MAX_BATCH_FRAMES); 0 in the other stages"))
     total: int = Field(0, description=(
@@ -122,6 +123,7 @@ class JobResult(Frozen):
     nfe: dict[str, int] = Field(default_factory=dict)
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     batch_size: int = 1  # jobs the worker ran together in one batch (MMD_MAX_BATCH)
+    windows: int = 1  # model windows run (a duration_s job covers its span with several)
     input: InputMedia | None = None  # how the upload was read (None: joint generation)
     # filled in by the gateway when it answers (None in the stored record): the first sample's
     # link that a browser can play without a bearer header (core/signing.py; on S3 presigned)
@@ -160,6 +162,7 @@ class JobSpec(Frozen):
     guidance: Literal["replacement", "gradient"] = "gradient"
     guidance_scale: float = 3.0
     start_s: float = 0.0
+    duration_s: float | None = None  # None: one model window (today's single-window pipeline)
     input_key: str | None = None
     input_filename: str | None = None
     input_url: str | None = None

@@ -51,6 +51,7 @@ UPLOAD_ERROR_CODES: dict[str, tuple[int, str]] = {
     "clip_too_long": (413, "duration over MMD_MAX_CLIP_DURATION_S"),
     "clip_too_short": (422, "less than MMD_MIN_CLIP_DURATION_S of the stream left from start_s"),
     "start_past_end": (422, "start_s at or after the end of the stream"),
+    "span_past_end": (422, "start_s + duration_s past the end of the stream"),
 }
 
 
@@ -96,7 +97,7 @@ _HINT = {
 
 
 def check_upload(path: Path, *, need: Need, settings: Settings,
-                 start_s: float = 0.0) -> UploadInfo:
+                 start_s: float = 0.0, span_s: float | None = None) -> UploadInfo:
     """Sniff then probe ``path`` for an endpoint that needs a ``need`` stream from ``start_s``
     ("any": a readable, allowed media file with a usable video or audio stream; its span is
     checked when it is used, see :func:`check_span`). Raises :class:`UploadRejected`."""
@@ -154,9 +155,9 @@ def check_upload(path: Path, *, need: Need, settings: Settings,
     if need == "any" and len(problems) == sum(s is not None for s in (video, audio)):
         raise next(iter(problems.values()))  # nothing usable: the first stream's reason
     if need == "video":
-        check_span(video_s, start_s, settings, what="video")
+        check_span(video_s, start_s, settings, what="video", span_s=span_s)
     elif need == "audio":
-        check_span(audio_s, start_s, settings, what="audio")
+        check_span(audio_s, start_s, settings, what="audio", span_s=span_s)
     return UploadInfo(
         kind=kind, duration_s=duration,
         has_video=video is not None and "video" not in problems,
@@ -167,13 +168,20 @@ def check_upload(path: Path, *, need: Need, settings: Settings,
 
 
 def check_span(duration_s: float | None, start_s: float, settings: Settings, *,
-               what: str = "clip") -> None:
+               what: str = "clip", span_s: float | None = None) -> None:
     """``422`` unless at least ``MMD_MIN_CLIP_DURATION_S`` of a ``duration_s`` long stream is
     left from ``start_s``: ``start_past_end`` when ``start_s`` is at or after its end,
-    ``clip_too_short`` when less is left. An unknown duration (raw streams) passes: the worker
+    ``clip_too_short`` when less is left, ``span_past_end`` when a job's ``span_s`` (its
+    ``duration_s``) runs past the end. An unknown duration (raw streams) passes: the worker
     finds out. Less than the model's window is padded (``result.input.padded_s``)."""
     if duration_s is None:
         return
+    if span_s is not None and start_s < duration_s and \
+            start_s + span_s > duration_s + _SPAN_SLACK_S:
+        left = duration_s - start_s
+        raise UploadRejected("span_past_end", f"duration_s={span_s:g} from start_s={start_s:g} "
+                             f"runs past the end of the {what}, which lasts {duration_s:.2f} s; "
+                             f"send a duration_s of at most {left:.2f} s")
     minimum = settings.min_clip_duration_s
     latest = max(duration_s - minimum, 0.0)
     if start_s > 0 and start_s >= duration_s:
@@ -193,6 +201,9 @@ def check_span(duration_s: float | None, start_s: float, settings: Settings, *,
 
 
 _DURATION_SLACK_S = 0.002  # container/stream durations are rounded to their time base
+# a duration_s may reach past the stream's stated end by half a model frame (1/20 s): the job
+# covers whole frames at the model's 10 fps, and a "12 s" upload may state 11.98 s
+_SPAN_SLACK_S = 0.05
 
 
 def _stream_duration(stream: StreamInfo | None, info: MediaInfo) -> float | None:

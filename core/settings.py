@@ -233,6 +233,17 @@ class Settings(BaseSettings):
     )
     max_sr_steps: int = Field(250, ge=1, description="super-resolution steps (`422`)")
     max_start_s: float = Field(3600.0, ge=0, description="largest `start_s` (`422`)")
+    max_duration_s: float = Field(
+        60.0, gt=0,
+        description="largest `duration_s` of a video-to-audio / audio-to-video job: the seconds of "
+        "the upload covered by overlapping model windows (`422`)",
+    )
+    max_windows: int = Field(
+        100, ge=1,
+        description="model windows one job may run (`422` at submit, computed from the model's "
+        "window length, `core/windows.py`); 100 covers 60 s on the official (50 windows of 1.6 s) "
+        "and the tiny preset (100 windows of 0.8 s)",
+    )
 
     # --- media safety (gateway probe, worker decode) --------------------------------------
     max_video_width: int = Field(

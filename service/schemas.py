@@ -33,8 +33,14 @@ class _CommonParams(Frozen):
 class _ConditionalParams(_CommonParams):
     guidance: Literal["replacement", "gradient"] = "gradient"
     guidance_scale: float = Field(3.0, ge=0.0, le=100.0)
-    start_s: float = Field(0.0, ge=0.0, description="where the model's window (1 s for "
-                         "demo, 1.6 s for the official models) starts in the upload")
+    start_s: float = Field(0.0, ge=0.0, description="where the covered span (by default the "
+                         "model's window: 1 s for demo, 1.6 s for the official models) starts in "
+                         "the upload")
+    duration_s: float | None = Field(
+        None, gt=0.0,
+        description="seconds of the upload to cover from start_s, with overlapping model windows "
+        "(at most MMD_MAX_DURATION_S and MMD_MAX_WINDOWS windows, and no further than the upload's "
+        "end); None = one model window")
 
 
 class GenerateRequest(_ConditionalParams):

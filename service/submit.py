@@ -14,6 +14,7 @@ from core.netguard import UnsafeURLError, check_url
 from core.sampling import Mode, Sampling, resolve
 from core.settings import Settings
 from core.store import utcnow
+from core.windows import window_count, window_s
 from service.deps import AppState
 from service.errors import ApiError, from_pydantic
 from service.metrics import JOBS_SUBMITTED
@@ -68,10 +69,30 @@ def check_limits(params: Any, settings: Settings, sampling: Sampling) -> str:
     for name, value, limit, env in checks:
         if value > limit:
             raise ApiError(422, f"{name}={value} is above the limit {limit} ({env})", field=name)
+    check_duration(params, settings, settings.models[model].preset)
     if sampling.super_resolution.enabled and settings.models[model].resolved_sr_preset() is None:
         raise ApiError(422, f"model {model!r} has no super-resolution network; send "
                             "super_resolution.enabled=false", field="super_resolution.enabled")
     return str(model)
+
+
+def check_duration(params: Any, settings: Settings, preset: str) -> None:
+    """422 when a request's ``duration_s`` is over ``MMD_MAX_DURATION_S`` or needs more model
+    windows of ``preset`` than ``MMD_MAX_WINDOWS`` (:func:`core.windows.window_count`; a preset
+    the table does not know is left to the worker, which plans the job and refuses it then)."""
+    duration = getattr(params, "duration_s", None)
+    if duration is None:
+        return
+    if duration > settings.max_duration_s:
+        raise ApiError(422, f"duration_s={duration:g} is above the limit "
+                            f"{settings.max_duration_s:g} s (MMD_MAX_DURATION_S); ask for a "
+                            "shorter span", field="duration_s")
+    count = window_count(duration, preset)
+    if count is not None and count > settings.max_windows:
+        each = window_s(preset)
+        raise ApiError(422, f"duration_s={duration:g} needs {count} model windows of {each:g} s "
+                            f"(preset {preset!r}), more than the limit {settings.max_windows} "
+                            "(MMD_MAX_WINDOWS); ask for a shorter span", field="duration_s")
 
 
 def check_urls(params: Any, settings: Settings) -> None:
@@ -162,6 +183,7 @@ def enqueue(state: AppState, base: str, *, job_id: str, mode: Mode, model: str, 
         sampler=sampling.sampler, super_resolution=sampling.super_resolution,
         preset=sampling.preset,
         guidance=params.guidance, guidance_scale=params.guidance_scale, start_s=params.start_s,
+        duration_s=getattr(params, "duration_s", None),
         input_key=input_key, input_filename=input_filename, input_url=input_url,
         webhook_url=str(params.webhook_url) if params.webhook_url else None,
         created_at=utcnow(),

@@ -40,6 +40,7 @@ from core.sampling import (
     SuperResolutionRequest,
     resolve,
 )
+from core.windows import clip_frames
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--input", type=Path, help="video clip (video-to-audio) or audio/video file "
                    "(audio-to-video)")
     r.add_argument("--start-s", type=float, default=0.0, help="where in --input to start (seconds)")
+    r.add_argument("--duration-s", type=float, help="conditional modes: seconds of --input to "
+                   "cover from --start-s with overlapping model windows (default: one window); "
+                   "video-to-audio keeps the input's own picture")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--num-samples", type=int, default=1)
     r.add_argument("--official", action="store_true", help="the official sampler settings "
@@ -145,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
         return _err(f"--mode {args.mode} needs --input (a video clip or an audio file)")
     if args.num_samples < 1:
         return _err(f"--num-samples must be >= 1; got {args.num_samples}")
+    if args.duration_s is not None and (args.mode == "joint" or not args.duration_s > 0):
+        return _err("--duration-s must be > 0 and is only used with --mode video-to-audio or "
+                    "audio-to-video")
 
     from core.settings import ModelSpec, get_settings
     from model.pipeline import GenerationRequest, generate
@@ -181,6 +188,9 @@ def run(args: argparse.Namespace) -> int:
               "not a real sample.", file=sys.stderr)
 
     frames, _channels, height, width = models.unet_cfg.video_size
+    if args.mode != "joint" and args.duration_s is not None and \
+            clip_frames(args.duration_s) != frames:
+        return _whole_clip(args, models, preset)
     condition: dict[str, np.ndarray] = {}
     try:
         if args.mode == "video-to-audio":
@@ -222,4 +232,56 @@ def run(args: argparse.Namespace) -> int:
     print(f"mmd generate: {len(paths)} file(s), {result.frames.shape[2]}x{result.frames.shape[3]} "
           f"{result.frames.shape[1]} frames, NFE {result.nfe}, {timing}"
           + (" (RANDOM weights: noise)" if result.random_weights else ""), file=sys.stderr)
+    return 0
+
+
+def _whole_clip(args: argparse.Namespace, models: Any, preset: str) -> int:
+    """``--duration-s``: the span of ``--input`` through :mod:`worker.whole_clip` (the worker's
+    path for a ``duration_s`` job; limits from the ``MMD_*`` settings)."""
+    import os
+    import tempfile
+
+    from core.contract import JobSpec
+    from core.settings import Settings
+    from core.store import utcnow
+    from worker.errors import JobFailed
+    from worker.media import MediaError
+    from worker.whole_clip import decode_span, mux_whole_clip, run_whole_clip
+
+    sampler = SamplerRequest(name=args.sampler, steps=args.steps, order=args.order,
+                             method=args.method)
+    sr = SuperResolutionRequest(sampler=args.sr_sampler, steps=args.sr_steps,
+                                enabled=not args.no_sr)
+    settings = Settings()
+    bars = _Bars()
+    try:
+        sampling = resolve(args.mode, "official" if args.official else "fast", sampler, sr)
+        spec = JobSpec(id="local", mode=args.mode, model=preset, seed=args.seed,
+                       num_samples=args.num_samples, sampler=sampling.sampler,
+                       super_resolution=sampling.super_resolution, preset=sampling.preset,
+                       guidance=args.guidance, guidance_scale=args.guidance_scale,
+                       start_s=args.start_s, duration_s=args.duration_s, created_at=utcnow())
+        span = decode_span(spec, args.input, models.unet_cfg, settings)
+        out = run_whole_clip(spec, models, span, settings, bars,
+                             sr_on=models.sr is not None and not args.no_sr)
+        bars.close()
+        paths = output_paths(args.out, args.num_samples)
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=paths[0].parent) as tmp:
+            muxed = mux_whole_clip(out, Path(tmp), settings)
+            for src, dst in zip(muxed.paths, paths, strict=True):
+                os.replace(src, dst)
+                print(dst)
+    except MediaError as exc:
+        return _err(f"{args.input}: {exc} [{exc.code}]")
+    except (ValueError, JobFailed) as exc:
+        return _err(str(exc))
+    except KeyboardInterrupt:
+        print("mmd generate: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        bars.close()
+    print(f"mmd generate: {len(paths)} file(s), {muxed.width}x{muxed.height} {muxed.fps} fps "
+          f"{muxed.duration_s:.2f} s, {out.windows} windows, NFE {out.nfe}"
+          + (" (RANDOM weights: noise)" if out.random_weights else ""), file=sys.stderr)
     return 0

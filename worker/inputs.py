@@ -76,7 +76,8 @@ def decode_input(spec: JobSpec, src: Path, unet_cfg: Any,
     if spec.input_url:  # fetched here, so the gateway never checked it: same checks now
         need: Need = "video" if spec.mode == "video-to-audio" else "audio"
         try:
-            check_upload(src, need=need, settings=settings, start_s=spec.start_s)
+            check_upload(src, need=need, settings=settings, start_s=spec.start_s,
+                         span_s=spec.duration_s)
         except UploadRejected as exc:
             raise JobFailed(exc.code, f"{spec.input_url}: {exc.detail}") from exc
     max_bytes, timeout_s = settings.max_upload_bytes, settings.decode_timeout_s

@@ -107,16 +107,25 @@ def _per_eval(models: Any) -> tuple[float, float]:
     return base, sr
 
 
-def stage_weights(spec: JobSpec, models: Any, sr_on: bool) -> StageWeights:
-    """The base and SR stages' shares of ``spec``'s expected compute on ``models``."""
+def stage_weights(spec: JobSpec, models: Any, sr_on: bool, span: Any = None) -> StageWeights:
+    """The base and SR stages' shares of ``spec``'s expected compute on ``models``; a
+    whole-clip job (``span``: its ``worker.whole_clip.SpanInput``) runs the base network once
+    per window and SR once per frame of the span."""
     base_eval, sr_eval = _per_eval(models)
-    base_evals = float(spec.sampler.steps)
+    frames = int(models.unet_cfg.video_size[0])
+    windows = 1
+    if span is not None:
+        from core.windows import default_overlap
+
+        stride = frames - default_overlap(frames)
+        windows = 1 if span.frames <= frames else 1 + -(-(span.frames - frames) // stride)
+        frames = span.frames
+    base_evals = float(spec.sampler.steps) * windows
     if spec.mode != "joint" and spec.guidance == "gradient":
         base_evals *= 1.0 + BACKWARD_COST
     base = base_evals * base_eval
     if not sr_on:
         return StageWeights(base=1.0, sr=0.0)
-    frames = int(models.unet_cfg.video_size[0])
     sr = float(spec.super_resolution.steps) * frames * sr_eval
     return StageWeights(base=base / (base + sr), sr=sr / (base + sr))
 

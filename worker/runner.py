@@ -34,6 +34,14 @@ from worker.outputs import mux_samples, upload_samples
 from worker.progress import stage_weights, step_counter
 from worker.sampling import generation_request, spec_key
 from worker.webhooks import WebhookSender
+from worker.whole_clip import (
+    SpanInput,
+    WholeClipOutput,
+    decode_span,
+    is_whole_clip,
+    mux_whole_clip,
+    run_whole_clip,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,7 @@ class _Run:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     fraction: float = 0.0  # the last progress fraction reported
     input_media: InputMedia | None = None  # how a conditional job's input was read
+    span: SpanInput | None = None  # a duration_s job's decoded span (worker.whole_clip)
 
     @property
     def sr_on(self) -> bool:
@@ -131,6 +140,13 @@ class JobRunner:
                 raise JobFailed("unknown_model", f"model {spec.model!r} is not loaded by this "
                                 f"worker (loaded: {sorted(self.models)}); check MMD_MODELS")
             cond_video = cond_audio = None
+            if is_whole_clip(spec, run.models.unet_cfg):
+                src = self._stage(run, "fetch", lambda: fetch_input(spec, run.tmp, self.storage,
+                                                                    self.settings))
+                run.span = self._stage(run, "decode", lambda: decode_span(
+                    spec, src, run.models.unet_cfg, self.settings))
+                run.input_media = run.span.media
+                return True
             if spec.mode != "joint":
                 src = self._stage(run, "fetch", lambda: fetch_input(spec, run.tmp, self.storage,
                                                                     self.settings))
@@ -149,6 +165,13 @@ class JobRunner:
         from model.samplers import SamplingCancelled
 
         models = group[0].models
+        if (span := group[0].span) is not None:  # runs alone (worker.sampling.spec_key)
+            run = group[0]
+            try:
+                return [run_whole_clip(run.spec, models, span, self.settings,
+                                       self._progress_fn(run), run.sr_on)]
+            except Exception as exc:  # noqa: BLE001 - recorded as the job's outcome
+                return [exc]
         samples = sum(run.spec.num_samples for run in group)
         if len(group) > 1:
             reason = batch_too_large(models, len(group), samples, sr=group[0].sr_on,
@@ -198,18 +221,23 @@ class JobRunner:
         for stage, peak in gen.peak_memory_bytes.items():
             metrics.PEAK_MEMORY.labels(stage=stage).set(peak)  # CUDA only
         spec = run.spec
-        paths = self._stage(run, "mux", lambda: mux_samples(gen, run.tmp))
+        if isinstance(gen, WholeClipOutput):
+            muxed = self._stage(run, "mux", lambda: mux_whole_clip(gen, run.tmp, self.settings))
+            paths, windows = muxed.paths, gen.windows
+            width, height, fps, duration = muxed.width, muxed.height, muxed.fps, muxed.duration_s
+        else:
+            paths, windows = self._stage(run, "mux", lambda: mux_samples(gen, run.tmp)), 1
+            _, count, height, width, _ = gen.frames.shape
+            fps, duration = int(gen.fps), count / gen.fps
         samples = self._stage(run, "upload", lambda: upload_samples(spec.id, paths, self.storage))
-        frames = gen.frames
         return JobResult(
             url=samples[0].url, bytes=samples[0].bytes, sha256=samples[0].sha256,
-            duration_s=round(frames.shape[1] / gen.fps, 6), random_weights=bool(gen.random_weights),
-            model=spec.model, num_samples=len(samples), width=int(frames.shape[3]),
-            height=int(frames.shape[2]), fps=int(gen.fps),
-            sample_rate=mp4_sample_rate(int(gen.sample_rate)),
+            duration_s=round(duration, 6), random_weights=bool(gen.random_weights),
+            model=spec.model, num_samples=len(samples), width=int(width), height=int(height),
+            fps=fps, sample_rate=mp4_sample_rate(int(gen.sample_rate)),
             samples=samples, nfe={k: int(v) for k, v in gen.nfe.items()},
             stage_seconds={k: round(v, 4) for k, v in run.stage_seconds.items()},
-            batch_size=int(gen.batch_size), input=run.input_media,
+            batch_size=int(gen.batch_size), input=run.input_media, windows=windows,
         )
 
     # --- progress ---------------------------------------------------------------------
@@ -228,7 +256,7 @@ class JobRunner:
         """The pipeline's progress callback for ``run``: progress in sampler steps per stage and
         one fraction weighted by expected compute (``worker.progress``); once a cancel was asked
         for, marks the job canceled at once and raises ``SamplingCancelled``."""
-        weights = stage_weights(run.spec, run.models, run.sr_on)
+        weights = stage_weights(run.spec, run.models, run.sr_on, span=run.span)
         base_steps = step_counter(run.spec.sampler)
         job_id = run.spec.id
 

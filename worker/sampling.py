@@ -53,5 +53,7 @@ def spec_key(spec: JobSpec) -> tuple[object, ...] | None:
     None = this job always runs alone."""
     from model.pipeline import batch_key
 
+    if spec.duration_s is not None:  # a span of windows runs alone (worker.whole_clip)
+        return None
     key = batch_key(generation_request(spec, sr_on=spec.super_resolution.enabled))
     return None if key is None else (spec.model, spec.num_samples, key)

@@ -91,6 +91,10 @@ def generate(body: GenerateRequest, request: Request, state: State, owner: Owner
     model = check_limits(body, state.settings, sampling)
     input_key = input_filename = input_url = None
     if body.mode == "joint":
+        if body.duration_s is not None:
+            raise ApiError(422, "duration_s is only used with mode 'audio-to-video' (and on "
+                                "POST /video-to-audio); joint generation makes one model window",
+                           field="duration_s")
         if body.upload_id or body.audio_url:
             raise ApiError(422, "upload_id/audio_url are only used with mode "
                                 "'audio-to-video'; remove them for joint generation",
@@ -111,7 +115,8 @@ def generate(body: GenerateRequest, request: Request, state: State, owner: Owner
                 raise ApiError(422, f"the upload has no usable audio stream ({why}); "
                                     "audio-to-video needs an audio file",
                                code="no_audio_stream", field="upload_id")
-            check_span(info.get("audio_duration_s"), body.start_s, state.settings, what="audio")
+            check_span(info.get("audio_duration_s"), body.start_s, state.settings, what="audio",
+                       span_s=body.duration_s)
             input_key, input_filename = info["key"], info["filename"]
         else:
             input_url = str(body.audio_url)
@@ -151,7 +156,8 @@ async def _conditional(request: Request, state: AppState, idempotency_key: str |
         assert form.file_path is not None
         await run_in_threadpool(check_urls, params, settings)
         await run_in_threadpool(lambda: check_upload(form.file_path, need=need,  # type: ignore[arg-type]
-                                                     settings=settings, start_s=params.start_s))
+                                                     settings=settings, start_s=params.start_s,
+                                                     span_s=params.duration_s))
         job_id = new_id()
         await run_in_threadpool(admit, state, owner, job_id)
     except BaseException:
@@ -181,8 +187,9 @@ async def _conditional(request: Request, state: AppState, idempotency_key: str |
              responses=_CONDITIONAL, openapi_extra=conditional_form_doc())
 async def video_to_audio(request: Request, state: State, owner: Owner,
                          idempotency_key: IdemHeader = None) -> JSONResponse:
-    """Upload a clip (multipart ``file``); the soundtrack is generated for its first 1.6 s (or
-    from ``start_s``). Parameters as form fields or a JSON ``params`` part."""
+    """Upload a clip (multipart ``file``); the soundtrack is generated for one model window
+    (1.6 s officially) from ``start_s``, or for ``duration_s`` seconds, and comes back with the
+    clip's own picture. Parameters as form fields or a JSON ``params`` part."""
     return await _conditional(request, state, idempotency_key, "video-to-audio", "video", owner)
 
 

@@ -146,3 +146,25 @@ def test_subprocess_random_weights(tmp_path: Path) -> None:
     for first, second in zip(written, output_paths(again, 2), strict=False):
         assert first.read_bytes() == second.read_bytes()
     assert written[0].read_bytes() != written[1].read_bytes()
+
+
+def test_duration_s_covers_the_span_with_the_inputs_own_picture(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]
+                                                                ) -> None:
+    """``--duration-s 2.5`` of a 3 s 48x48 clip from 0.3 s: 25 frames of the clip's own picture
+    (48x48, not the model's 16x16) with 2.5 s of generated sound; 4 tiny windows."""
+    from tests.helpers.media import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", seconds=3.0, size=48)
+    out = tmp_path / "long.mp4"
+    rc = main(["generate", "--no-sr", "--mode", "video-to-audio", "--input", str(clip),
+               "--start-s", "0.3", "--duration-s", "2.5", "--sampler", "ddim", "--steps", "2",
+               "--guidance", "replacement", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert "4 windows" in capsys.readouterr().err
+    frames, fps, rate, samples = _read(out)
+    assert len(frames) == 25 and fps == 10.0 and frames[0].shape == (48, 48, 3)
+    assert abs(samples / rate - 2.5) <= 0.1  # within one video frame
+    expected = decode_video_clip(clip, start_s=0.3, num_frames=25, fps=10, size=48)
+    assert np.abs(np.stack(frames).astype(int) - expected.astype(int)).mean() < 12
+    assert main(["generate", "--duration-s", "2", "--out", str(tmp_path / "x.mp4")]) == 2
