@@ -38,19 +38,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.windows import seam
-from core.windows import FPS, default_overlap, window_frames
+from core.windows import default_overlap, window_geometry
 from model.windows import WindowPlan, plan_windows
 
 RATE = 16000  # every result's soundtrack
+FPS = 10  # the official models' frame rate (measure() takes the preset's)
 MAX_LAG = 5
 
 
-def read_result(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(grey float32 [F] frames at 10 fps (nearest source frame), audio float32 [T] at
+def read_result(path: Path, fps: int = FPS) -> tuple[np.ndarray, np.ndarray]:
+    """``(grey float32 [F] frames at ``fps`` (nearest source frame), audio float32 [T] at
     16 kHz)`` of an MP4."""
     with av.open(str(path)) as c:
         vs = c.streams.video[0]
-        rate = float(vs.average_rate or FPS)
+        rate = float(vs.average_rate or fps)
         frames = [(float(f.time or 0.0), f.to_ndarray(format="gray").astype(np.float32))
                   for f in c.decode(vs)]
     with av.open(str(path)) as c:
@@ -60,8 +61,8 @@ def read_result(path: Path) -> tuple[np.ndarray, np.ndarray]:
     audio = np.concatenate(chunks).astype(np.float32)
     t0 = frames[0][0]
     times = np.array([t - t0 for t, _ in frames])
-    n = max(1, round(len(frames) / rate * FPS))  # the clip's length in model frames
-    picked = [frames[int(np.argmin(np.abs(times - k / FPS)))][1] for k in range(n)]
+    n = max(1, round(len(frames) / rate * fps))  # the clip's length in model frames
+    picked = [frames[int(np.argmin(np.abs(times - k / fps)))][1] for k in range(n)]
     return np.stack(picked), audio
 
 
@@ -70,9 +71,9 @@ def motion(video: np.ndarray) -> np.ndarray:
     return np.abs(np.diff(video, axis=0)).mean(axis=(1, 2))
 
 
-def onsets(audio: np.ndarray, frames: int) -> np.ndarray:
-    """Positive change of the log RMS level per 1/10 s: ``[frames - 1]``."""
-    hop = RATE // FPS
+def onsets(audio: np.ndarray, frames: int, fps: int = FPS) -> np.ndarray:
+    """Positive change of the log RMS level per frame (1 / ``fps`` s): ``[frames - 1]``."""
+    hop = RATE // fps
     blocks = audio[: frames * hop].reshape(-1, hop) if audio.size >= frames * hop else \
         np.pad(audio, (0, frames * hop - audio.size)).reshape(-1, hop)
     level = 20 * np.log10(np.sqrt((blocks ** 2).mean(axis=1)) + 1e-4)
@@ -91,19 +92,28 @@ def sync(m: np.ndarray, o: np.ndarray) -> tuple[float, int]:
     return corr(0), max(lags, key=corr)
 
 
-def plan_for(frames: int, preset: str) -> WindowPlan:
-    wf = window_frames(preset)
-    if wf is None:
+def preset_fps(preset: str) -> int:
+    geometry = window_geometry(preset)
+    if geometry is None:
         raise SystemExit(f"unknown preset {preset!r}; add its window to core/windows.py")
-    return plan_windows(frames / FPS, window_frames=wf, window_samples=wf * RATE // FPS,
-                        overlap_frames=default_overlap(wf), fps=FPS, sample_rate=RATE)
+    return geometry.fps
+
+
+def plan_for(frames: int, preset: str) -> WindowPlan:
+    geometry = window_geometry(preset)
+    if geometry is None:
+        raise SystemExit(f"unknown preset {preset!r}; add its window to core/windows.py")
+    wf, fps = geometry.frames, geometry.fps
+    return plan_windows(frames / fps, window_frames=wf, window_samples=wf * RATE // fps,
+                        overlap_frames=default_overlap(wf), fps=fps, sample_rate=RATE)
 
 
 def measure(path: Path, preset: str) -> dict[str, float]:
-    video, audio = read_result(path)
+    fps = preset_fps(preset)
+    video, audio = read_result(path, fps)
     frames = video.shape[0]
     plan = plan_for(frames, preset)
-    m, o = motion(video), onsets(audio, frames)
+    m, o = motion(video), onsets(audio, frames, fps)
     whole, whole_lag = sync(m, o)
     per = [sync(m[w.frame_start:w.frame_end - 1], o[w.frame_start:w.frame_end - 1])
            for w in plan.windows]

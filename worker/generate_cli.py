@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
 
     frames, _channels, height, width = models.unet_cfg.video_size
     if args.mode != "joint" and args.duration_s is not None and \
-            clip_frames(args.duration_s) != frames:
+            clip_frames(args.duration_s, models.unet_cfg.fps) != frames:
         return _whole_clip(args, models, preset)
     condition: dict[str, np.ndarray] = {}
     try:

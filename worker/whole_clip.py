@@ -6,10 +6,12 @@ A job runs this path when it has a ``duration_s`` that is not exactly one model 
 frame, :func:`is_whole_clip`); without one (or at one window) it runs today's single-window
 pipeline unchanged.
 
-- **decode**: video-to-audio: ``round(duration_s * 10)`` frames at the model's 10 fps and frame
-  size (``uint8 [F, h, w, 3]``); audio-to-video: the span at the model's sample rate
-  (:func:`model_rate`: 16 kHz officially) for the condition, and again at 16 kHz mono for the
-  result's soundtrack. ``MMD_MAX_DECODED_FRAMES`` / ``MMD_MAX_DECODED_SAMPLES`` and
+- **decode**: video-to-audio: ``round(duration_s * fps)`` frames at the model's ``fps``
+  (``UNetConfig.fps``: 10 officially, 8 for demo) and frame size (``uint8 [F, h, w, 3]``);
+  audio-to-video: the span at the model's sample rate (:func:`model_rate`: 16 kHz officially,
+  2048 Hz for demo) for the condition, and again at the MP4 rate
+  (``worker.muxing.mp4_sample_rate`` of it, at least 16 kHz) mono for the result's soundtrack.
+  ``MMD_MAX_DECODED_FRAMES`` / ``MMD_MAX_DECODED_SAMPLES`` and
   ``MMD_DECODE_TIMEOUT_S`` bound each decode as for one window.
 - **generate**: windows x steps reported as the ``base`` stage's progress (cancel within one
   step), ``MMD_MAX_BATCH`` rows per network call, ``MMD_MAX_WINDOWS`` checked again against the
@@ -17,9 +19,10 @@ pipeline unchanged.
 - **results**: video-to-audio: the upload's own picture over the span, stream-copied when the
   span is the whole video, else re-encoded at its geometry and frame rate
   (:mod:`worker.media_span` says why), with the
-  generated soundtrack (AAC, 16 kHz); audio-to-video: the generated video (after SR, run
-  ``MMD_SR_MAX_BATCH_FRAMES`` frames a call) over the span at 10 fps with the upload's own audio.
-  Both streams last ``round(duration_s * 10) / 10`` seconds.
+  generated soundtrack resampled to the MP4 rate as the single-window muxer does (AAC);
+  audio-to-video: the generated video (after SR, run ``MMD_SR_MAX_BATCH_FRAMES`` frames a call)
+  over the span at the model's fps with the upload's own audio.
+  Both streams last ``round(duration_s * fps) / fps`` seconds.
 """
 
 from __future__ import annotations
@@ -34,40 +37,55 @@ import numpy as np
 
 from core.contract import InputMedia, JobSpec
 from core.settings import Settings
-from core.windows import FPS, clip_frames
+from core.windows import clip_frames, span_sample_rate
 from worker.errors import JobFailed
-
-RESULT_SAMPLE_RATE = 16000  # every result's soundtrack (model.pipeline_types.SAMPLE_RATE)
 
 
 def is_whole_clip(spec: JobSpec, unet_cfg: Any) -> bool:
     """True when ``spec`` covers a span other than exactly one window of the loaded model."""
     return spec.mode != "joint" and spec.duration_s is not None and \
-        clip_frames(spec.duration_s) != int(unet_cfg.video_size[0])
+        clip_frames(spec.duration_s, int(unet_cfg.fps)) != int(unet_cfg.video_size[0])
 
 
 def model_rate(unet_cfg: Any) -> int:
-    """The audio rate at which the model's window spans as long as its frames at 10 fps
-    (official: 25,600 samples / 1.6 s = 16 kHz; the tiny test preset: 2048 / 0.8 s = 2560 Hz)."""
+    """The audio rate whole clips of the model are planned at: its ``sample_rate`` (official:
+    16 kHz, demo: 2048 Hz), or for the tiny test preset the rate its window spans at its fps
+    (:func:`core.windows.span_sample_rate` says why)."""
     frames, samples = int(unet_cfg.video_size[0]), int(unet_cfg.audio_size[1])
-    if (samples * FPS) % frames:
+    fps = int(unet_cfg.fps)
+    rate = span_sample_rate(frames, samples, fps, int(unet_cfg.sample_rate))
+    if rate is None:
         raise JobFailed("invalid_request", f"the model's window ({frames} frames, {samples} "
-                        f"samples) has no whole sample rate at {FPS} fps; it cannot run "
+                        f"samples) has no whole sample rate at {fps} fps; it cannot run "
                         "duration_s jobs")
-    return samples * FPS // frames
+    return rate
+
+
+def result_rate(unet_cfg: Any) -> int:
+    """The soundtrack rate of a whole-clip result: the MP4 rate of :func:`model_rate` (the
+    single-window muxer's ``worker.muxing.mp4_sample_rate``)."""
+    from worker.muxing import mp4_sample_rate
+
+    return mp4_sample_rate(model_rate(unet_cfg))
 
 
 @dataclass(frozen=True)
 class SpanInput:
     """The decoded span: ``condition`` (video-to-audio: ``uint8 [F, h, w, 3]``; audio-to-video:
-    ``float32 [T]`` at :func:`model_rate`), how it was read, the source file, and
-    (audio-to-video) the upload's audio over the span at 16 kHz for the result."""
+    ``float32 [T]`` at :func:`model_rate`), how it was read, the source file, frames of the
+    span at ``fps`` (the model's), and (audio-to-video) the upload's audio over the span at
+    :func:`result_rate` for the result."""
 
     condition: np.ndarray
     media: InputMedia
     src: Path
     frames: int
+    fps: int
     original_audio: np.ndarray | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps
 
 
 def decode_span(spec: JobSpec, src: Path, unet_cfg: Any, settings: Settings) -> SpanInput:
@@ -75,27 +93,28 @@ def decode_span(spec: JobSpec, src: Path, unet_cfg: Any, settings: Settings) -> 
     from worker import media
 
     assert spec.duration_s is not None
-    frames = clip_frames(spec.duration_s)
+    fps = int(unet_cfg.fps)
+    frames = clip_frames(spec.duration_s, fps)
     max_bytes, timeout_s = settings.max_upload_bytes, settings.decode_timeout_s
     try:
         if spec.mode == "video-to-audio":
             video = media.decode_video_input(
-                src, start_s=spec.start_s, num_frames=frames, fps=FPS, size=unet_cfg.video_size[2],
+                src, start_s=spec.start_s, num_frames=frames, fps=fps, size=unet_cfg.video_size[2],
                 pad_end=True, max_frames=settings.max_decoded_frames,
                 max_pixels=settings.max_video_width * settings.max_video_height,
                 max_bytes=max_bytes, timeout_s=timeout_s)
             return SpanInput(video.frames, InputMedia(
                 stream="video", padded_s=video.padded_s, width=video.width, height=video.height,
                 rotation=video.orientation.rotation, mirrored=video.orientation.mirrored),
-                src, frames)
-        rate = model_rate(unet_cfg)
+                src, frames, fps)
+        rate, out_rate = model_rate(unet_cfg), result_rate(unet_cfg)
         cond = media.decode_audio_input(src, start_s=spec.start_s,
-                                        num_samples=math.ceil(frames * rate / FPS),
+                                        num_samples=math.ceil(frames * rate / fps),
                                         sample_rate=rate, max_samples=settings.max_decoded_samples,
                                         max_bytes=max_bytes, timeout_s=timeout_s)
-        own = cond if rate == RESULT_SAMPLE_RATE else media.decode_audio_input(
-            src, start_s=spec.start_s, num_samples=frames * RESULT_SAMPLE_RATE // FPS,
-            sample_rate=RESULT_SAMPLE_RATE, max_samples=settings.max_decoded_samples,
+        own = cond if rate == out_rate else media.decode_audio_input(
+            src, start_s=spec.start_s, num_samples=math.ceil(frames * out_rate / fps),
+            sample_rate=out_rate, max_samples=settings.max_decoded_samples,
             max_bytes=max_bytes, timeout_s=timeout_s)
     except (media.MediaError, JobFailed):
         raise
@@ -104,15 +123,16 @@ def decode_span(spec: JobSpec, src: Path, unet_cfg: Any, settings: Settings) -> 
                         f"decoded ({type(exc).__name__}: {exc}); re-encode it (H.264 MP4 "
                         "or WAV)") from exc
     return SpanInput(cond.samples, InputMedia(stream="audio", padded_s=cond.padded_s,
-                                              layout=cond.layout), src, frames,
-                     own.samples[:frames * RESULT_SAMPLE_RATE // FPS])
+                                              layout=cond.layout), src, frames, fps,
+                     own.samples[:round(frames * out_rate / fps)])
 
 
 @dataclass(frozen=True)
 class WholeClipOutput:
     """A whole-clip job's generated media. ``frames``: audio-to-video ``uint8 [N, F, H, W, 3]``
-    at 10 fps (None for video-to-audio: the picture is the upload's); ``audio``: ``float32 [N,
-    T]`` at 16 kHz (video-to-audio: generated; audio-to-video: the upload's)."""
+    at ``fps`` (the model's; None for video-to-audio: the picture is the upload's); ``audio``:
+    ``float32 [N, T]`` at ``sample_rate`` (:func:`result_rate`; video-to-audio: generated and
+    resampled; audio-to-video: the upload's)."""
 
     mode: str
     frames: np.ndarray | None
@@ -123,8 +143,8 @@ class WholeClipOutput:
     nfe: dict[str, int]
     stage_seconds: dict[str, float]
     random_weights: bool
-    fps: int = FPS
-    sample_rate: int = RESULT_SAMPLE_RATE
+    fps: int
+    sample_rate: int
     batch_size: int = 1
     peak_memory_bytes: dict[str, int] = field(default_factory=dict)
 
@@ -138,14 +158,14 @@ def run_whole_clip(spec: JobSpec, models: Any, span: SpanInput, settings: Settin
     from model.whole_clip import generate_whole_clip
     from worker.sampling import sampler_spec
 
-    rate = model_rate(models.unet_cfg)
+    rate, out_rate = model_rate(models.unet_cfg), result_rate(models.unet_cfg)
     assert spec.duration_s is not None
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     out = generate_whole_clip(
         models, direction=spec.mode,  # type: ignore[arg-type]
         condition=torch.from_numpy(np.ascontiguousarray(span.condition)),
-        duration_s=span.frames / FPS, fps=FPS, sample_rate=rate, seed=spec.seed,
+        duration_s=span.duration_s, fps=span.fps, sample_rate=rate, seed=spec.seed,
         sampler=sampler_spec(spec.sampler), guidance=spec.guidance,
         guidance_scale=spec.guidance_scale, num_samples=spec.num_samples,
         max_batch=settings.max_batch * spec.num_samples, max_windows=settings.max_windows,
@@ -165,10 +185,11 @@ def run_whole_clip(spec: JobSpec, models: Any, span: SpanInput, settings: Settin
         audio = np.broadcast_to(span.original_audio,
                                 (spec.num_samples, span.original_audio.shape[0])).copy()
     else:
-        audio = _resample(out.audio.cpu().numpy().astype(np.float32), rate)
+        audio = _resample(out.audio.cpu().numpy().astype(np.float32), rate, out_rate)
     return WholeClipOutput(mode=spec.mode, frames=frames, audio=audio, span=span,
                            start_s=spec.start_s, windows=out.windows, nfe=nfe,
-                           stage_seconds=seconds, random_weights=bool(models.random_weights))
+                           stage_seconds=seconds, random_weights=bool(models.random_weights),
+                           fps=span.fps, sample_rate=out_rate)
 
 
 def _super_resolve(spec: JobSpec, models: Any, video: Any, progress: Any) -> tuple[Any, int, int]:
@@ -196,15 +217,14 @@ def _to_uint8(video: Any) -> np.ndarray:
     return out
 
 
-def _resample(audio: np.ndarray, rate: int) -> np.ndarray:
-    """``float32 [N, T]`` at ``rate`` -> 16 kHz (linear interpolation; only the tiny test preset
-    runs at another rate, the official models generate 16 kHz directly)."""
-    if rate == RESULT_SAMPLE_RATE:
+def _resample(audio: np.ndarray, rate: int, out_rate: int) -> np.ndarray:
+    """``float32 [N, T]`` at ``rate`` -> ``out_rate`` with the single-window muxer's resampler
+    (``worker.muxing.resample``; the official models generate 16 kHz, the MP4 rate, directly)."""
+    from worker.muxing import resample
+
+    if rate == out_rate:
         return audio
-    n = round(audio.shape[1] * RESULT_SAMPLE_RATE / rate)
-    t_out = np.arange(n) / RESULT_SAMPLE_RATE
-    t_in = np.arange(audio.shape[1]) / rate
-    return np.stack([np.interp(t_out, t_in, row) for row in audio]).astype(np.float32)
+    return np.stack([resample(row, rate, out_rate) for row in audio])
 
 
 @dataclass(frozen=True)
@@ -223,12 +243,13 @@ def mux_whole_clip(gen: WholeClipOutput, tmp: Path, settings: Settings) -> Muxed
     from worker import media
     from worker.media_span import reencode_span
 
-    duration = gen.span.frames / FPS
+    duration = gen.span.duration_s
     paths = [tmp / f"sample_{i}.mp4" for i in range(gen.audio.shape[0])]
     if gen.frames is not None:
         for path, frames, audio in zip(paths, gen.frames, gen.audio, strict=True):
-            media.mux_mp4(path, frames, audio, fps=FPS, sample_rate=gen.sample_rate)
-        return Muxed(paths, int(gen.frames.shape[3]), int(gen.frames.shape[2]), FPS, duration)
+            media.mux_mp4(path, frames, audio, fps=gen.fps, sample_rate=gen.sample_rate)
+        return Muxed(paths, int(gen.frames.shape[3]), int(gen.frames.shape[2]), gen.fps,
+                     duration)
     written = None
     for path, audio in zip(paths, gen.audio, strict=True):
         written = reencode_span(gen.span.src, path, start_s=gen.start_s, duration_s=duration,
