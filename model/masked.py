@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from model.conditional import Guidance
-from model.denoiser import Denoiser, joint_denoiser
+from model.denoiser import Denoiser, Prediction, joint_denoiser
 from model.samplers.api import JointEps, continuous_schedule, discrete_schedule, run_spec
 from model.samplers.common import Callback, NoiseFn, generator_noise, notify
 from model.samplers.ddpm import gather, index_tensor, p_sample
@@ -192,18 +192,20 @@ def sample_masked(
     eps_fn: JointEps, x_T: AV, spec: SamplerSpec, *, known: AV, mask: AV,
     guidance: Guidance = "gradient", scale: float = 3.0, loss_scale: float = 1.0,
     generator: torch.Generator | None = None, callback: Callback | None = None,
-    noise_fn: NoiseFn | None = None,
+    noise_fn: NoiseFn | None = None, prediction: Prediction = "eps",
 ) -> AV:
     """Sample ``x_T = AV(video [B,F,C,H,W], audio [B,C,L])`` with the parts where ``mask`` is
-    True given by ``known`` (same shapes; clean values in [-1, 1]); ``x_T`` is also the fixed
-    re-noising noise of the given parts. ``spec.name == "ddpm"``: the official loop; else the
-    fast samplers. The returned state equals ``known`` wherever ``mask`` is True."""
+    True given by ``known`` (same shapes; clean values in the network's domain); ``x_T`` is also
+    the fixed re-noising noise of the given parts. ``spec.name == "ddpm"``: the official loop;
+    else the fast samplers. ``prediction``: what ``eps_fn`` returns, ``"eps"`` or ``"v"`` (as
+    for :func:`model.samplers.sample_conditional`). The returned state equals ``known`` wherever
+    ``mask`` is True."""
     check_state(x_T, "x_T")
     _check(x_T, known, mask)
     if guidance not in ("replacement", "gradient"):
         raise ValueError(f"guidance {guidance!r} is unknown; expected 'replacement' or 'gradient'")
     known = AV(known.video.to(x_T.video.dtype), known.audio.to(x_T.audio.dtype))
-    denoiser = joint_denoiser(eps_fn)
+    denoiser = joint_denoiser(eps_fn, prediction)
     if spec.name == "ddpm":
         if spec.official_compat:
             raise ValueError("official_compat output is not defined for masked sampling; use "

@@ -34,7 +34,8 @@ __all__ = ["WholeClipResult", "default_overlap", "generate_whole_clip", "unet_wi
 class WholeClipResult:
     """``video`` float ``[N, frames, 3, H, W]`` (audio-to-video: the generated base video, in
     model range, unclamped; video-to-audio: the condition), ``audio`` float32 ``[N, samples]``
-    (video-to-audio: generated, clipped to [-1, 1]; audio-to-video: the condition).
+    (video-to-audio: generated, divided by ``audio_scale`` and clipped to [-1, 1], as in the
+    single-window pipeline; audio-to-video: the condition).
     ``windows``: model windows run; ``nfe``: window evaluations of the U-Net (``forward``,
     ``backward`` with gradient guidance) and batched network ``calls``. ``method``: the
     method that ran (``fused``, ``autoregressive`` or ``single-window``)."""
@@ -117,7 +118,12 @@ def generate_whole_clip(
         ``fps``; audio-to-video: float ``[samples]`` in [-1, 1] at ``sample_rate``. At least
         ``duration_s`` long (extra is ignored).
     :param fps, sample_rate: the model's media geometry (its window spans
-        ``video_size[0] / fps == audio_size[1] / sample_rate`` seconds).
+        ``video_size[0] / fps == audio_size[1] / sample_rate`` seconds;
+        ``core.windows.span_sample_rate`` gives the rate for the tiny test preset).
+
+    The network runs as in the single-window pipeline: ``UNetConfig.prediction`` (eps or v)
+    converted to eps for the samplers, audio conditions multiplied by ``audio_scale`` and
+    generated audio divided by it.
     :param overlap_frames: least window overlap; default :func:`default_overlap`.
     :param method: ``auto`` (default) = ``fused`` for the fixed-step fast samplers (ddim,
         dpm_solver(++) singlestep / multistep), ``autoregressive`` for the DDPM loop and adaptive
@@ -152,19 +158,24 @@ def generate_whole_clip(
     if max_windows is not None and plan.count > max_windows:
         raise ValueError(f"{plan.duration_s:.2f} s needs {plan.count} model windows; the limit "
                          f"is {max_windows} (MMD_MAX_WINDOWS): ask for a shorter duration_s")
+    cfg = models.unet_cfg
     cond = _condition_tensor(direction, condition, plan, models, num_samples)
+    # the network's domain, as in the single-window base stage: audio x audio_scale
+    net_cond = cond * cfg.audio_scale if c == "audio" else cond
     network = net if net is not None else unet_window_net(models)
     kw = {"guidance": guidance, "scale": guidance_scale, "seed": seed, "progress": progress,
-              "video_shape": models.unet_cfg.video_size, "audio_shape": models.unet_cfg.audio_size}
+          "video_shape": cfg.video_size, "audio_shape": cfg.audio_size,
+          "prediction": cfg.prediction}
     if method == "fused" and plan.count > 1:
-        out = fused(network, plan, cond, direction, sampler, max_batch=max_batch,
+        out = fused(network, plan, net_cond, direction, sampler, max_batch=max_batch,
                     **kw)  # type: ignore[arg-type]
     else:
-        out = autoregressive(network, plan, cond, direction, sampler,
+        out = autoregressive(network, plan, net_cond, direction, sampler,
                              context_fraction=context_fraction, **kw)  # type: ignore[arg-type]
-    video, audio = out.video.detach(), out.audio.detach()
-    audio = audio[:, 0].float()
-    if c == "video":
-        audio = audio.clamp(-1, 1)
+    video = out.video.detach()
+    if c == "video":  # back from the network's domain, as the single-window pipeline does
+        audio = (out.audio.detach()[:, 0].float() / cfg.audio_scale).clamp(-1, 1)
+    else:
+        audio = cond[:, 0].float()
     used = "single-window" if plan.count == 1 else method
     return WholeClipResult(video, audio, out.windows, dict(out.nfe), plan, used)

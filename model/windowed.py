@@ -77,7 +77,7 @@ import torch
 from torch import Tensor
 
 from model.conditional import Direction, Guidance, conditional_denoiser, modalities
-from model.denoiser import joint_denoiser
+from model.denoiser import Prediction, joint_denoiser
 from model.masked import sample_masked
 from model.pipeline_noise import cpu_generator, cpu_noise, derive_seed
 from model.samplers.api import continuous_schedule, discrete_schedule, run_spec
@@ -199,10 +199,12 @@ def autoregressive(
     net: WindowNet, plan: WindowPlan, condition: Tensor, direction: Direction,
     spec: SamplerSpec, *, guidance: Guidance, scale: float, seed: int,
     context_fraction: float = 0.5, progress: Progress | None = None,
-    video_shape: Sequence[int], audio_shape: Sequence[int],
+    video_shape: Sequence[int], audio_shape: Sequence[int], prediction: Prediction = "eps",
 ) -> WindowedOutput:
     """Windows one after the other (see module docstring). ``condition``: video
-    ``[B, frames, C, H, W]`` or audio ``[B, C, samples]`` over the plan's span."""
+    ``[B, frames, C, H, W]`` or audio ``[B, C, samples]`` over the plan's span, in the network's
+    domain (audio x ``audio_scale``). ``prediction``: what ``net`` returns, ``"eps"`` or
+    ``"v"`` (``UNetConfig.prediction``; converted to eps as in the single-window samplers)."""
     if not 0 <= context_fraction <= 1:
         raise ValueError(f"context_fraction must be in [0, 1]; got {context_fraction}")
     c, g = modalities(direction)
@@ -244,7 +246,8 @@ def autoregressive(
 
         out = sample_masked(eps, x_T, spec, known=known, mask=mask, guidance=guidance,
                             scale=scale, callback=callback,
-                            noise_fn=_noise(window_seeds(seed, k).sampler))
+                            noise_fn=_noise(window_seeds(seed, k).sampler),
+                            prediction=prediction)
         new = getattr(out, g)
         pieces.append(new)
         keep = min(end, total_len) - start
@@ -268,10 +271,11 @@ def fused(
     net: WindowNet, plan: WindowPlan, condition: Tensor, direction: Direction,
     spec: SamplerSpec, *, guidance: Guidance, scale: float, seed: int, max_batch: int,
     progress: Progress | None = None, video_shape: Sequence[int],
-    audio_shape: Sequence[int],
+    audio_shape: Sequence[int], prediction: Prediction = "eps",
 ) -> WindowedOutput:
     """All windows denoised together, noise predictions fused at every evaluation (see module
-    docstring). ``condition`` as for :func:`autoregressive`; the plan has >= 2 windows."""
+    docstring). ``condition`` and ``prediction`` as for :func:`autoregressive`; the plan has
+    >= 2 windows."""
     if spec.name == "ddpm" or (spec.method == "adaptive" and spec.is_dpm):
         raise ValueError("method='fused' runs the fixed-step fast samplers only (ddim, "
                          "dpm_solver(++) singlestep or multistep); use "
@@ -331,8 +335,9 @@ def fused(
                        ) -> tuple[Tensor, Tensor]:
                 return counter(v, a, t, _gens)
 
-            inner = conditional_denoiser(joint_denoiser(eps_fn), condition=cond, z_c=zc,
-                                         direction=direction, guidance=guidance, scale=scale)
+            inner = conditional_denoiser(joint_denoiser(eps_fn, prediction), condition=cond,
+                                         z_c=zc, direction=direction, guidance=guidance,
+                                         scale=scale)
             n = len(ks)
             eps, _ = inner(xs, t_model.repeat(n), alpha.repeat(n), sigma.repeat(n))
             assert isinstance(eps, AV)

@@ -61,6 +61,29 @@ def test_full_mask_equals_todays_conditional(direction, label, spec, guidance, s
     assert torch.equal(out.video, ref.video) and torch.equal(out.audio, ref.audio)
 
 
+@pytest.mark.parametrize("direction", ["video-to-audio", "audio-to-video"])
+@pytest.mark.parametrize("spec", [SamplerSpec(steps=6, order=2), SamplerSpec(name="ddpm",
+                                                                               steps=10)])
+def test_full_mask_equals_todays_conditional_with_v_prediction(direction, spec) -> None:
+    """A v-predicting network (the demo model's kind): the masked sampler converts it exactly
+    as sample_conditional does (and not as eps: that would differ)."""
+    x_T, cond = _inputs(direction)
+    c = "video" if direction == "video-to-audio" else "audio"
+    kw = {"guidance": "gradient", "scale": 2.0}
+    ref = sample_conditional(joint_standin, x_T, spec, condition=cond, direction=direction,
+                             generator=torch.Generator().manual_seed(9), prediction="v", **kw)
+    known = x_T.replace(c, cond)
+    out = sample_masked(joint_standin, x_T, spec, known=known,
+                        mask=direction_masks(direction, x_T),
+                        generator=torch.Generator().manual_seed(9), prediction="v", **kw)
+    as_eps = sample_masked(joint_standin, x_T, spec, known=known,
+                           mask=direction_masks(direction, x_T),
+                           generator=torch.Generator().manual_seed(9), **kw)
+    assert torch.equal(out.video, ref.video) and torch.equal(out.audio, ref.audio)
+    g = "audio" if c == "video" else "video"
+    assert not torch.allclose(getattr(as_eps, g), getattr(ref, g))
+
+
 def test_full_mask_equals_todays_conditional_on_a_tiny_unet() -> None:
     """A real (random-weight) coupled U-Net with random window shifts, both directions."""
     torch.manual_seed(0)

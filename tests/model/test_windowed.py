@@ -77,6 +77,85 @@ def test_one_window_equals_todays_pipeline(tiny: LoadedModels, direction: str) -
         assert np.array_equal(frames.numpy(), ref.frames)
 
 
+@pytest.fixture(scope="module")
+def demo() -> LoadedModels:
+    """The demo preset (v-prediction, audio x audio_scale, 8 frames at 8 fps, 2048 Hz) with
+    random weights, or its shipped weights where model/demo/weights/ holds them."""
+    from model.registry import shipped_weights
+
+    try:
+        shipped = shipped_weights("demo")
+    except (FileNotFoundError, ValueError):
+        shipped = None
+    return load_models("demo", preset="demo", sr=False,
+                       checkpoint=None if shipped is None else shipped["base"])
+
+
+@pytest.mark.parametrize("direction", ["video-to-audio", "audio-to-video"])
+def test_one_window_of_the_demo_model_equals_todays_pipeline(demo: LoadedModels,
+                                                             direction: str) -> None:
+    """The demo model predicts v and sees audio x 2: a one-window whole clip runs the network
+    exactly as today's single-window V2A / A2V does (same seed, sampler, SR off)."""
+    cfg = demo.unet_cfg
+    assert cfg.prediction == "v" and cfg.audio_scale != 1.0  # what this test is about
+    frames, samples = cfg.video_size[0], cfg.audio_size[1]
+    spec = SamplerSpec(name="dpm_solver", steps=3, order=2)
+    if direction == "video-to-audio":
+        cond = _video(frames, cfg.video_size[2])
+        request = GenerationRequest(mode=direction, seed=7, base_sampler=spec,
+                                    super_resolution=False, condition_video=cond.numpy())
+    else:
+        cond = _audio(samples, cfg.sample_rate)
+        request = GenerationRequest(mode=direction, seed=7, base_sampler=spec,
+                                    super_resolution=False, condition_audio=cond.numpy())
+    ref = generate(request, demo)
+    out = generate_whole_clip(demo, direction=direction, condition=cond,
+                              duration_s=cfg.seconds, fps=cfg.fps, sample_rate=cfg.sample_rate,
+                              seed=7, sampler=spec)
+    assert out.windows == 1 and out.nfe["forward"] == 3
+    if direction == "video-to-audio":
+        assert np.array_equal(out.audio.numpy(), ref.audio)
+    else:
+        assert np.array_equal(out.audio.numpy(), ref.audio)  # the condition, unscaled
+        frames_out = ((out.video + 1) * 127.5).clamp(0, 255).to(torch.uint8)
+        assert np.array_equal(frames_out.permute(0, 1, 3, 4, 2).numpy(), ref.frames)
+
+
+@pytest.mark.parametrize("direction", ["video-to-audio", "audio-to-video"])
+@pytest.mark.parametrize("method", ["autoregressive", "fused"])
+def test_windows_take_v_and_audio_scale_from_the_config(direction: str, method: str) -> None:
+    """A v-predicting stand-in with audio_scale 2 whose clean prediction is exact (video 0.3,
+    audio 0.6 in the network's domain): DDIM then lands on it, so the clip is video 0.3 and
+    audio 0.3 -- read as eps, or without the scale, it would not be."""
+    from model.schedule import DiscreteSchedule
+
+    models = _standin_models()
+    models = LoadedModels("standin", torch.nn.Identity(),
+                          models.unet_cfg.with_(prediction="v", audio_scale=2.0), None, None,
+                          torch.device("cpu"), "fp32", True)
+    acp = torch.tensor(DiscreteSchedule.linear(1000).alphas_cumprod, dtype=torch.float32)
+
+    def v_net(v, a, t, gens):
+        out = []
+        for x, x0 in ((v, 0.3), (a, 0.6)):
+            al = acp[t.long()].sqrt().reshape(-1, *[1] * (x.dim() - 1))
+            si = (1 - acp[t.long()]).sqrt().reshape(-1, *[1] * (x.dim() - 1))
+            out.append((al * x - x0) / si)  # v = alpha*eps - sigma*x0 at x = alpha*x0 + sigma*eps
+        return out[0], out[1]
+
+    cond = _video(20, 4) if direction == "video-to-audio" else _audio(320, 160)
+    out = generate_whole_clip(models, direction=direction, condition=cond, duration_s=2.0,
+                              fps=10, sample_rate=160, seed=1,
+                              sampler=SamplerSpec(name="ddim", steps=2), guidance="replacement",
+                              overlap_frames=2, method=method, net=v_net)
+    assert out.windows == 9
+    if direction == "video-to-audio":
+        assert torch.allclose(out.audio, torch.full_like(out.audio, 0.3), atol=1e-4)
+    else:
+        assert torch.allclose(out.video, torch.full_like(out.video, 0.3), atol=1e-4)
+        assert torch.equal(out.audio[0], cond)
+
+
 def test_fused_batches_of_windows_equal_one_window_per_call(tiny: LoadedModels) -> None:
     """The memory bound changes nothing but float rounding: the tiny U-Net with every window's
     shifts from its own generator (shift_groups), 2 windows per call vs 1."""
