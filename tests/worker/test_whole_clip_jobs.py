@@ -111,3 +111,64 @@ def test_one_window_of_duration_runs_todays_pipeline(settings: Settings, store: 
     assert len(gen.requests) == 1 and gen.requests[0].condition_audio.shape == (2048,)
     view = store.view(spec.id)
     assert view is not None and view.result is not None and view.result.windows == 1
+
+
+@pytest.fixture(scope="module")
+def demo() -> Any:
+    """The demo base model (8 frames of 16x16 at 8 fps, 2048 Hz audio, v-prediction), random
+    weights, no SR."""
+    import torch
+
+    from model.registry import load_models
+
+    torch.manual_seed(0)
+    return load_models("default", preset="demo", sr=False)
+
+
+def test_demo_audio_to_video_span_at_the_models_fps(settings: Settings, store: JobStore,
+                                                     demo: Any, tmp_path: Path) -> None:
+    """1.5 s of the demo model = 12 frames at its 8 fps (not 15 at 10 fps): 2 windows of 8
+    with overlap 2; the result video is at 8 fps, 12 frames, with the upload's audio at the
+    MP4 rate (16 kHz) lasting as long."""
+    runner = _runner(settings, store, demo, FakeGenerate())
+    spec = make_spec("audio-to-video", input_key=_upload(settings, tmp_path), duration_s=1.5,
+                     **{**FAST, "super_resolution": SuperResolutionParams(enabled=False)})
+    store.create_and_enqueue(spec)
+    assert runner.run(spec.id) == "succeeded"
+    view = store.view(spec.id)
+    assert view is not None and view.result is not None, view
+    r = view.result
+    assert r.windows == 2 and r.nfe["base"] == 4, r.nfe
+    assert (r.width, r.height, r.fps, r.sample_rate) == (16, 16, 8, 16000)
+    assert r.duration_s == pytest.approx(1.5)
+    path = LocalStorage(settings.data_dir).local_path(result_key(spec.id, 0))
+    assert path is not None
+    frames = media.decode_video_clip(path, num_frames=12, fps=8, size=16)
+    assert frames.shape[0] == 12
+    info = media.probe(path)
+    video = next(s for s in info.streams if s.type == "video")
+    audio = next(s for s in info.streams if s.type == "audio")
+    assert video.fps == 8.0 and audio.sample_rate == 16000
+    assert audio.duration_s is not None and 1.5 <= audio.duration_s <= 1.5 + 1024 / 16000
+
+
+def test_demo_video_to_audio_span_keeps_the_picture(settings: Settings, store: JobStore,
+                                                    demo: Any, tmp_path: Path) -> None:
+    """The demo model's 2048 Hz soundtrack comes back resampled to 16 kHz over the span,
+    under the upload's own 32x32 10 fps picture."""
+    key = "uploads/w/input.mp4"
+    LocalStorage(settings.data_dir).put_file(
+        key, write_clip(tmp_path / "v.mp4", seconds=2.0), content_type="video/mp4")
+    runner = _runner(settings, store, demo, FakeGenerate())
+    spec = make_spec("video-to-audio", input_key=key, duration_s=1.5, **FAST)
+    store.create_and_enqueue(spec)
+    assert runner.run(spec.id) == "succeeded"
+    view = store.view(spec.id)
+    assert view is not None and view.result is not None, view
+    r = view.result
+    assert r.windows == 2 and (r.width, r.height, r.fps, r.sample_rate) == (32, 32, 10, 16000)
+    path = LocalStorage(settings.data_dir).local_path(result_key(spec.id, 0))
+    assert path is not None
+    audio = next(s for s in media.probe(path).streams if s.type == "audio")
+    assert audio.sample_rate == 16000
+    assert audio.duration_s is not None and 1.5 <= audio.duration_s <= 1.5 + 1024 / 16000
