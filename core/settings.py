@@ -241,8 +241,8 @@ class Settings(BaseSettings):
     max_windows: int = Field(
         100, ge=1,
         description="model windows one job may run (`422` at submit, computed from the model's "
-        "window length, `core/windows.py`); 100 covers 60 s on the official (50 windows of 1.6 s) "
-        "and the tiny preset (100 windows of 0.8 s)",
+        "window length, `core/windows.py`); 100 covers 60 s on the official (50 windows of 1.6 s), "
+        "the demo model (80 windows of 1 s) and the tiny preset (100 windows of 0.8 s)",
     )
 
     # --- media safety (gateway probe, worker decode) --------------------------------------
