@@ -205,8 +205,10 @@ class Trainer:
 
 def train(settings: TrainSettings, checkpoint: str | os.PathLike[str] | None, *,
           progress: bool = True, on_save: Callable[[Trainer], None] | None = None,
-          trainer: Trainer | None = None) -> Trainer:
-    """Run (or resume, when ``checkpoint`` exists) until ``settings.steps`` or ``minutes``;
+          trainer: Trainer | None = None,
+          should_stop: Callable[[], bool] | None = None) -> Trainer:
+    """Run (or resume, when ``checkpoint`` exists) until ``settings.steps``, ``minutes`` or
+    ``should_stop()`` (checked between steps, so the saved state is a whole number of steps);
     saves to ``checkpoint`` every ``checkpoint_every_s`` seconds and at the end."""
     from tqdm import tqdm
 
@@ -221,6 +223,9 @@ def train(settings: TrainSettings, checkpoint: str | os.PathLike[str] | None, *,
     avg: dict[str, float] = {}
     try:
         while tr.step_count < settings.steps and time.monotonic() < deadline:
+            if should_stop is not None and should_stop():
+                log.info("stop requested at step %d", tr.step_count)
+                break
             losses = tr.step()
             avg = {k: 0.98 * avg.get(k, v) + 0.02 * v for k, v in losses.items()}
             bar.update(1)

@@ -54,8 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+_stop: list[bool] = [False]
+
+
+def _request_stop(signum: int, frame: object) -> None:
+    _stop[0] = True  # finish the current step, save, exit (a checkpoint of whole steps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,12 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         batch=args.batch or 8, lr=args.lr, ema=args.ema, seed=args.seed,
         checkpoint_every_s=args.checkpoint_every,
     )
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill PID`: save the checkpoint, then stop
-    try:
-        tr = train(settings, args.checkpoint, progress=not args.no_progress)
-    except KeyboardInterrupt:
-        print("interrupted; checkpoint saved" if args.checkpoint else "interrupted")
-        return 130
+    signal.signal(signal.SIGTERM, _request_stop)  # `kill PID`: finish the step, save, stop
+    tr = train(settings, args.checkpoint, progress=not args.no_progress,
+               should_stop=lambda: _stop[0])
     print(f"stopped at step {tr.step_count}" + (f"; saved {args.checkpoint}"
                                                  if args.checkpoint else ""))
     return 0

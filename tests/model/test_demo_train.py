@@ -61,3 +61,15 @@ def test_ema_weights_load_into_the_official_format(tmp_path: Path) -> None:
     tr = _trainer("base")
     tr.step()
     load(build_unet(MICRO), {k: v.half() for k, v in tr.ema.items()})
+
+
+def test_stop_request_saves_whole_steps(tmp_path: Path) -> None:
+    from model.demo.train import train
+
+    tr = _trainer("sr")
+    calls = iter([False, False, True])
+    train(tr.s, tmp_path / "s.pt", progress=False, trainer=tr, should_stop=lambda: next(calls))
+    again = _trainer("sr", seed=5)
+    again.load(tmp_path / "s.pt")
+    assert again.step_count == 2
+    _same(tr, again)
