@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from model.demo.quality import Quality, evaluate
-from model.demo.scoring import Score, models_from_training, preset_specs, score
+from model.demo.scoring import Score, models_from_training, score
 from model.demo.train import base_geometry
 from model.demo.world import render_clip
+from worker.sampling import preset_specs
 
 
 def _reference(geo_cfg: object, n: int, seed: int) -> tuple[Quality, Quality]:

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from model.conditional import Guidance
 from model.denoiser import Denoiser, Prediction, joint_denoiser
-from model.samplers.api import JointEps, continuous_schedule, discrete_schedule, run_spec
+from model.samplers.api import JointEps, discrete_schedule, run_spec, start_coefficients
 from model.samplers.common import Callback, NoiseFn, generator_noise, notify
 from model.samplers.ddpm import gather, index_tensor, p_sample
 from model.samplers.spec import SamplerSpec
@@ -216,14 +216,7 @@ def sample_masked(
             callback=callback)
     wrapped = masked_denoiser(denoiser, known=known, mask=mask, z=x_T, guidance=guidance,
                               scale=scale)
-    if spec.name == "ddim":
-        sched = discrete_schedule(spec)
-        a0 = float(sched.sqrt_alphas_cumprod[-1])
-        s0 = float(sched.sqrt_one_minus_alphas_cumprod[-1])
-    else:
-        ns = continuous_schedule()
-        t_T = torch.tensor([ns.t_T])
-        a0, s0 = float(ns.alpha(t_T)), float(ns.sigma(t_T))
+    a0, s0 = start_coefficients(spec)
     kinds = mask_kinds(mask)
     start = AV(*(_put(kinds[n], getattr(mask, n), a0 * getattr(known, n) + s0 * getattr(x_T, n),
                       getattr(x_T, n)) for n in NAMES))

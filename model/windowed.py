@@ -80,7 +80,7 @@ from model.conditional import Direction, Guidance, conditional_denoiser, modalit
 from model.denoiser import Prediction, joint_denoiser
 from model.masked import sample_masked
 from model.pipeline_noise import cpu_generator, cpu_noise, derive_seed
-from model.samplers.api import continuous_schedule, discrete_schedule, run_spec
+from model.samplers.api import run_spec, start_coefficients
 from model.samplers.common import NoiseFn
 from model.samplers.dpm_methods import singlestep_orders
 from model.samplers.spec import SamplerSpec
@@ -365,14 +365,7 @@ def fused(
             out.append((acc[m] / norm[m].reshape(view)).to(getattr(x, m).dtype))
         return AV(*out), None
 
-    if spec.name == "ddim":
-        sched = discrete_schedule(spec)
-        a0 = float(sched.sqrt_alphas_cumprod[-1])
-        s0 = float(sched.sqrt_one_minus_alphas_cumprod[-1])
-    else:
-        ns = continuous_schedule()
-        t_T = torch.tensor([ns.t_T])
-        a0, s0 = float(ns.alpha(t_T)), float(ns.sigma(t_T))
+    a0, s0 = start_coefficients(spec)
     x_start = x_T.replace(c, a0 * condition + s0 * z_c)
 
     def callback(step: int, steps: int, state: State) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from core.contract import JobSpec
-from core.sampling import Mode, Preset, SamplerParams, Sampling, resolve
+from core.sampling import Mode, Preset, SamplerParams, SamplerRequest, Sampling, resolve
 
 if TYPE_CHECKING:
     from model.pipeline import GenerationRequest
@@ -27,9 +27,12 @@ def sampling_specs(sampling: Sampling) -> tuple[SamplerSpec, SamplerSpec]:
             sampler_spec(sampling.super_resolution.sampler_params()))
 
 
-def preset_specs(preset: Preset, mode: Mode = "joint") -> tuple[SamplerSpec, SamplerSpec]:
-    """``(base, SR)`` ``SamplerSpec`` of ``preset`` in ``mode`` (benchmarks, tests)."""
-    return sampling_specs(resolve(mode, preset))
+def preset_specs(preset: Preset, mode: Mode = "joint",
+                 steps: int | None = None) -> tuple[SamplerSpec, SamplerSpec]:
+    """``(base, SR)`` ``SamplerSpec`` of ``preset`` in ``mode`` (benchmarks, tests), the base
+    steps replaced by ``steps`` when given (a multistep order capped at them, as the API does)."""
+    request = SamplerRequest(steps=steps) if steps is not None else None
+    return sampling_specs(resolve(mode, preset, request))
 
 
 def generation_request(spec: JobSpec, sr_on: bool, cond_video: Any = None,

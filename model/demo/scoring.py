@@ -9,7 +9,7 @@ geometry; video-to-audio is scored on (condition video, generated audio), audio-
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -20,16 +20,8 @@ from model.demo.train import base_geometry
 from model.demo.world import render_clip
 from model.pipeline import GenerationRequest, LoadedModels, generate, generate_batch
 from model.samplers import SamplerSpec
-from model.speed import (
-    FAST_BASE,
-    FAST_CONDITIONAL,
-    FAST_SR,
-    OFFICIAL_BASE,
-    OFFICIAL_CONDITIONAL,
-    OFFICIAL_SR,
-)
 
-__all__ = ["Score", "condition_clip", "models_from_training", "preset_specs", "score"]
+__all__ = ["Score", "condition_clip", "models_from_training", "score"]
 
 Mode = Literal["joint", "video-to-audio", "audio-to-video"]
 
@@ -43,23 +35,6 @@ class Score:
     n: int
     quality: Quality
     seconds_per_job: float
-
-
-def preset_specs(preset: str, mode: Mode, steps: int | None = None
-                 ) -> tuple[SamplerSpec, SamplerSpec]:
-    """``(base, sr)`` sampler specs of the service's ``fast`` / ``official`` preset for a mode
-    (model/speed.py), the base steps replaced by ``steps`` (multistep order capped at it)."""
-    if preset not in ("fast", "official"):
-        raise ValueError(f"preset must be 'fast' or 'official'; got {preset!r}")
-    if mode == "joint":
-        base = FAST_BASE if preset == "fast" else OFFICIAL_BASE
-    else:
-        base = FAST_CONDITIONAL if preset == "fast" else OFFICIAL_CONDITIONAL
-    sr = FAST_SR if preset == "fast" else OFFICIAL_SR
-    if steps is not None:
-        order = min(base.order, steps) if base.method == "multistep" else base.order
-        base = replace(base, steps=steps, order=order)
-    return base, sr
 
 
 def condition_clip(models: LoadedModels, seed: int) -> tuple[np.ndarray, np.ndarray]:

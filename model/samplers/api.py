@@ -41,6 +41,19 @@ def continuous_schedule(acp_dtype: torch.dtype = torch.float32) -> ContinuousSch
     return ContinuousSchedule(acp.to(acp_dtype))
 
 
+def start_coefficients(spec: SamplerSpec) -> tuple[float, float]:
+    """``(alpha, sigma)`` at the first step of ``spec``'s solve: a conditional sampler starts
+    from ``alpha * condition + sigma * noise`` on the given modality (DDIM: the discrete
+    schedule's last entry; the DPM-Solvers: the continuous schedule at ``t_T``)."""
+    if spec.name == "ddim":
+        sched = discrete_schedule(spec)
+        return (float(sched.sqrt_alphas_cumprod[-1]),
+                float(sched.sqrt_one_minus_alphas_cumprod[-1]))
+    ns = continuous_schedule()
+    t_T = torch.tensor([ns.t_T])
+    return float(ns.alpha(t_T)), float(ns.sigma(t_T))
+
+
 def run_spec(
     denoiser: Denoiser,
     x_T: State,
@@ -184,14 +197,7 @@ def sample_conditional(
         )
     wrapped = conditional_denoiser(denoiser, condition=condition, z_c=z_c, direction=direction,
                                    guidance=guidance, scale=scale)
-    if spec.name == "ddim":
-        sched = discrete_schedule(spec)
-        a0 = float(sched.sqrt_alphas_cumprod[-1])
-        s0 = float(sched.sqrt_one_minus_alphas_cumprod[-1])
-    else:
-        ns = continuous_schedule()
-        t_T = torch.tensor([ns.t_T])
-        a0, s0 = float(ns.alpha(t_T)), float(ns.sigma(t_T))
+    a0, s0 = start_coefficients(spec)
     start = x_T.replace(c, a0 * condition + s0 * z_c)
     with torch.no_grad():
         out = run_spec(

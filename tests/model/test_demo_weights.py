@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.demo.scoring import preset_specs, score
+from model.demo.scoring import score
 from model.demo.weights_io import FILES, MANIFEST, WEIGHTS_DIR, load_demo_models, verify
+from worker.sampling import preset_specs
 
 
 @pytest.fixture(scope="module")
