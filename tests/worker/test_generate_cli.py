@@ -158,7 +158,8 @@ def test_duration_s_covers_the_span_with_the_inputs_own_picture(tmp_path: Path,
     clip = write_clip(tmp_path / "clip.mp4", seconds=3.0, size=48)
     out = tmp_path / "long.mp4"
     rc = main(["generate", "--preset", "tiny", "--no-sr", "--mode", "video-to-audio",
-               "--input", str(clip), "--start-s", "0.3", "--duration-s", "2.5", "--sampler", "ddim", "--steps", "2",
+               "--input", str(clip), "--start-s", "0.3", "--duration-s", "2.5",
+               "--sampler", "ddim", "--steps", "2",
                "--guidance", "replacement", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     assert "4 windows" in capsys.readouterr().err
