@@ -167,8 +167,12 @@ class UNetConfig:
         key = name.lower()
         if key == "demo":
             return cls(
+                # cross_attention_shift=False: frame f attends to its own audio segment (window
+                # 1 at ds 2). With random shifts (the official setting) the alignment is random
+                # per forward and sync was not learned: 3613 steps gave joint sync 0.30, the
+                # unshifted model 0.93 after 843 steps (same world, trainer and seed).
                 video_size=(8, 3, 16, 16), audio_size=(1, 2048), model_channels=32,
-                channel_mult=(1, 1, 1, 1), num_res_blocks=1, cross_attention_shift=True,
+                channel_mult=(1, 1, 1, 1), num_res_blocks=1, cross_attention_shift=False,
                 video_attention_resolutions=(8,), audio_attention_resolutions=(),
                 num_heads=2, num_head_channels=8, fps=8, sample_rate=2048, prediction="v",
                 audio_scale=DEMO_AUDIO_SCALE,
