@@ -3,7 +3,7 @@ and NFE, with seconds per job (model/demo/quality.py defines the metrics).
 
     python3 bench/quality.py                         # shipped weights (model/demo/weights)
     python3 bench/quality.py --samples 64 --cond-samples 16 --official-cond-samples 2
-    python3 bench/quality.py --base-ckpt /work/demo-ckpt/base.pt --sr-ckpt /work/demo-ckpt/sr.pt
+    python3 bench/quality.py --base-ckpt checkpoints/demo/base.pt --sr-ckpt checkpoints/demo/sr.pt
 
 Rows: real clips and shuffled pairs (reference), then joint / video-to-audio / audio-to-video x
 preset (fast, official: the service's sampler settings, model/speed.py) and the extra base NFE

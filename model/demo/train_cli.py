@@ -1,9 +1,9 @@
 """``mmd train-demo``: train (or resume) the demo base or SR model on the demo world.
 
-    mmd train-demo --what base --checkpoint /work/demo-ckpt/base.pt --minutes 55
-    mmd train-demo --what sr --checkpoint /work/demo-ckpt/sr.pt --minutes 15
-    mmd train-demo --export model/demo/weights --base /work/demo-ckpt/base.pt \
-        --sr /work/demo-ckpt/sr.pt   # EMA weights -> fp16 files + MANIFEST.json
+    mmd train-demo --what base --checkpoint checkpoints/demo/base.pt --minutes 55
+    mmd train-demo --what sr --checkpoint checkpoints/demo/sr.pt --minutes 15
+    mmd train-demo --export model/demo/weights --base checkpoints/demo/base.pt \
+        --sr checkpoints/demo/sr.pt   # EMA weights -> fp16 files + MANIFEST.json
 
 A checkpoint that exists is resumed (optimizer, EMA, step and generator states), so the same
 command run again continues the run; ``--steps`` is the total step to stop at.
