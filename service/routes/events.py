@@ -87,6 +87,7 @@ async def _stream(job_id: str, request: Request, state: AppState,
     last: dict[str, Any] | None = None
     last_write = time.monotonic()
     blocking = False  # the first read, and the re-read before a terminal status, do not block
+    rechecked = False  # the stream was read again after the record turned terminal
     try:
         yield f"retry: {RETRY_MS}\n\n".encode()
         while True:
@@ -112,8 +113,8 @@ async def _stream(job_id: str, request: Request, state: AppState,
                 yield _gone(job_id)
                 return
             if JobStatus(raw.decode()).is_terminal():
-                if blocking:  # its event may have landed after the read: read once more
-                    blocking = False
+                if not rechecked:  # its event may have landed after the read: read once more
+                    rechecked, blocking = True, False
                     continue
                 yield await _done(job_id, request, state, None)  # e.g. a record older than events
                 return
