@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from model.aligners.base import Aligner
 from model.config import SRConfig, UNetConfig
 from model.samplers import SamplerSpec
 
@@ -46,6 +47,10 @@ class GenerationRequest:
     guidance_scale: float = 3.0
     condition_video: np.ndarray | None = None
     condition_audio: np.ndarray | None = None
+    # Prompt guidance (model/prompted.py): steer toward ``prompt`` with the loaded model's
+    # aligner (LoadedModels.aligner); prompt_scale None = the aligner's default_scale.
+    prompt: str | None = None
+    prompt_scale: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -60,6 +65,10 @@ class GenerationRequest:
             raise ValueError(f"guidance_scale must be >= 0; got {self.guidance_scale}")
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be in [0, 2**63); got {self.seed}")
+        if self.prompt is not None and not self.prompt.strip():
+            raise ValueError("prompt must not be empty; leave it None for unguided generation")
+        if self.prompt_scale is not None and not self.prompt_scale >= 0:
+            raise ValueError(f"prompt_scale must be >= 0; got {self.prompt_scale}")
 
 
 @dataclass
@@ -78,6 +87,8 @@ class LoadedModels:
     # SR frames per network call chosen by the worker (MMD_SR_MAX_BATCH_FRAMES); None = the
     # request's sr_chunk_frames. Outputs do not depend on it beyond float rounding.
     sr_batch_frames: int | None = None
+    # The prompt scorer (model.aligners.load_aligner), or None: prompts are then refused.
+    aligner: Aligner | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,6 +125,13 @@ def validate(request: GenerationRequest, models: LoadedModels) -> None:
             "super_resolution=True but no SR model is loaded; load it (load_models(..., sr=True)) "
             "or set super_resolution=False"
         )
+    if request.prompt is not None:
+        if models.aligner is None:
+            raise ValueError(
+                f"model {models.name!r} has no prompt aligner, so it cannot take a prompt; "
+                "configure one for it or leave the prompt out"
+            )
+        models.aligner.check_prompt(request.prompt)
     cv, ca = request.condition_video, request.condition_audio
     if request.mode != "video-to-audio" and cv is not None:
         raise ValueError(
@@ -176,4 +194,6 @@ def batch_key(request: GenerationRequest) -> tuple[object, ...] | None:
         request.super_resolution,
         request.sr_sampler if request.super_resolution else None,
         request.sr_chunk_frames,
+        request.prompt,
+        request.prompt_scale,
     )
