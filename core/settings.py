@@ -232,6 +232,11 @@ class Settings(BaseSettings):
         "official conditional DDPM loop allowed",
     )
     max_sr_steps: int = Field(250, ge=1, description="super-resolution steps (`422`)")
+    max_guidance_scale: float = Field(
+        10000.0, ge=0,
+        description="largest `guidance_scale` (`422`); the guidance loss is a per-element mean, "
+        "so useful scales grow with the model's size (demo: 300)",
+    )
     max_start_s: float = Field(3600.0, ge=0, description="largest `start_s` (`422`)")
     max_duration_s: float = Field(
         60.0, gt=0,

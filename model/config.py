@@ -32,6 +32,12 @@ _SR_ONLY_FLAGS = frozenset({"large_size", "small_size"})
 # conditional loop clip x0 to [-1, 1] in the network's domain, which would cut louder audio.
 DEMO_AUDIO_SCALE = 2.0
 
+# The demo model's conditional guidance scale (fast conditional preset, DDIM 20, base only,
+# 16 jobs, seeds 1000.., /work-free command: bench/guidance.py). Audio-to-video sync / colour-
+# pitch: scale 3 -> 0.24 / 0.36, 30 -> 0.30 / 0.25, 100 -> 0.45 / 0.36, 300 -> 0.84 / 0.90,
+# 1000 -> 0.82 / 0.75, 3000 -> 0.88 / 0.50 (8 jobs); video-to-audio is 0.95 / 0.94 from 3 to 300.
+DEMO_GUIDANCE_SCALE = 300.0
+
 
 def default_channel_mult(size: int) -> tuple[int, ...]:
     """Channel multipliers the official factories derive from the frame size."""
@@ -101,6 +107,12 @@ class UNetConfig:
     # The network's audio is ``audio_scale`` x the waveform in [-1, 1]; the pipeline multiplies
     # conditions by it and divides samples by it.
     audio_scale: float = 1.0
+    # Gradient-guidance scale of the conditional modes when a request names none. The guidance
+    # loss is a per-element MEAN, so the right scale grows with the condition's element count:
+    # 3.0 is the official scripts' classifier_scale (their fp16 loss scale made it act as
+    # 3 * 2**20); the demo model measured its own (DEMO_GUIDANCE_SCALE). core/sampling.py's
+    # GUIDANCE_SCALES mirrors these for the gateway (tests/model/test_guidance_defaults.py).
+    guidance_scale: float = 3.0
 
     def __post_init__(self) -> None:
         if len(self.video_size) != 4 or len(self.audio_size) != 2:
@@ -175,7 +187,7 @@ class UNetConfig:
                 channel_mult=(1, 1, 1, 1), num_res_blocks=1, cross_attention_shift=False,
                 video_attention_resolutions=(8,), audio_attention_resolutions=(),
                 num_heads=2, num_head_channels=8, fps=8, sample_rate=2048, prediction="v",
-                audio_scale=DEMO_AUDIO_SCALE,
+                audio_scale=DEMO_AUDIO_SCALE, guidance_scale=DEMO_GUIDANCE_SCALE,
             )
         if key in ("landscape", "aist++", "aist", "official"):
             return cls()

@@ -70,11 +70,12 @@ def base_stage(
             audio = torch.from_numpy(request.condition_audio).to(models.device, torch.float32)
             condition = (audio * cfg.audio_scale).reshape(1, 1, -1).expand(
                 request.num_samples, -1, -1)
-        grad = request.guidance == "gradient" and request.guidance_scale > 0
+        scale = cfg.guidance_scale if request.guidance_scale is None else request.guidance_scale
+        grad = request.guidance == "gradient" and scale > 0
         with torch.set_grad_enabled(grad):
             out = sample_conditional(
                 counter, x_T, request.base_sampler, condition=condition.contiguous(),
-                direction=request.mode, guidance=request.guidance, scale=request.guidance_scale,
+                direction=request.mode, guidance=request.guidance, scale=scale,
                 callback=callback, noise_fn=noise, prediction=cfg.prediction,
             )
     return out.video.detach(), out.audio.detach(), counter.forward, counter.backward

@@ -33,7 +33,8 @@ class GenerationRequest:
     ``condition_audio``: ``float32 [T]`` at the model's ``sample_rate`` in ``[-1, 1]``, ``T`` =
     the model's audio length (audio-to-video). Frame rate and sample rate are the model
     preset's (``UNetConfig.fps`` / ``sample_rate``). Official settings are the defaults (base
-    DPM-Solver 20 steps order 3, SR DDIM 25 steps, gradient guidance with scale 3.0).
+    DPM-Solver 20 steps order 3, SR DDIM 25 steps, gradient guidance with the model's scale,
+    ``UNetConfig.guidance_scale``: 3.0 for the official models, 300 for demo).
     """
 
     mode: Mode = "joint"
@@ -44,7 +45,7 @@ class GenerationRequest:
     sr_sampler: SamplerSpec = field(default_factory=lambda: SamplerSpec(name="ddim", steps=25))
     sr_chunk_frames: int = 16
     guidance: Literal["replacement", "gradient"] = "gradient"
-    guidance_scale: float = 3.0
+    guidance_scale: float | None = None  # None = the model's UNetConfig.guidance_scale
     condition_video: np.ndarray | None = None
     condition_audio: np.ndarray | None = None
     # Prompt guidance (model/prompted.py): steer toward ``prompt`` with the loaded model's
@@ -61,7 +62,7 @@ class GenerationRequest:
             raise ValueError(f"sr_chunk_frames must be >= 1; got {self.sr_chunk_frames}")
         if self.guidance not in ("replacement", "gradient"):
             raise ValueError(f"guidance must be 'replacement' or 'gradient'; got {self.guidance!r}")
-        if not self.guidance_scale >= 0:
+        if self.guidance_scale is not None and not self.guidance_scale >= 0:
             raise ValueError(f"guidance_scale must be >= 0; got {self.guidance_scale}")
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be in [0, 2**63); got {self.seed}")

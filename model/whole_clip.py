@@ -107,7 +107,7 @@ def _condition_tensor(direction: Direction, condition: Tensor, plan: WindowPlan,
 def generate_whole_clip(
     models: LoadedModels, *, direction: Direction, condition: Tensor, duration_s: float,
     fps: float, sample_rate: int, seed: int, sampler: SamplerSpec = DEFAULT_SAMPLER,
-    guidance: Guidance = "gradient", guidance_scale: float = 3.0, num_samples: int = 1,
+    guidance: Guidance = "gradient", guidance_scale: float | None = None, num_samples: int = 1,
     overlap_frames: int | None = None, method: Method | Literal["auto"] = "auto",
     context_fraction: float = 0.5, max_batch: int = 8, max_windows: int | None = None,
     progress: Progress | None = None, net: WindowNet | None = None,
@@ -124,6 +124,7 @@ def generate_whole_clip(
     The network runs as in the single-window pipeline: ``UNetConfig.prediction`` (eps or v)
     converted to eps for the samplers, audio conditions multiplied by ``audio_scale`` and
     generated audio divided by it.
+    :param guidance_scale: None = the model's ``UNetConfig.guidance_scale``.
     :param overlap_frames: least window overlap; default :func:`default_overlap`.
     :param method: ``auto`` (default) = ``fused`` for the fixed-step fast samplers (ddim,
         dpm_solver(++) singlestep / multistep), ``autoregressive`` for the DDPM loop and adaptive
@@ -163,7 +164,8 @@ def generate_whole_clip(
     # the network's domain, as in the single-window base stage: audio x audio_scale
     net_cond = cond * cfg.audio_scale if c == "audio" else cond
     network = net if net is not None else unet_window_net(models)
-    kw = {"guidance": guidance, "scale": guidance_scale, "seed": seed, "progress": progress,
+    scale = cfg.guidance_scale if guidance_scale is None else guidance_scale
+    kw = {"guidance": guidance, "scale": scale, "seed": seed, "progress": progress,
           "video_shape": cfg.video_size, "audio_shape": cfg.audio_size,
           "prediction": cfg.prediction}
     if method == "fused" and plan.count > 1:

@@ -22,7 +22,7 @@ class _CommonParams(Frozen):
     preset: Preset | None = Field(
         None,
         description="sampler defaults: 'fast' (DPM-Solver++ 15 + SR DPM-Solver++ 12; conditional: "
-        "DPM-Solver 20) or 'official' (DPM-Solver 20 + SR DDIM 25; conditional: DDPM 1000); "
+        "DDIM 20) or 'official' (DPM-Solver 20 + SR DDIM 25; conditional: DDPM 1000); "
         "None = MMD_SAMPLING_PRESET. Fields given in sampler / super_resolution override it",
     )
     sampler: SamplerRequest = SamplerRequest()
@@ -32,7 +32,10 @@ class _CommonParams(Frozen):
 
 class _ConditionalParams(_CommonParams):
     guidance: Literal["replacement", "gradient"] = "gradient"
-    guidance_scale: float = Field(3.0, ge=0.0, le=100.0)
+    guidance_scale: float | None = Field(
+        None, ge=0.0,
+        description="gradient-guidance weight (at most MMD_MAX_GUIDANCE_SCALE); None = the "
+        "model's: 300 for demo, 3.0 (the official scripts') for the official models")
     start_s: float = Field(0.0, ge=0.0, description="where the covered span (by default the "
                          "model's window: 1 s for demo, 1.6 s for the official models) starts in "
                          "the upload")

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from core.contract import JobSpec, JobStatus, result_url
 from core.netguard import UnsafeURLError, check_url
-from core.sampling import Mode, Sampling, resolve
+from core.sampling import Mode, Sampling, default_guidance_scale, resolve
 from core.settings import Settings
 from core.store import utcnow
 from core.windows import window_count, window_s
@@ -65,6 +65,8 @@ def check_limits(params: Any, settings: Settings, sampling: Sampling) -> str:
         ("super_resolution.steps", sampling.super_resolution.steps, settings.max_sr_steps,
          "MMD_MAX_SR_STEPS"),
         ("start_s", params.start_s, settings.max_start_s, "MMD_MAX_START_S"),
+        ("guidance_scale", getattr(params, "guidance_scale", None) or 0.0,
+         settings.max_guidance_scale, "MMD_MAX_GUIDANCE_SCALE"),
     ]
     for name, value, limit, env in checks:
         if value > limit:
@@ -172,6 +174,15 @@ def replay(state: AppState, base: str, job_id: str) -> JSONResponse:
                         headers={"Location": body.urls.self, "Idempotent-Replayed": "true"})
 
 
+def guidance_scale(params: Any, settings: Settings, model: str) -> float:
+    """The request's ``guidance_scale``, or the model's default when it sends none
+    (:func:`core.sampling.default_guidance_scale` of its base preset)."""
+    given = getattr(params, "guidance_scale", None)
+    if given is not None:
+        return float(given)
+    return default_guidance_scale(settings.models[model].preset)
+
+
 def enqueue(state: AppState, base: str, *, job_id: str, mode: Mode, model: str, params: Any,
             sampling: Sampling, input_key: str | None = None, input_filename: str | None = None,
             input_url: str | None = None, owner: str = "open") -> JSONResponse:
@@ -182,7 +193,8 @@ def enqueue(state: AppState, base: str, *, job_id: str, mode: Mode, model: str, 
         id=job_id, mode=mode, model=model, seed=seed, num_samples=params.num_samples,
         sampler=sampling.sampler, super_resolution=sampling.super_resolution,
         preset=sampling.preset,
-        guidance=params.guidance, guidance_scale=params.guidance_scale, start_s=params.start_s,
+        guidance=params.guidance, guidance_scale=guidance_scale(params, state.settings, model),
+        start_s=params.start_s,
         duration_s=getattr(params, "duration_s", None),
         input_key=input_key, input_filename=input_filename, input_url=input_url,
         webhook_url=str(params.webhook_url) if params.webhook_url else None,

@@ -38,6 +38,7 @@ from core.sampling import (
     Preset,
     SamplerRequest,
     SuperResolutionRequest,
+    default_guidance_scale,
     resolve,
 )
 from core.windows import clip_frames
@@ -78,7 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="DPM-Solver method")
     r.add_argument("--guidance", default="gradient", choices=("gradient", "replacement"),
                    help="conditional modes: gradient guidance or replacement")
-    r.add_argument("--guidance-scale", type=float, default=3.0)
+    r.add_argument("--guidance-scale", type=float, default=None,
+                   help="conditional guidance scale (default: the model's, 300 for demo, 3.0 "
+                   "for the official models)")
     r.add_argument("--no-sr", action="store_true", help="skip super-resolution (64x64 output)")
     r.add_argument("--sr-sampler", choices=SAMPLER_NAMES, help="SR sampler (default: the preset's)")
     r.add_argument("--sr-steps", type=int, help="SR sampler steps (default: the preset's: 12 fast, "
@@ -139,7 +142,6 @@ def _err(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from worker.media import MediaError, decode_audio, decode_video_clip, mux_mp4
 
@@ -191,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mode != "joint" and args.duration_s is not None and \
             clip_frames(args.duration_s, models.unet_cfg.fps) != frames:
         return _whole_clip(args, models, preset)
-    condition: dict[str, np.ndarray] = {}
+    condition: dict[str, Any] = {}
     try:
         if args.mode == "video-to-audio":
             if height != width:
@@ -259,7 +261,9 @@ def _whole_clip(args: argparse.Namespace, models: Any, preset: str) -> int:
         spec = JobSpec(id="local", mode=args.mode, model=preset, seed=args.seed,
                        num_samples=args.num_samples, sampler=sampling.sampler,
                        super_resolution=sampling.super_resolution, preset=sampling.preset,
-                       guidance=args.guidance, guidance_scale=args.guidance_scale,
+                       guidance=args.guidance,
+                       guidance_scale=(default_guidance_scale(preset)
+                                       if args.guidance_scale is None else args.guidance_scale),
                        start_s=args.start_s, duration_s=args.duration_s, created_at=utcnow())
         span = decode_span(spec, args.input, models.unet_cfg, settings)
         out = run_whole_clip(spec, models, span, settings, bars,

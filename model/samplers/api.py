@@ -20,7 +20,7 @@ from model.samplers.ddpm import ddpm_sample
 from model.samplers.dpm_methods import adaptive, multistep, singlestep
 from model.samplers.dpm_solver import Solver
 from model.samplers.spec import SamplerSpec
-from model.schedule import TRAIN_STEPS, ContinuousSchedule, DiscreteSchedule
+from model.schedule import TRAIN_STEPS, ContinuousSchedule, DiscreteSchedule, space_timesteps
 from model.state import AV, State, check_state
 
 JointEps = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -29,11 +29,19 @@ SREps = Callable[..., Tensor]
 
 def discrete_schedule(spec: SamplerSpec) -> DiscreteSchedule:
     """The respaced process of a ddim/ddpm spec (``ddimN`` stride rule for ddim, one section of
-    N evenly spread steps for ddpm; 1000 steps = the full process)."""
+    N evenly spread steps for ddpm; 1000 steps = the full process). A ddim step count the
+    stride rule cannot give exactly (1, or e.g. 95 of 1000: no integer stride keeps 95) falls
+    back to N evenly spread steps, as ddpm; every count the official rule allows is unchanged."""
     base = DiscreteSchedule.linear(TRAIN_STEPS)
     if spec.steps == TRAIN_STEPS:
         return base
-    return base.respaced(f"ddim{spec.steps}" if spec.name == "ddim" else str(spec.steps))
+    if spec.name == "ddim":
+        try:
+            space_timesteps(TRAIN_STEPS, f"ddim{spec.steps}")
+        except ValueError:
+            return base.respaced(str(spec.steps))
+        return base.respaced(f"ddim{spec.steps}")
+    return base.respaced(str(spec.steps))
 
 
 def continuous_schedule(acp_dtype: torch.dtype = torch.float32) -> ContinuousSchedule:

@@ -98,3 +98,18 @@ def test_time_grids_and_orders() -> None:
     assert singlestep_orders(5, 2) == [2, 2, 1]
     with pytest.raises(ValueError, match="skip_type"):
         time_grid(ns, "bogus", 10)  # type: ignore[arg-type]
+
+
+def test_ddim_sampler_schedule_keeps_the_stride_rule_and_spreads_counts_it_cannot_give() -> None:
+    """The DDIM sampler's process: the official ``ddimN`` stride rule wherever it gives exactly N
+    steps (25 -> stride 40), else N evenly spread steps (1 and 95 have no integer stride)."""
+    from model.samplers import SamplerSpec
+    from model.samplers.api import discrete_schedule
+
+    assert discrete_schedule(SamplerSpec(name="ddim", steps=25)).timestep_map.tolist() == \
+        list(range(0, 1000, 40))
+    for steps in (1, 95):
+        with pytest.raises(ValueError, match="integer stride"):
+            space_timesteps(1000, f"ddim{steps}")
+        kept = discrete_schedule(SamplerSpec(name="ddim", steps=steps)).timestep_map.tolist()
+        assert kept == space_timesteps(1000, str(steps)) and len(kept) == steps

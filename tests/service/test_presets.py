@@ -9,8 +9,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from core.contract import JobSpec
-from core.sampling import PRESETS, SamplerParams, SuperResolutionParams
-from core.settings import Settings
+from core.sampling import PRESETS, SamplerParams, SuperResolutionParams, default_guidance_scale
+from core.settings import ModelSpec, Settings
 from core.store import JobStore
 from service.app import create_app
 from service.schemas import GenerateRequest
@@ -91,9 +91,9 @@ def test_conditional_presets(settings: Settings, store: JobStore, tmp_path: Path
         assert r.status_code == 202, r.text
         specs[preset] = store.spec(r.json()["id"])
     fast, official = specs["fast"], specs["official"]
-    assert fast.preset == "fast" and fast.sampler == SamplerParams()  # DPM-Solver 20 (+ gradient)
+    assert fast.preset == "fast" and fast.sampler == SamplerParams(name="ddim", steps=20)
     assert official.sampler.name == "ddpm" and official.sampler.steps == 1000
-    for spec in (fast, official):
+    for spec in (fast, official):  # the tiny preset's scale: the official models' 3.0
         assert (spec.guidance, spec.guidance_scale) == ("gradient", 3.0)
         assert spec.super_resolution.enabled is False
     assert official.super_resolution.steps == 25 and fast.super_resolution.steps == 12
@@ -123,3 +123,34 @@ def test_preset_order_is_capped_at_the_steps_but_a_given_order_is_not(
     assert r.status_code == 422 and "sampler.steps=2 is below sampler.order=3" in r.text
     r = client.post("/generate", json={"sampler": {"method": "adaptive"}})
     assert r.status_code == 422 and "order=2" in r.text
+
+
+def test_guidance_scale_defaults_to_the_models_and_is_limited(
+        settings: Settings, store: JobStore, tmp_path: Path) -> None:
+    """No ``guidance_scale``: the job stores its model's default (demo 300, tiny 3.0); one that
+    is sent is kept; above MMD_MAX_GUIDANCE_SCALE is a 422 naming the field."""
+    models = {"default": ModelSpec(preset="tiny"), "demo": ModelSpec(preset="demo")}
+    client = TestClient(create_app(settings.model_copy(update={
+        "models": models, "max_guidance_scale": 500.0})))
+    clip = write_clip(tmp_path / "clip.mp4")
+
+    def post(**data: str) -> object:
+        with open(clip, "rb") as fh:
+            return client.post("/video-to-audio", files={"file": ("clip.mp4", fh, "video/mp4")},
+                               data={"super_resolution.enabled": "false", **data})
+
+    scales = {}
+    for model, extra in (("demo", {}), ("default", {}), ("demo", {"guidance_scale": "7.5"})):
+        r = post(model=model, **extra)
+        assert r.status_code == 202, r.text
+        spec = store.spec(r.json()["id"])
+        assert spec is not None
+        scales[(model, bool(extra))] = spec.guidance_scale
+    assert scales == {("demo", False): default_guidance_scale("demo"),
+                      ("default", False): default_guidance_scale("tiny"),
+                      ("demo", True): 7.5}
+    assert default_guidance_scale("demo") == 300.0 and default_guidance_scale("tiny") == 3.0
+    r = post(model="demo", guidance_scale="501")
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "guidance_scale"
+    assert "MMD_MAX_GUIDANCE_SCALE" in r.json()["error"]["message"]
