@@ -15,7 +15,8 @@ two of its imports do not work on the CPU build of torch this project pins:
   the only mode the aligner runs in). The stand-in is removed again afterwards.
 
 Install: ``pip install --no-deps imagebind-unofficial`` and the ``imagebind`` extra (its
-run-time dependencies: ftfy, regex, iopath, einops); see docs/imagebind.md.
+run-time dependencies: ftfy, regex, iopath, einops); see docs/imagebind.md. Licence: ImageBind's
+code and weights are CC BY-NC-SA 4.0 (non-commercial), so the worker image does not include it.
 """
 
 from __future__ import annotations
