@@ -32,7 +32,6 @@ Values outside [-1, 1] are not clipped (clipping would stop the gradient there).
 from __future__ import annotations
 
 import os
-import pickle
 from collections import OrderedDict
 from collections.abc import Mapping
 from itertools import pairwise
@@ -50,6 +49,7 @@ from model.aligners.imagebind_pkg import (
     build_imagebind,
     drop_unused_modalities,
 )
+from model.checkpoint import CheckpointError, load_state_dict_file, normalise_state_dict
 from model.config import UNetConfig
 
 VISION_SIZE = 224
@@ -202,23 +202,19 @@ class ImageBindAligner:
         return self.embed_video(video) @ text + self.embed_audio(audio) @ text
 
 
-def read_state_dict(weights: str | os.PathLike[str] | None) -> Mapping[str, Tensor]:
-    """The tensors of an ImageBind checkpoint; ValueError / FileNotFoundError saying what to
-    do when the path is missing, absent or not a state dict."""
+def read_state_dict(weights: str | os.PathLike[str] | None) -> dict[str, Tensor]:
+    """The tensors of an ImageBind checkpoint (``model.checkpoint``'s reader: CPU, tensors
+    only, a ``{"model": ...}``-style wrapper or ``module.`` prefix removed); ValueError /
+    FileNotFoundError saying what to do when the path is unset, absent or not a state dict."""
     if weights is None or str(weights) == "":
         raise ValueError(f"the imagebind aligner needs its weights: {WEIGHTS_HINT}")
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"imagebind weights {str(path)!r} not found: {WEIGHTS_HINT}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
-        raise ValueError(f"{str(path)!r} is not a torch checkpoint ({exc}); "
-                         f"{WEIGHTS_HINT}") from exc
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{str(path)!r} is not a state dict of tensors; {WEIGHTS_HINT}")
+        state, _, _ = normalise_state_dict(load_state_dict_file(path))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; {WEIGHTS_HINT}") from exc
     return state
 
 
