@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from model.demo.quality import evaluate, frames_to_model
-from model.demo.scoring import condition_clip
+from model.demo.scoring import condition_clip, models_from_training
 from model.demo.weights_io import load_demo_models
 from model.pipeline import GenerationRequest, generate
 from model.samplers import SamplerSpec
@@ -68,10 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=16, help="jobs per row (16)")
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
+    p.add_argument("--base-ckpt", help="demo training checkpoint (EMA weights) instead of the "
+                                       "shipped weights")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    models = load_demo_models(sr=False)
+    models = (models_from_training(args.base_ckpt) if args.base_ckpt
+              else load_demo_models(sr=False))
     print("| direction | sampler | scale | n | sync | colour-pitch | lit | s/job |")
     print("|---|---|---|---|---|---|---|---|")
     for direction in args.directions.split(","):
