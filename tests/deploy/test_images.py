@@ -167,3 +167,19 @@ def test_gateway_image_source_layout_serves_an_upload_check(tmp_path: Path) -> N
     done = subprocess.run([sys.executable, "-c", _GATEWAY_LAYOUT_CHECK, str(image), str(wav)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+
+
+def test_image_pins_equal_the_constraints() -> None:
+    """One version per package: what the images install (docker/requirements-*.txt) is what the
+    suite ran with (constraints.txt, made by .ci/freeze_constraints.py)."""
+    constraints = {}
+    for line in (REPO_ROOT / "constraints.txt").read_text().splitlines():
+        if "==" in line and not line.lstrip().startswith("#"):
+            name, version = line.split(";")[0].strip().split("==")
+            constraints[re.sub(r"[-_.]+", "-", name).lower()] = version
+    for file in ("requirements-gateway.txt", "requirements-worker.txt"):
+        for name, version in _pins(file).items():
+            assert name in constraints, f"docker/{file} pins {name}, which constraints.txt lacks"
+            assert version == constraints[name], (
+                f"docker/{file} pins {name}=={version}, constraints.txt {constraints[name]}: "
+                "take the constraints' version")
