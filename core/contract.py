@@ -115,9 +115,12 @@ class JobResult(Frozen):
     random_weights: bool
     model: str
     num_samples: int = 1
-    width: int
+    width: int  # the video as a player shows it (after the display matrix the MP4 carries)
     height: int
-    fps: int  # the model's frame rate; duration_s = frames / fps, both streams of the MP4
+    # frames per second of the MP4's video, exact (a 30000/1001 upload: 29.97002997002997): the
+    # model's (8.0, 10.0), or a video-to-audio whole clip's upload's own average rate;
+    # duration_s = frames / fps, both streams of the MP4
+    fps: float
     sample_rate: int  # the MP4's audio rate (the model's, resampled up to 16 kHz at least)
     samples: list[SampleFile] = Field(default_factory=list)
     nfe: dict[str, int] = Field(default_factory=dict)
@@ -125,6 +128,12 @@ class JobResult(Frozen):
     batch_size: int = 1  # jobs the worker ran together in one batch (MMD_MAX_BATCH)
     windows: int = 1  # model windows run (a duration_s job covers its span with several)
     input: InputMedia | None = None  # how the upload was read (None: joint generation)
+    # where the MP4's picture comes from: "generated" (joint, audio-to-video: the model's
+    # frames), "resized" (a single-window video-to-audio job: the upload's frames as the model
+    # saw them, centre square at its size and fps), "copied" / "reencoded" (a video-to-audio
+    # whole clip: the upload's own video stream-copied, or re-encoded over the span at its own
+    # size and rate; worker/media_span.py); None in a record written before the field existed
+    video: Literal["generated", "resized", "copied", "reencoded"] | None = None
     # filled in by the gateway when it answers (None in the stored record): the first sample's
     # link that a browser can play without a bearer header (core/signing.py; on S3 presigned)
     signed_url: str | None = None

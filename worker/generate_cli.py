@@ -285,7 +285,7 @@ def _whole_clip(args: argparse.Namespace, models: Any, preset: str) -> int:
         return 130
     finally:
         bars.close()
-    print(f"mmd generate: {len(paths)} file(s), {muxed.width}x{muxed.height} {muxed.fps} fps "
+    print(f"mmd generate: {len(paths)} file(s), {muxed.width}x{muxed.height} {muxed.fps:g} fps "
           f"{muxed.duration_s:.2f} s, {out.windows} windows, NFE {out.nfe}"
           + (" (RANDOM weights: noise)" if out.random_weights else ""), file=sys.stderr)
     return 0

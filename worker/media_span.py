@@ -11,8 +11,16 @@ by players (browsers show them, or start on a grey frame). The re-encode decodes
 writes H.264 (libx264, ``crf`` 18, yuv420p) at the source's own width, height and frame rate
 (its average rate): every source frame whose time is in ``[start_s, start_s + duration_s)``
 once, nothing resampled, one frame in memory at a time; odd sizes are padded by one edge
-row/column (yuv420p). A re-encode does not carry the source's display matrix over (a phone's
-rotation): the frames come back as stored.
+row/column (yuv420p).
+
+**Orientation: the display matrix travels, the pixels stay as stored (decided).** A phone's
+portrait clip is stored landscape with a display matrix that rotates it (``worker.orientation``).
+A stream copy keeps the stream's matrix (``add_stream_from_template`` copies the codec
+parameters and their side data); a re-encode writes the source's matrix, read from its first
+decoded frame, to the output stream unchanged (PyAV's ``set_display_matrix``), so both show as
+the source did, any matrix included (an arbitrary angle too). Rotating the pixels instead would
+cost a conversion per frame and change the copy's and the re-encode's stored size apart.
+:class:`SpanVideo` reports the size as displayed.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import numpy as np
 
 from core.media_probe import MediaError, PathLike, _open, _stream_start
 from worker.muxing import AAC_FRAME_SAMPLES
+from worker.orientation import IDENTITY, Orientation, frame_display_matrix, orientation_from_matrix
 
 # video codecs whose packets an MP4 can carry as they are
 COPY_CODECS = frozenset({"h264", "hevc", "mpeg4", "av1", "vp9"})
@@ -35,8 +44,10 @@ COPY_CODECS = frozenset({"h264", "hevc", "mpeg4", "av1", "vp9"})
 @dataclass(frozen=True)
 class SpanVideo:
     """What :func:`reencode_span` wrote: ``frames`` at ``fps`` (the source's rate), ``width`` x
-    ``height`` (the source's), ``held`` frames repeated at the end because the source ended
-    early (within the gateway's slack); ``copied``: the video packets were stream-copied."""
+    ``height`` as displayed (the source's stored size, even for a re-encode, turned by the
+    display matrix the file carries, ``orientation``), ``held`` frames repeated at the end
+    because the source ended early (within the gateway's slack); ``copied``: the video packets
+    were stream-copied."""
 
     width: int
     height: int
@@ -44,6 +55,7 @@ class SpanVideo:
     frames: int
     held: int = 0
     copied: bool = False
+    orientation: Orientation = IDENTITY
 
     @property
     def duration_s(self) -> float:
@@ -55,9 +67,9 @@ def reencode_span(src: PathLike, out_path: Path, *, start_s: float, duration_s: 
                   max_bytes: int, crf: int = 18, audio_bitrate: int = 64_000) -> SpanVideo:
     """Write ``out_path`` (MP4): the first video stream of ``src`` from ``start_s`` for
     ``duration_s`` seconds (``round(duration_s * fps)`` frames), re-encoded at its own geometry
-    and rate, plus ``audio float32 [T]`` (mono, ``sample_rate``) as AAC. ``max_frames`` bounds
-    the source frames decoded (``decode_limit``), ``timeout_s`` the wall clock
-    (``decode_timeout``)."""
+    and rate with its display matrix, plus ``audio float32 [T]`` (mono, ``sample_rate``) as AAC.
+    ``max_frames`` bounds the source frames decoded (``decode_limit``), ``timeout_s`` the wall
+    clock (``decode_timeout``)."""
     deadline = time.monotonic() + timeout_s
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with _open(src, max_bytes=max_bytes, timeout_s=timeout_s) as inp:
@@ -71,11 +83,14 @@ def reencode_span(src: PathLike, out_path: Path, *, start_s: float, duration_s: 
                              "re-encode it with a constant frame rate")
         fps = Fraction(rate).limit_denominator(1001 * 1000)
         wanted = max(1, round(duration_s * fps))
+        matrix = _source_matrix(inp, vin)
+        orientation = orientation_from_matrix(matrix)
         if start_s == 0 and vin.codec_context.name in COPY_CODECS:
             count = _packets(inp, vin, max_frames, deadline)
             inp.seek(0)
             if count == wanted:
-                return _copy(inp, vin, out_path, fps, wanted, audio, sample_rate, audio_bitrate)
+                return _copy(inp, vin, out_path, fps, wanted, audio, sample_rate, audio_bitrate,
+                             orientation)
         origin = _stream_start(vin)
         half = float(1 / fps) / 2
         if start_s > 0 and vin.time_base is not None:
@@ -91,6 +106,8 @@ def reencode_span(src: PathLike, out_path: Path, *, start_s: float, duration_s: 
             vs.width, vs.height = width + width % 2, height + height % 2
             vs.pix_fmt = "yuv420p"
             vs.codec_context.time_base = 1 / fps
+            if matrix is not None:
+                vs.set_display_matrix([int(v) for v in matrix])
             ast = out.add_stream("aac", rate=sample_rate, layout="mono")
             ast.bit_rate = audio_bitrate
             written, decoded, last = 0, 0, None
@@ -120,7 +137,22 @@ def reencode_span(src: PathLike, out_path: Path, *, start_s: float, duration_s: 
             out.mux(vs.encode(None))
             _write_audio(out, ast, np.clip(np.asarray(audio, np.float32), -1.0, 1.0),
                          sample_rate)
-    return SpanVideo(width=width, height=height, fps=fps, frames=wanted, held=held)
+    shown = _displayed(width + width % 2, height + height % 2, orientation)
+    return SpanVideo(*shown, fps=fps, frames=wanted, held=held, orientation=orientation)
+
+
+def _source_matrix(inp: av.container.InputContainer, vin: av.VideoStream) -> np.ndarray | None:
+    """The display matrix of ``vin``'s first decoded frame (None: none); rewinds to 0 after."""
+    try:
+        first = next(inp.decode(vin), None)
+    finally:
+        inp.seek(0)
+    return None if first is None else frame_display_matrix(first)
+
+
+def _displayed(width: int, height: int, orientation: Orientation) -> tuple[int, int]:
+    """Stored ``width`` x ``height`` as a player shows them under ``orientation``."""
+    return (height, width) if orientation.transpose else (width, height)
 
 
 def _packets(inp: av.container.InputContainer, vin: av.VideoStream, max_frames: int,
@@ -137,8 +169,10 @@ def _packets(inp: av.container.InputContainer, vin: av.VideoStream, max_frames: 
 
 
 def _copy(inp: av.container.InputContainer, vin: av.VideoStream, out_path: Path, fps: Fraction,
-          frames: int, audio: np.ndarray, sample_rate: int, audio_bitrate: int) -> SpanVideo:
-    """Every video packet of ``vin`` copied into ``out_path`` with ``audio`` as AAC."""
+          frames: int, audio: np.ndarray, sample_rate: int, audio_bitrate: int,
+          orientation: Orientation) -> SpanVideo:
+    """Every video packet of ``vin`` copied into ``out_path`` with ``audio`` as AAC (the stream's
+    display matrix, ``orientation``, comes with its codec parameters)."""
     with av.open(str(out_path), mode="w", format="mp4",
                  options={"movflags": "+faststart"}) as out:
         vs = out.add_stream_from_template(vin)
@@ -154,7 +188,8 @@ def _copy(inp: av.container.InputContainer, vin: av.VideoStream, out_path: Path,
         _write_audio(out, ast, np.clip(np.asarray(audio, np.float32), -1.0, 1.0), sample_rate,
                      offset=round(_stream_start(vin) * sample_rate))
     ctx = vin.codec_context
-    return SpanVideo(width=ctx.width, height=ctx.height, fps=fps, frames=frames, copied=True)
+    return SpanVideo(*_displayed(ctx.width, ctx.height, orientation), fps=fps, frames=frames,
+                     copied=True, orientation=orientation)
 
 
 def _even(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:

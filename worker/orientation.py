@@ -80,12 +80,19 @@ def orientation_from_matrix(matrix: np.ndarray | None) -> Orientation:
     return Orientation(*ops, rotation=rotation, mirrored=mirrored)
 
 
-def frame_orientation(frame: av.VideoFrame) -> Orientation:
-    """The orientation a player applies to ``frame`` (from its ``DISPLAYMATRIX`` side data)."""
+def frame_display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
+    """``frame``'s display matrix as stored (``int32 [9]``, FFmpeg layout, the values PyAV's
+    ``VideoStream.set_display_matrix`` writes back), from its ``DISPLAYMATRIX`` side data;
+    None when it has none."""
     sides: Any = frame.side_data  # a SideDataContainer (PyAV's stub says motion vectors only)
     try:
         raw = bytes(sides["DISPLAYMATRIX"])
     except KeyError:
-        return IDENTITY
-    return orientation_from_matrix(np.frombuffer(raw, "<i4")) if len(raw) == 36 else IDENTITY
+        return None
+    return np.frombuffer(raw, "<i4").copy() if len(raw) == 36 else None
+
+
+def frame_orientation(frame: av.VideoFrame) -> Orientation:
+    """The orientation a player applies to ``frame`` (from its ``DISPLAYMATRIX`` side data)."""
+    return orientation_from_matrix(frame_display_matrix(frame))
 

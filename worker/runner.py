@@ -225,10 +225,12 @@ class JobRunner:
             muxed = self._stage(run, "mux", lambda: mux_whole_clip(gen, run.tmp, self.settings))
             paths, windows = muxed.paths, gen.windows
             width, height, fps, duration = muxed.width, muxed.height, muxed.fps, muxed.duration_s
+            video = muxed.video
         else:
             paths, windows = self._stage(run, "mux", lambda: mux_samples(gen, run.tmp)), 1
             _, count, height, width, _ = gen.frames.shape
-            fps, duration = int(gen.fps), count / gen.fps
+            fps, duration = float(gen.fps), count / gen.fps
+            video = "resized" if spec.mode == "video-to-audio" else "generated"
         samples = self._stage(run, "upload", lambda: upload_samples(spec.id, paths, self.storage))
         return JobResult(
             url=samples[0].url, bytes=samples[0].bytes, sha256=samples[0].sha256,
@@ -238,6 +240,7 @@ class JobRunner:
             samples=samples, nfe={k: int(v) for k, v in gen.nfe.items()},
             stage_seconds={k: round(v, 4) for k, v in run.stage_seconds.items()},
             batch_size=int(gen.batch_size), input=run.input_media, windows=windows,
+            video=video,
         )
 
     # --- progress ---------------------------------------------------------------------

@@ -31,7 +31,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -232,10 +232,11 @@ class Muxed:
     """The result files and the media they hold."""
 
     paths: list[Path]
-    width: int
+    width: int  # as displayed
     height: int
-    fps: int
+    fps: float  # exact (the upload's average rate for a video-to-audio span)
     duration_s: float
+    video: Literal["generated", "copied", "reencoded"]  # ``JobResult.video``
 
 
 def mux_whole_clip(gen: WholeClipOutput, tmp: Path, settings: Settings) -> Muxed:
@@ -248,8 +249,8 @@ def mux_whole_clip(gen: WholeClipOutput, tmp: Path, settings: Settings) -> Muxed
     if gen.frames is not None:
         for path, frames, audio in zip(paths, gen.frames, gen.audio, strict=True):
             media.mux_mp4(path, frames, audio, fps=gen.fps, sample_rate=gen.sample_rate)
-        return Muxed(paths, int(gen.frames.shape[3]), int(gen.frames.shape[2]), gen.fps,
-                     duration)
+        return Muxed(paths, int(gen.frames.shape[3]), int(gen.frames.shape[2]), float(gen.fps),
+                     duration, "generated")
     written = None
     for path, audio in zip(paths, gen.audio, strict=True):
         written = reencode_span(gen.span.src, path, start_s=gen.start_s, duration_s=duration,
@@ -258,5 +259,5 @@ def mux_whole_clip(gen: WholeClipOutput, tmp: Path, settings: Settings) -> Muxed
                                 timeout_s=settings.decode_timeout_s,
                                 max_bytes=settings.max_upload_bytes)
     assert written is not None
-    return Muxed(paths, written.width, written.height, round(float(written.fps)),
-                 written.duration_s)
+    return Muxed(paths, written.width, written.height, float(written.fps), written.duration_s,
+                 "copied" if written.copied else "reencoded")

@@ -272,6 +272,8 @@ def test_job_result_describes_the_input(settings: Settings, store: JobStore,
     for spec in (v2a, a2v):
         store.create_and_enqueue(spec)
         assert runner.run(spec.id) == "succeeded"
+    assert store.view(v2a.id).result.video == "resized"  # type: ignore[union-attr]
+    assert store.view(a2v.id).result.video == "generated"  # type: ignore[union-attr]
     video = store.view(v2a.id).result.input  # type: ignore[union-attr]
     assert video is not None and video.stream == "video"
     assert (video.rotation, video.mirrored, video.width, video.height) == (270, False, H, W)

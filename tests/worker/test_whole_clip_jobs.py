@@ -54,6 +54,7 @@ def test_audio_to_video_span_with_sr(settings: Settings, store: JobStore, tiny: 
     r = view.result
     assert r.windows == 2 and r.nfe["base"] == 4 and r.nfe["base_backward"] == 0, r.nfe
     assert r.nfe["sr"] == 2 and (r.width, r.height, r.fps) == (64, 64, 10)
+    assert isinstance(r.fps, float) and r.video == "generated"
     assert r.duration_s == pytest.approx(1.4)
     base = [(p.step, p.total) for p in seen if p.stage == "base"]
     assert base[-1] == (4, 4) and base == sorted(base)
@@ -111,6 +112,7 @@ def test_one_window_of_duration_runs_todays_pipeline(settings: Settings, store: 
     assert len(gen.requests) == 1 and gen.requests[0].condition_audio.shape == (2048,)
     view = store.view(spec.id)
     assert view is not None and view.result is not None and view.result.windows == 1
+    assert view.result.video == "generated" and view.result.fps == 10.0
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +169,7 @@ def test_demo_video_to_audio_span_keeps_the_picture(settings: Settings, store: J
     assert view is not None and view.result is not None, view
     r = view.result
     assert r.windows == 2 and (r.width, r.height, r.fps, r.sample_rate) == (32, 32, 10, 16000)
+    assert r.video == "reencoded"  # 1.5 s of the 2 s upload: not the whole stream
     path = LocalStorage(settings.data_dir).local_path(result_key(spec.id, 0))
     assert path is not None
     audio = next(s for s in media.probe(path).streams if s.type == "audio")
