@@ -4,7 +4,9 @@
 
 - a 10 s clip in both directions: 17 windows, the result lasts 10 s in both streams;
 - a 12 s 320x240 30 fps H.264 upload to /video-to-audio comes back at 320x240, 30 fps, 12 s
-  (within one frame) with a 12 s soundtrack (within one frame), the user's own picture.
+  (within one frame) with a 12 s soundtrack (within one frame), the user's own picture;
+- a portrait phone clip at 30000/1001 fps, a span from 0.5 s: re-encoded, shown upright (its
+  display matrix kept), ``result.fps`` the exact rate.
 
 17-20 windows x 2 DDIM steps of the tiny U-Net (replacement guidance) per job: ~22 s for the
 three on 2 shared CPU cores.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ import pytest
 from tests.helpers.media import write_clip
 from tests.helpers.stack import Stack, start_stack, stop_stack
 from worker import media
+from worker.orientation import frame_orientation
 
 pytestmark = pytest.mark.e2e
 
@@ -80,6 +84,7 @@ def test_video_to_audio_over_10_s(clips_stack: Stack, tmp_path: Path) -> None:
     res = view["result"]
     assert res["windows"] == 17 and res["nfe"]["base"] == 17 * 2, res  # 1 + ceil(92 / 6)
     assert (res["width"], res["height"], res["fps"], res["duration_s"]) == (48, 48, 10, 10.0)
+    assert res["video"] == "copied"  # the whole stream: its packets as they were
     got = _streams(out)
     assert len(got["frames"]) == 100 and (got["width"], got["height"]) == (48, 48)
     assert abs(got["audio_s"] - 10.0) <= 0.1, got["audio_s"]  # one model frame
@@ -93,7 +98,7 @@ def test_audio_to_video_over_10_s(clips_stack: Stack, tmp_path: Path) -> None:
     view, out = _submit(clips_stack, "audio-to-video", wav,
                         {**PARAMS, "duration_s": 10, "start_s": 0.5}, tmp_path)
     res = view["result"]
-    assert res["windows"] == 17 and res["duration_s"] == 10.0, res
+    assert res["windows"] == 17 and res["duration_s"] == 10.0 and res["video"] == "generated"
     got = _streams(out)
     assert len(got["frames"]) == 100 and (got["width"], got["height"]) == (16, 16)  # no SR
     assert abs(got["audio_s"] - 10.0) <= 0.1, got["audio_s"]
@@ -133,7 +138,7 @@ def test_12_s_320x240_30fps_comes_back_as_it_was(clips_stack: Stack, tmp_path: P
     view, out = _submit(clips_stack, "video-to-audio", clip, {**PARAMS, "duration_s": 12},
                         tmp_path)
     res = view["result"]
-    assert (res["width"], res["height"], res["fps"]) == (320, 240, 30), res
+    assert (res["width"], res["height"], res["fps"], res["video"]) == (320, 240, 30, "copied")
     # 120 model frames: 1 + ceil(112 / 6) windows
     assert res["duration_s"] == pytest.approx(12.0, abs=1 / 30) and res["windows"] == 20
     got = _streams(out)
@@ -147,3 +152,32 @@ def test_12_s_320x240_30fps_comes_back_as_it_was(clips_stack: Stack, tmp_path: P
     # the picture is the upload's: the bar of frame 100 sits where the source drew it
     col = int(np.argmax(got["frames"][100][120, :, 0]))
     assert abs(col - ((100 * 7) % 312 + 4)) <= 4, col
+
+
+def test_portrait_2997_span_is_reencoded_upright(clips_stack: Stack, tmp_path: Path) -> None:
+    """Stored 64x48 with a display matrix turning it 90 degrees clockwise (a phone held
+    upright), 30000/1001 fps; 2 s from 0.5 s: 60 frames re-encoded, reported as 48x64 at
+    29.97002997 fps, and the red top-left block of the stored picture shows top-right."""
+    rate = Fraction(30000, 1001)
+    img = np.full((48, 64, 3), 90, np.uint8)
+    img[:16, :20] = (230, 30, 30)
+    clip = tmp_path / "phone.mp4"
+    with av.open(str(clip), "w") as out:
+        vs = out.add_stream("libx264", rate=rate)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.set_display_rotation(270)  # counterclockwise = 90 clockwise
+        for i in range(90):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    view, out_path = _submit(clips_stack, "video-to-audio", clip,
+                             {**PARAMS, "duration_s": 2, "start_s": 0.5}, tmp_path)
+    res = view["result"]
+    assert (res["video"], res["width"], res["height"]) == ("reencoded", 48, 64), res
+    assert res["fps"] == float(rate) and res["duration_s"] == round(float(60 / rate), 6), res
+    with av.open(str(out_path)) as c:
+        frames = list(c.decode(video=0))
+    shown = frame_orientation(frames[0]).apply(frames[0].to_ndarray(format="rgb24"))
+    assert len(frames) == 60 and shown.shape == (64, 48, 3)
+    assert shown[5, -5, 0] > 180 and shown[5, 5, 0] < 130  # red top-right, grey top-left
