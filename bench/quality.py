@@ -132,7 +132,7 @@ def _prompt_rows(models: object, args: argparse.Namespace, prompts: list[str],
           "-------|--------|--------|---------|")
     for mode in [m for m in args.prompt_modes.split(",") if m.strip()]:
         n = args.prompt_samples if mode == "joint" else args.cond_samples
-        base, sr = preset_specs("fast", mode)  # type: ignore[arg-type]
+        base, sr = preset_specs("fast", mode)
         spec_sr = sr if sr_on else None
         plain = score(models, mode, base, spec_sr, n=n, seed=args.seed,  # type: ignore[arg-type]
                       share_of=prompts)

@@ -32,7 +32,13 @@ import torch
 from torch import Tensor
 
 from model.denoiser import Denoiser
-from model.prompted import PromptGuidance, guided_eval, prompt_denoiser, prompt_objective
+from model.prompted import (
+    Objective,
+    PromptGuidance,
+    guided_eval,
+    prompt_denoiser,
+    prompt_objective,
+)
 from model.samplers.common import Callback, NoiseFn, generator_noise, notify
 from model.samplers.ddpm import gather, index_tensor, p_sample
 from model.schedule import DiscreteSchedule
@@ -191,16 +197,19 @@ def conditional_denoiser(
                 x0_c = (x_c - s * getattr(eps_in, c)) / a
                 return _batch_mse(x0_c, condition).sum()
 
+            objective: Objective
             if not prompted:  # the reconstruction guidance alone (bit-identical to before)
                 objective, outer = reconstruction, scale
             else:
                 assert prompt is not None
                 score = prompt_objective(prompt, alpha, sigma, clean={c: condition})
                 if recon:
-                    def objective(x_in: AV, eps_in: AV) -> Tensor:
-                        return (scale * reconstruction(x_in, eps_in)
-                                + prompt.scale * score(x_in, eps_in))
-                    outer = 1.0
+                    w = prompt.scale
+
+                    def combined(x_in: AV, eps_in: AV) -> Tensor:
+                        return scale * reconstruction(x_in, eps_in) + w * score(x_in, eps_in)
+
+                    objective, outer = combined, 1.0
                 else:
                     objective, outer = score, prompt.scale
             eps, var = guided_eval(denoiser, x, t_model, alpha, sigma, guided=(g,),

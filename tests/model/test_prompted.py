@@ -13,7 +13,7 @@ from torch import Tensor
 
 from model.conditional import conditional_denoiser
 from model.denoiser import joint_denoiser
-from model.prompted import PromptGuidance, x0_of
+from model.prompted import PromptGuidance, prompt_denoiser, x0_of
 from model.samplers import SamplerSpec, count_nfe, sample_conditional, sample_joint
 from model.state import AV
 from tests.helpers.standins import joint_standin
@@ -59,8 +59,6 @@ def _means(x: AV) -> Tensor:
 def test_one_evaluation_adds_minus_scale_sigma_grad() -> None:
     """eps_m' = eps_m - w * sigma * d(score)/dx_m, the score of the clean estimates (audio /
     audio_scale): checked against autograd of the formula written out."""
-    from model.prompted import prompt_denoiser
-
     x = _start(3)
     t = torch.full((3,), 500)
     alpha, sigma = torch.full((3,), 0.6), torch.full((3,), 0.8)
@@ -69,6 +67,7 @@ def test_one_evaluation_adds_minus_scale_sigma_grad() -> None:
     guided, _ = prompt_denoiser(base, _guide(2.5))(x, t, alpha, sigma)
     leaves = AV(x.video.clone().requires_grad_(True), x.audio.clone().requires_grad_(True))
     e, _ = base(leaves, t, alpha, sigma)
+    assert isinstance(eps, AV) and isinstance(guided, AV) and isinstance(e, AV)
     s = MeanAligner().score(x0_of(leaves.video, e.video, alpha, sigma),
                             x0_of(leaves.audio, e.audio, alpha, sigma) / AUDIO_SCALE, "up")
     gv, ga = torch.autograd.grad(s.sum(), [leaves.video, leaves.audio])
