@@ -138,3 +138,30 @@ def test_prompted_joint_quality(demo_models) -> None:  # type: ignore[no-untyped
         syncs.append(s.quality.sync)
     assert hits / events >= MIN_POOLED_SHARE, (hits, events)
     assert sum(syncs) / len(syncs) >= plain.quality.sync - SYNC_MARGIN, (syncs, plain.quality)
+
+
+def test_train_and_export_keep_the_other_entries(tmp_path: Path, demo_models) -> None:  # type: ignore[no-untyped-def]
+    """A few steps of `mmd train-demo --what aligner`'s trainer, then its export: the aligner
+    entry is added with its sha256, the base and SR entries stay as they were."""
+    import json
+
+    from model.demo.train_aligner import AlignerSettings, train_aligner
+    from model.demo.weights_io import export_aligner
+
+    for name in (FILES["base"], FILES["sr"], MANIFEST):
+        shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
+    before = json.loads((tmp_path / MANIFEST).read_text())
+    before["files"].pop("aligner", None)
+    (tmp_path / MANIFEST).write_text(json.dumps(before))
+    ck = train_aligner(AlignerSettings(steps=3, batch=4, pool=4, width=8),
+                       demo_models.unet, demo_models.unet_cfg, tmp_path / "ck.pt",
+                       progress=False)
+    assert set(ck["accuracy"]) == {"clean", "estimates"}
+    export_aligner(tmp_path, checkpoint=tmp_path / "ck.pt", command="test")
+    after = json.loads((tmp_path / MANIFEST).read_text())
+    assert after["files"]["base"] == before["files"]["base"]
+    assert after["files"]["sr"] == before["files"]["sr"]
+    assert after["files"]["aligner"]["command"] == "test"
+    paths = verify(tmp_path)
+    small = load_demo_aligner(CFG, weights=paths["aligner"])
+    assert small.net.video_head.in_features == 16  # width 8, mean + max pooled
