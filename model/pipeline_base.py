@@ -11,7 +11,7 @@ from torch import Tensor
 
 from model.pipeline_noise import cpu_generator, derive_seed, group_noise
 from model.pipeline_types import GenerationRequest, LoadedModels, Progress
-from model.prompted import PromptGuidance
+from model.prompted import PromptGuidance, make_guidance
 from model.samplers import count_nfe, sample_conditional, sample_joint
 from model.state import AV
 
@@ -33,14 +33,8 @@ def stage_callback(
 def prompt_guidance(request: GenerationRequest, models: LoadedModels) -> PromptGuidance | None:
     """The request's prompt guidance (``prompt_scale`` None = the aligner's ``default_scale``),
     or None without a prompt. Raises ValueError when the models have no aligner."""
-    if request.prompt is None:
-        return None
-    if models.aligner is None:
-        raise ValueError(f"model {models.name!r} has no prompt aligner; leave the prompt out")
-    aligner = models.aligner
-    scale = aligner.default_scale if request.prompt_scale is None else request.prompt_scale
-    return PromptGuidance(aligner=aligner, prompt=aligner.check_prompt(request.prompt),
-                          scale=float(scale), audio_scale=float(models.unet_cfg.audio_scale))
+    return make_guidance(models.aligner, request.prompt, request.prompt_scale,
+                         models.unet_cfg.audio_scale, f"model {models.name!r}")
 
 
 def base_stage(

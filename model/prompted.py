@@ -36,7 +36,8 @@ from model.aligners.base import Aligner
 from model.denoiser import Denoiser
 from model.state import AV, State, bcast, tmap
 
-__all__ = ["Objective", "PromptGuidance", "guided_eval", "prompt_denoiser", "x0_of"]
+__all__ = ["Objective", "PromptGuidance", "guided_eval", "make_guidance", "prompt_denoiser",
+           "prompt_objective", "x0_of"]
 
 Objective = Callable[[AV, AV], Tensor]
 """``objective(x, eps) -> []``: a scalar to descend, a function of the evaluation's input ``x``
@@ -57,6 +58,21 @@ class PromptGuidance:
         """``[B]`` aligner scores of clean estimates ``x0 = AV(video [B,F,3,H,W], audio
         [B,1,L])`` in the network's domain (the audio is divided by ``audio_scale`` here)."""
         return self.aligner.score(x0.video, x0.audio / self.audio_scale, self.prompt)
+
+
+def make_guidance(aligner: Aligner | None, prompt: str | None, prompt_scale: float | None,
+                  audio_scale: float, model: str = "this model") -> PromptGuidance | None:
+    """The guidance of a request's ``prompt`` / ``prompt_scale`` (None = the aligner's
+    ``default_scale``), or None without a prompt. Raises ValueError when there is no aligner
+    or the aligner refuses the prompt."""
+    if prompt is None:
+        return None
+    if aligner is None:
+        raise ValueError(f"{model} has no prompt aligner, so it cannot take a prompt; "
+                         "configure one for it or leave the prompt out")
+    scale = aligner.default_scale if prompt_scale is None else prompt_scale
+    return PromptGuidance(aligner=aligner, prompt=aligner.check_prompt(prompt),
+                          scale=float(scale), audio_scale=float(audio_scale))
 
 
 def x0_of(x: Tensor, eps: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
