@@ -13,6 +13,14 @@ video and the generated audio, A2V on the generated video and the condition audi
 1000.. (the conditions are the world's clips of the same seeds). The official conditional
 preset is DDPM 1000 steps with gradient guidance (1000 forward + 1000 backward passes): it gets
 its own, smaller sample count.
+
+Prompt guidance (``--prompts red,green,blue``; model/prompted.py, the shipped demo aligner):
+a second table per mode of ``--prompt-modes`` (fast preset): the unguided jobs' share of events
+in each colour (the baseline, ~1/3), then per prompt the guided jobs' share of events in the
+prompted colour / pitch / both, sync, colour-pitch, seconds per job and the base NFE (forward +
+backward passes). ``--prompt-scales`` (default: the aligner's default_scale) sweeps the weight.
+
+    python3 bench/quality.py --modes "" --prompts red,green,blue --prompt-samples 16
 """
 
 from __future__ import annotations
@@ -61,6 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", default="joint,video-to-audio,audio-to-video")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
     p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--no-sr", action="store_true",
+                   help="shipped weights without super-resolution (scored at base size)")
+    p.add_argument("--prompts", default="", help="prompt rows for these colours (e.g. "
+                                                 "red,green,blue; default none)")
+    p.add_argument("--prompt-scales", default="",
+                   help="prompt guidance weights to run (default: the aligner's default_scale)")
+    p.add_argument("--prompt-modes", default="joint", help="modes of the prompt rows (joint)")
+    p.add_argument("--prompt-samples", type=int, default=16,
+                   help="jobs per prompt row (16; conditional modes: --cond-samples)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -70,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from model.demo.weights_io import WEIGHTS_DIR, load_demo_models
 
-        models = load_demo_models()
+        models = load_demo_models(sr=not args.no_sr)
         source = f"shipped weights {WEIGHTS_DIR}"
     sr_on = models.sr is not None
     print(f"# demo quality: {source}; SR {'on' if sr_on else 'off'}; {args.threads} threads")
@@ -81,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_row("real", "reference", "-", args.samples, real, None))
     print(_row("shuffled", "reference", "-", args.samples, shuffled, None), flush=True)
     extra = [int(s) for s in args.nfe.split(",") if s.strip()]
-    for mode in args.modes.split(","):
+    for mode in [m for m in args.modes.split(",") if m.strip()]:
         runs: list[tuple[str, int | None, int]] = []
         joint = mode == "joint"
         runs.append(("fast", None, args.samples if joint else args.cond_samples))
@@ -95,7 +112,45 @@ def main(argv: list[str] | None = None) -> int:
                              seed=args.seed, label=preset)
             print(_row(preset, mode, f"{base.name[:6]} {base.steps}", n, s.quality,
                        s.seconds_per_job), flush=True)
+    prompts = [c.strip() for c in args.prompts.split(",") if c.strip()]
+    if prompts:
+        _prompt_rows(models, args, prompts, sr_on)
     return 0
+
+
+def _prompt_rows(models: object, args: argparse.Namespace, prompts: list[str],
+                 sr_on: bool) -> None:
+    aligner = getattr(models, "aligner", None)
+    if aligner is None:
+        raise SystemExit("these models have no prompt aligner (the demo weights' manifest "
+                         "lists none): export one with `mmd train-demo --what aligner`")
+    scales = [float(x) for x in args.prompt_scales.split(",") if x.strip()] or [
+        aligner.default_scale]
+    print("\n| mode           | prompt   | scale | base NFE fwd+bwd |   n | share c | share p | "
+          "both  |  sync  | col-pi |  s/job  |")
+    print("|----------------|----------|-------|------------------|-----|---------|---------|"
+          "-------|--------|--------|---------|")
+    for mode in [m for m in args.prompt_modes.split(",") if m.strip()]:
+        n = args.prompt_samples if mode == "joint" else args.cond_samples
+        base, sr = preset_specs("fast", mode)
+        spec_sr = sr if sr_on else None
+        plain = score(models, mode, base, spec_sr, n=n, seed=args.seed,  # type: ignore[arg-type]
+                      share_of=prompts)
+        for c in prompts:
+            print(_prompt_row(mode, f"({c})", "-", plain, c), flush=True)
+        for c in prompts:
+            for w in scales:
+                s = score(models, mode, base, spec_sr, n=n, seed=args.seed,  # type: ignore[arg-type]
+                          prompt=c, prompt_scale=w)
+                print(_prompt_row(mode, c, f"{w:g}", s, c), flush=True)
+
+
+def _prompt_row(mode: str, prompt: str, scale: str, s: Score, colour: str) -> str:
+    sh, q, nfe = s.shares[colour], s.quality, s.nfe or {}
+    cost = f"{nfe.get('base', 0)}+{nfe.get('base_backward', 0)}"
+    return (f"| {mode:14s} | {prompt:8s} | {scale:>5s} | {cost:>16s} | {s.n:3d} | "
+            f"{sh.colour:7.3f} | {sh.pitch:7.3f} | {sh.both:5.3f} | {q.sync:6.3f} | "
+            f"{q.colour_pitch:6.3f} | {s.seconds_per_job:7.2f} |")
 
 
 if __name__ == "__main__":

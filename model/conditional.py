@@ -32,6 +32,13 @@ import torch
 from torch import Tensor
 
 from model.denoiser import Denoiser
+from model.prompted import (
+    Objective,
+    PromptGuidance,
+    guided_eval,
+    prompt_denoiser,
+    prompt_objective,
+)
 from model.samplers.common import Callback, NoiseFn, generator_noise, notify
 from model.samplers.ddpm import gather, index_tensor, p_sample
 from model.schedule import DiscreteSchedule
@@ -73,8 +80,16 @@ def official_conditional_loop(
     start: AV | None = None,
     first_step: int = 0,
     stop_step: int | None = None,
+    prompt: PromptGuidance | None = None,
 ) -> AV:
     """The official conditional DDPM loop (see module docstring).
+
+    :param prompt: also steer the generated modality toward a prompt (:mod:`model.prompted`).
+        Replacement guidance: the prompt gradient is part of eps (the loop runs on
+        :func:`~model.prompted.prompt_denoiser`). Gradient guidance (one backward pass per
+        step): the loop's objective gains ``-w * k_i * sum_b score_b(pred_x0)`` with ``k_i =
+        posterior_mean_coef1_i * (1 - abar_i) / abar_i``, which makes its step on ``x_g`` equal,
+        to first order, to the mean shift of the eps form (``eps - w * sigma * grad``).
 
     :param official_output: return the state exactly as the official loop did (replacement: the
         model's reconstruction of the condition; gradient: the re-noised condition at i = 0).
@@ -99,28 +114,51 @@ def official_conditional_loop(
             + gather(sched, "sqrt_one_minus_alphas_cumprod", index, condition) * z_c
         )
 
+    prompted = prompt is not None and prompt.scale != 0
     for step in range(first_step, stop):
         index = index_tensor(total - 1 - step, x)
         x_c = q_sample(index)
         x = x.replace(c, x_c)
         noise = draw(step, x)
         if guidance == "replacement":
+            step_denoiser = denoiser
+            if prompted:
+                assert prompt is not None
+                step_denoiser = prompt_denoiser(denoiser, prompt, guided=(g,),
+                                                clean={c: condition})
             with torch.no_grad():
-                s, _ = p_sample(denoiser, sched, x, index, noise)
+                s, _ = p_sample(step_denoiser, sched, x, index, noise)
             x = s  # type: ignore[assignment]
         else:
             prev_c = q_sample(index - 1)  # index -1 wraps to the last entry (masked below)
             leaf = getattr(x, g).detach().requires_grad_(True)
             with torch.enable_grad():
-                s, _ = p_sample(denoiser, sched, x.replace(g, leaf), index, noise)
+                s, out = p_sample(denoiser, sched, x.replace(g, leaf), index, noise)
                 objective = _batch_mse(getattr(s, c), prev_c).mean() * loss_scale
+                if prompted:
+                    assert prompt is not None and isinstance(out.pred_x0, AV)
+                    x0 = out.pred_x0.replace(c, condition)
+                    k = _prompt_step_weight(sched, index)
+                    objective = objective * scale - (prompt.scale * k) * prompt.score(x0).sum()
                 (grad,) = torch.autograd.grad(objective, leaf)
             s_g = getattr(s, g).detach()
             nonzero = bcast((index != 0).float(), s_g)
             sa = gather(sched, "sqrt_alphas_cumprod", index, s_g)
-            x = x.replace(g, s_g - nonzero * grad * scale * sa)
+            if prompted:  # the guidance scale is inside the objective
+                x = x.replace(g, s_g - nonzero * grad * sa)
+            else:
+                x = x.replace(g, s_g - nonzero * grad * scale * sa)
         notify(callback, step + 1, total, x)
     return x if official_output else x.replace(c, condition)
+
+
+def _prompt_step_weight(sched: DiscreteSchedule, index: Tensor) -> float:
+    """``k_i = coef1_i * (1 - abar_i) / abar_i`` at the loop's (shared) index, so that
+    ``sqrt(abar_i) * w * k_i * grad`` is the eps form's mean shift ``coef1 * w * sigma^2 /
+    alpha * grad`` (``sigma^2 = 1 - abar``, ``alpha = sqrt(abar)``)."""
+    i = int(index[0])
+    abar = float(sched.alphas_cumprod[i])
+    return float(sched.posterior_mean_coef1[i]) * (1 - abar) / abar
 
 
 def conditional_denoiser(
@@ -131,9 +169,18 @@ def conditional_denoiser(
     direction: Direction,
     guidance: Guidance,
     scale: float,
+    prompt: PromptGuidance | None = None,
 ) -> Denoiser:
-    """Wrap ``denoiser`` for the fast conditional samplers (see module docstring)."""
+    """Wrap ``denoiser`` for the fast conditional samplers (see module docstring).
+
+    ``prompt``: also steer the generated modality toward a prompt (:mod:`model.prompted`); the
+    condition is scored as given (clean). With reconstruction gradient guidance the one backward
+    pass descends ``scale * sum_b L_b - w * sum_b score_b`` (``w = prompt.scale``), so
+    ``eps_g <- eps_g + sigma * d/dx_g`` of it; with replacement guidance (or ``scale == 0``)
+    ``eps_g <- eps_g - w * sigma * d(sum_b score_b)/dx_g``."""
     c, g = modalities(direction)
+    recon = guidance == "gradient" and scale != 0
+    prompted = prompt is not None and prompt.scale != 0
 
     def wrapped(
         x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
@@ -141,19 +188,32 @@ def conditional_denoiser(
         assert isinstance(x, AV)
         a, s = bcast(alpha, condition), bcast(sigma, condition)
         x_c = a * condition + s * z_c
-        if guidance == "replacement" or scale == 0:
+        x = x.replace(c, x_c)
+        if not recon and not prompted:
             with torch.no_grad():
-                eps, var = denoiser(x.replace(c, x_c), t_model, alpha, sigma)
+                eps, var = denoiser(x, t_model, alpha, sigma)
         else:
-            leaf = getattr(x, g).detach().requires_grad_(True)
-            with torch.enable_grad():
-                eps, var = denoiser(x.replace(c, x_c).replace(g, leaf), t_model, alpha, sigma)
-                assert isinstance(eps, AV)
-                x0_c = (x_c - s * getattr(eps, c)) / a
-                (grad,) = torch.autograd.grad(_batch_mse(x0_c, condition).sum(), leaf)
-            eps = eps.detach()
-            eps_g = getattr(eps, g)
-            eps = eps.replace(g, eps_g + scale * bcast(sigma, eps_g) * grad)
+            def reconstruction(x_in: AV, eps_in: AV) -> Tensor:
+                x0_c = (x_c - s * getattr(eps_in, c)) / a
+                return _batch_mse(x0_c, condition).sum()
+
+            objective: Objective
+            if not prompted:  # the reconstruction guidance alone (bit-identical to before)
+                objective, outer = reconstruction, scale
+            else:
+                assert prompt is not None
+                score = prompt_objective(prompt, alpha, sigma, clean={c: condition})
+                if recon:
+                    w = prompt.scale
+
+                    def combined(x_in: AV, eps_in: AV) -> Tensor:
+                        return scale * reconstruction(x_in, eps_in) + w * score(x_in, eps_in)
+
+                    objective, outer = combined, 1.0
+                else:
+                    objective, outer = score, prompt.scale
+            eps, var = guided_eval(denoiser, x, t_model, alpha, sigma, guided=(g,),
+                                   objective=objective, outer=outer)
         assert isinstance(eps, AV)
         return eps.replace(c, z_c), var
 

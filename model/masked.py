@@ -34,6 +34,7 @@ from torch import Tensor
 
 from model.conditional import Guidance
 from model.denoiser import Denoiser, Prediction, joint_denoiser
+from model.prompted import Objective, PromptGuidance, guided_eval, x0_of
 from model.samplers.api import JointEps, discrete_schedule, run_spec, start_coefficients
 from model.samplers.common import Callback, NoiseFn, generator_noise, notify
 from model.samplers.ddpm import gather, index_tensor, p_sample
@@ -83,11 +84,35 @@ def _check(x_T: AV, known: AV, mask: AV) -> None:
 
 def masked_denoiser(
     denoiser: Denoiser, *, known: AV, mask: AV, z: AV, guidance: Guidance, scale: float,
+    prompt: PromptGuidance | None = None,
 ) -> Denoiser:
-    """Wrap ``denoiser`` for the fast samplers with given parts (see module docstring)."""
+    """Wrap ``denoiser`` for the fast samplers with given parts (see module docstring).
+
+    ``prompt``: also steer the generated parts toward a prompt (:mod:`model.prompted`): the
+    clean estimates, with the given parts set to ``known``, are scored, and the one backward
+    pass descends ``scale * sum_b L_b - w * sum_b score_b`` (without reconstruction gradient
+    guidance: ``-w * sum_b score_b``) w.r.t. every modality with generated parts."""
     kinds = mask_kinds(mask)
     free = [n for n in NAMES if kinds[n] != "full"]
     given = [n for n in NAMES if kinds[n] != "none"]
+    prompted = prompt is not None and prompt.scale != 0 and bool(free)
+    recon = guidance == "gradient" and scale != 0 and bool(given) and bool(free)
+
+    def guided_objective(alpha: Tensor, sigma: Tensor) -> Objective:
+        assert prompt is not None
+
+        def objective(x_in: AV, eps: AV) -> Tensor:
+            raw = AV(*(x0_of(getattr(x_in, n), getattr(eps, n), alpha, sigma) for n in NAMES))
+            scored = AV(*(_put(kinds[n], getattr(mask, n), getattr(known, n), getattr(raw, n))
+                          for n in NAMES))
+            total = -prompt.scale * prompt.score(scored).sum()
+            if recon:
+                for n in given:
+                    total = total + scale * _batch_mse(kinds[n], getattr(mask, n),
+                                                       getattr(raw, n), getattr(known, n)).sum()
+            return total
+
+        return objective
 
     def wrapped(
         x: State, t_model: Tensor, alpha: Tensor, sigma: Tensor
@@ -100,7 +125,12 @@ def masked_denoiser(
             noised[n] = a * k + s * getattr(z, n)
         x_in = AV(*(_put(kinds[n], getattr(mask, n), noised.get(n, getattr(x, n)), getattr(x, n))
                     for n in NAMES))
-        if guidance == "replacement" or scale == 0 or not given or not free:
+        eps: State
+        var: State | None
+        if prompted:
+            eps, var = guided_eval(denoiser, x_in, t_model, alpha, sigma, guided=free,
+                                   objective=guided_objective(alpha, sigma), outer=1.0)
+        elif guidance == "replacement" or scale == 0 or not given or not free:
             with torch.no_grad():
                 eps, var = denoiser(x_in, t_model, alpha, sigma)
         else:
@@ -193,13 +223,15 @@ def sample_masked(
     guidance: Guidance = "gradient", scale: float = 3.0, loss_scale: float = 1.0,
     generator: torch.Generator | None = None, callback: Callback | None = None,
     noise_fn: NoiseFn | None = None, prediction: Prediction = "eps",
+    prompt: PromptGuidance | None = None,
 ) -> AV:
     """Sample ``x_T = AV(video [B,F,C,H,W], audio [B,C,L])`` with the parts where ``mask`` is
     True given by ``known`` (same shapes; clean values in the network's domain); ``x_T`` is also
     the fixed re-noising noise of the given parts. ``spec.name == "ddpm"``: the official loop;
     else the fast samplers. ``prediction``: what ``eps_fn`` returns, ``"eps"`` or ``"v"`` (as
     for :func:`model.samplers.sample_conditional`). The returned state equals ``known`` wherever
-    ``mask`` is True."""
+    ``mask`` is True. ``prompt``: prompt guidance of the generated parts (fast samplers only;
+    see :func:`masked_denoiser`)."""
     check_state(x_T, "x_T")
     _check(x_T, known, mask)
     if guidance not in ("replacement", "gradient"):
@@ -207,6 +239,9 @@ def sample_masked(
     known = AV(known.video.to(x_T.video.dtype), known.audio.to(x_T.audio.dtype))
     denoiser = joint_denoiser(eps_fn, prediction)
     if spec.name == "ddpm":
+        if prompt is not None:
+            raise ValueError("prompt guidance of masked (whole-clip) sampling runs on the fast "
+                             "samplers (ddim, dpm_solver(++)); not on the DDPM loop")
         if spec.official_compat:
             raise ValueError("official_compat output is not defined for masked sampling; use "
                              "sample_conditional for the official video-to-audio output")
@@ -215,7 +250,7 @@ def sample_masked(
             scale=scale, loss_scale=loss_scale, generator=generator, noise_fn=noise_fn,
             callback=callback)
     wrapped = masked_denoiser(denoiser, known=known, mask=mask, z=x_T, guidance=guidance,
-                              scale=scale)
+                              scale=scale, prompt=prompt)
     a0, s0 = start_coefficients(spec)
     kinds = mask_kinds(mask)
     start = AV(*(_put(kinds[n], getattr(mask, n), a0 * getattr(known, n) + s0 * getattr(x_T, n),

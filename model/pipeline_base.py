@@ -11,6 +11,7 @@ from torch import Tensor
 
 from model.pipeline_noise import cpu_generator, derive_seed, group_noise
 from model.pipeline_types import GenerationRequest, LoadedModels, Progress
+from model.prompted import PromptGuidance, make_guidance
 from model.samplers import count_nfe, sample_conditional, sample_joint
 from model.state import AV
 
@@ -29,12 +30,20 @@ def stage_callback(
     return lambda step, total, state: progress(stage, step, total)
 
 
+def prompt_guidance(request: GenerationRequest, models: LoadedModels) -> PromptGuidance | None:
+    """The request's prompt guidance (``prompt_scale`` None = the aligner's ``default_scale``),
+    or None without a prompt. Raises ValueError when the models have no aligner."""
+    return make_guidance(models.aligner, request.prompt, request.prompt_scale,
+                         models.unet_cfg.audio_scale, f"model {models.name!r}")
+
+
 def base_stage(
     requests: Sequence[GenerationRequest], models: LoadedModels, x_T: AV, progress: Progress | None
 ) -> tuple[Tensor, Tensor, int, int]:
     """Base sampling: returns ``video [N, F, 3, H, W]``, ``audio [N, 1, L]`` (float, unclamped,
     in the network's domain: ``audio_scale`` x the waveform),
-    forward and backward pass counts. Several requests: one batch (see :func:`generate_batch`)."""
+    forward and backward pass counts (backward: gradient-guided conditional or prompted jobs,
+    one per network evaluation). Several requests: one batch (see :func:`generate_batch`)."""
     request = requests[0]
     cfg = models.unet_cfg
     shift_gens = [cpu_generator(derive_seed(r.seed, "window-shifts")) for r in requests]
@@ -56,10 +65,11 @@ def base_stage(
         [r.num_samples for r in requests],
     )
     callback = stage_callback("base", progress)
+    prompt = prompt_guidance(request, models)
     if request.mode == "joint":
         with torch.no_grad():
             out = sample_joint(counter, x_T, request.base_sampler, callback=callback,
-                               noise_fn=noise, prediction=cfg.prediction)
+                               noise_fn=noise, prediction=cfg.prediction, prompt=prompt)
     else:
         if request.mode == "video-to-audio":
             assert request.condition_video is not None
@@ -76,6 +86,6 @@ def base_stage(
             out = sample_conditional(
                 counter, x_T, request.base_sampler, condition=condition.contiguous(),
                 direction=request.mode, guidance=request.guidance, scale=scale,
-                callback=callback, noise_fn=noise, prediction=cfg.prediction,
+                callback=callback, noise_fn=noise, prediction=cfg.prediction, prompt=prompt,
             )
     return out.video.detach(), out.audio.detach(), counter.forward, counter.backward

@@ -97,7 +97,7 @@ class GenerationResult:
     """``frames uint8 [N, F, H, W, 3]`` (base size, or SR size when SR ran) at ``fps``, ``audio
     float32 [N, T]`` at ``sample_rate`` (the model preset's ``UNetConfig.fps`` /
     ``sample_rate``). ``nfe``: ``base`` (U-Net forward passes), ``base_backward`` (backward
-    passes, gradient-guided conditional only), ``sr`` (SR sampler steps per frame) and
+    passes: gradient-guided conditional and prompted jobs), ``sr`` (SR sampler steps per frame) and
     ``sr_calls`` (batched SR network calls over all chunks). ``stage_seconds``: ``base``, ``sr``."""
 
     frames: np.ndarray

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from model.conditional import Direction, Guidance, modalities
 from model.pipeline_types import LoadedModels
+from model.prompted import make_guidance
 from model.samplers.spec import SamplerSpec
 from model.windowed import Method, Progress, WindowNet, autoregressive, fused
 from model.windows import WindowPlan, plan_windows
@@ -111,6 +112,7 @@ def generate_whole_clip(
     overlap_frames: int | None = None, method: Method | Literal["auto"] = "auto",
     context_fraction: float = 0.5, max_batch: int = 8, max_windows: int | None = None,
     progress: Progress | None = None, net: WindowNet | None = None,
+    prompt: str | None = None, prompt_scale: float | None = None,
 ) -> WholeClipResult:
     """Generate the other modality for ``duration_s`` seconds of ``condition``.
 
@@ -138,6 +140,9 @@ def generate_whole_clip(
     :param progress: ``progress("base", done, windows * steps)``; raise
         ``model.samplers.SamplingCancelled`` in it to stop within one step.
     :param net: the network (default :func:`unet_window_net` of ``models``), for tests.
+    :param prompt, prompt_scale: prompt guidance of the generated modality with
+        ``models.aligner`` (``model/prompted.py``; scale None = the aligner's default), every
+        window steered; fast samplers only (not the DDPM loop).
     """
     c, _ = modalities(direction)
     frames, channels, _, _ = models.unet_cfg.video_size
@@ -160,6 +165,11 @@ def generate_whole_clip(
         raise ValueError(f"{plan.duration_s:.2f} s needs {plan.count} model windows; the limit "
                          f"is {max_windows} (MMD_MAX_WINDOWS): ask for a shorter duration_s")
     cfg = models.unet_cfg
+    guide = make_guidance(models.aligner, prompt, prompt_scale, cfg.audio_scale,
+                          f"model {models.name!r}")
+    if guide is not None and sampler.name == "ddpm":
+        raise ValueError("a prompt on a whole clip needs a fast sampler (ddim, dpm_solver(++)); "
+                         "the DDPM loop takes none")
     cond = _condition_tensor(direction, condition, plan, models, num_samples)
     # the network's domain, as in the single-window base stage: audio x audio_scale
     net_cond = cond * cfg.audio_scale if c == "audio" else cond
@@ -167,7 +177,7 @@ def generate_whole_clip(
     scale = cfg.guidance_scale if guidance_scale is None else guidance_scale
     kw = {"guidance": guidance, "scale": scale, "seed": seed, "progress": progress,
           "video_shape": cfg.video_size, "audio_shape": cfg.audio_size,
-          "prediction": cfg.prediction}
+          "prediction": cfg.prediction, "prompt": guide}
     if method == "fused" and plan.count > 1:
         out = fused(network, plan, net_cond, direction, sampler, max_batch=max_batch,
                     **kw)  # type: ignore[arg-type]

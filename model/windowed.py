@@ -80,6 +80,7 @@ from model.conditional import Direction, Guidance, conditional_denoiser, modalit
 from model.denoiser import Prediction, joint_denoiser
 from model.masked import sample_masked
 from model.pipeline_noise import cpu_generator, cpu_noise, derive_seed
+from model.prompted import PromptGuidance
 from model.samplers.api import run_spec, start_coefficients
 from model.samplers.common import NoiseFn
 from model.samplers.dpm_methods import singlestep_orders
@@ -200,6 +201,7 @@ def autoregressive(
     spec: SamplerSpec, *, guidance: Guidance, scale: float, seed: int,
     context_fraction: float = 0.5, progress: Progress | None = None,
     video_shape: Sequence[int], audio_shape: Sequence[int], prediction: Prediction = "eps",
+    prompt: PromptGuidance | None = None,
 ) -> WindowedOutput:
     """Windows one after the other (see module docstring). ``condition``: video
     ``[B, frames, C, H, W]`` or audio ``[B, C, samples]`` over the plan's span, in the network's
@@ -247,7 +249,7 @@ def autoregressive(
         out = sample_masked(eps, x_T, spec, known=known, mask=mask, guidance=guidance,
                             scale=scale, callback=callback,
                             noise_fn=_noise(window_seeds(seed, k).sampler),
-                            prediction=prediction)
+                            prediction=prediction, prompt=prompt)
         new = getattr(out, g)
         pieces.append(new)
         keep = min(end, total_len) - start
@@ -272,10 +274,12 @@ def fused(
     spec: SamplerSpec, *, guidance: Guidance, scale: float, seed: int, max_batch: int,
     progress: Progress | None = None, video_shape: Sequence[int],
     audio_shape: Sequence[int], prediction: Prediction = "eps",
+    prompt: PromptGuidance | None = None,
 ) -> WindowedOutput:
     """All windows denoised together, noise predictions fused at every evaluation (see module
-    docstring). ``condition`` and ``prediction`` as for :func:`autoregressive`; the plan has
-    >= 2 windows."""
+    docstring). ``condition``, ``prediction`` and ``prompt`` (each window's clean estimate is
+    scored, so every window is steered) as for :func:`autoregressive`; the plan has >= 2
+    windows."""
     if spec.name == "ddpm" or (spec.method == "adaptive" and spec.is_dpm):
         raise ValueError("method='fused' runs the fixed-step fast samplers only (ddim, "
                          "dpm_solver(++) singlestep or multistep); use "
@@ -337,7 +341,7 @@ def fused(
 
             inner = conditional_denoiser(joint_denoiser(eps_fn, prediction), condition=cond,
                                          z_c=zc, direction=direction, guidance=guidance,
-                                         scale=scale)
+                                         scale=scale, prompt=prompt)
             n = len(ks)
             eps, _ = inner(xs, t_model.repeat(n), alpha.repeat(n), sigma.repeat(n))
             assert isinstance(eps, AV)

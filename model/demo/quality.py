@@ -10,6 +10,8 @@
   tone (of :data:`model.demo.world.PITCH_FRACTIONS`) with the most energy over the run; the score
   is the fraction of events where they name the same colour (chance 1/3). A run where one
   modality is silent or dark scores by luck, so missing or spurious events cost agreement.
+* **prompt share** (:func:`prompt_share`, for prompt guidance): the share of those events whose
+  colour (and pitch) is the prompted one; about 1/3 unguided.
 
 Inputs: ``video [N, F, 3, H, W]`` float in ``[-1, 1]`` (any frame size: base or SR output) and the
 waveform ``audio [N, T]`` or ``[N, 1, T]`` in ``[-1, 1]`` (raw, not the model's scaled audio),
@@ -30,6 +32,7 @@ from model.demo.world import PITCH_FRACTIONS
 __all__ = [
     "ACTIVITY_ON",
     "RMS_ON",
+    "PromptShare",
     "Quality",
     "colour_mass",
     "colour_pitch",
@@ -37,6 +40,7 @@ __all__ = [
     "frame_activity",
     "frame_rms",
     "frames_to_model",
+    "prompt_share",
     "sync",
     "tone_energy",
 ]
@@ -143,6 +147,41 @@ def colour_pitch(video: Tensor, audio: Tensor, rate_ratio: float = 1.0) -> tuple
             events += 1
             hits += int(mass[i, a:b].sum(0).argmax() == tones[i, a:b].sum(0).argmax())
     return (hits / events if events else float("nan")), events
+
+
+@dataclass(frozen=True)
+class PromptShare:
+    """Of ``events`` events (runs as in :func:`colour_pitch`): the share whose colour seen is
+    the prompted one (``colour``), whose pitch heard is (``pitch``), and both (``both``). A run
+    where the picture is dark (no frame over ``ACTIVITY_ON``) has no colour, a silent one (no
+    frame over ``RMS_ON``) no pitch: neither counts as the prompted one (chance 1/3 each)."""
+
+    colour: float
+    pitch: float
+    both: float
+    events: int
+
+
+def prompt_share(video: Tensor, audio: Tensor, target: int, rate_ratio: float = 1.0
+                 ) -> PromptShare:
+    """Share of events in colour / pitch ``target`` (0 red, 1 green, 2 blue; see
+    :class:`PromptShare`) of ``video [N, F, 3, H, W]``, ``audio [N, T]``; NaN without events."""
+    frames = video.shape[1]
+    act = frame_activity(video).numpy()
+    rms = frame_rms(audio, frames).numpy()
+    mass = colour_mass(video).numpy()
+    tones = tone_energy(audio, frames, rate_ratio).numpy()
+    colour = pitch = both = events = 0
+    for i in range(video.shape[0]):
+        lit, loud = act[i] > ACTIVITY_ON, rms[i] > RMS_ON
+        for a, b in _runs(lit | loud):
+            events += 1
+            c = bool(lit[a:b].any()) and int(mass[i, a:b].sum(0).argmax()) == target
+            p = bool(loud[a:b].any()) and int(tones[i, a:b].sum(0).argmax()) == target
+            colour, pitch, both = colour + c, pitch + p, both + (c and p)
+    if not events:
+        return PromptShare(math.nan, math.nan, math.nan, 0)
+    return PromptShare(colour / events, pitch / events, both / events, events)
 
 
 def evaluate(video: Tensor, audio: Tensor, rate_ratio: float = 1.0) -> Quality:

@@ -9,15 +9,16 @@ geometry; video-to-audio is scored on (condition video, generated audio), audio-
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from model.demo.quality import Quality, evaluate, frames_to_model
+from model.demo.quality import PromptShare, Quality, evaluate, frames_to_model, prompt_share
 from model.demo.train import base_geometry
-from model.demo.world import render_clip
+from model.demo.world import COLOUR_NAMES, render_clip
 from model.pipeline import GenerationRequest, LoadedModels, generate, generate_batch
 from model.samplers import SamplerSpec
 
@@ -35,6 +36,9 @@ class Score:
     n: int
     quality: Quality
     seconds_per_job: float
+    # per colour name (the prompt's, and those of ``share_of``): share of events in it
+    shares: dict[str, PromptShare] = field(default_factory=dict)
+    nfe: dict[str, int] | None = None  # of the last job (base, base_backward, sr, ...)
 
 
 def condition_clip(models: LoadedModels, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,14 +49,20 @@ def condition_clip(models: LoadedModels, seed: int) -> tuple[np.ndarray, np.ndar
 
 
 def score(models: LoadedModels, mode: Mode, base: SamplerSpec, sr: SamplerSpec | None, *,
-          n: int, seed: int = 1000, label: str = "", batched: bool = False) -> Score:
+          n: int, seed: int = 1000, label: str = "", batched: bool = False,
+          prompt: str | None = None, prompt_scale: float | None = None,
+          share_of: Sequence[str] = ()) -> Score:
     """Run ``n`` jobs (seeds ``seed .. seed+n-1``; the condition clips use the same seeds) and
     score them. ``sr=None``: no super-resolution (scored at base size). ``batched``: joint jobs
-    run as one batch (faster; seconds per job is then the batch time / n)."""
+    run as one batch (faster; seconds per job is then the batch time / n). ``prompt`` (a colour
+    name; ``prompt_scale`` None = the aligner's default): prompt-guided jobs, scored also by the
+    share of events in the prompt's colour; ``share_of``: colours whose share to measure too
+    (e.g. of unguided jobs: the baseline)."""
     videos, audios = [], []
     start = time.perf_counter()
     common: dict[str, Any] = {"base_sampler": base, "super_resolution": sr is not None,
-                              "sr_sampler": sr or SamplerSpec(name="ddim", steps=25)}
+                              "sr_sampler": sr or SamplerSpec(name="ddim", steps=25),
+                              "prompt": prompt, "prompt_scale": prompt_scale}
     if mode == "joint" and batched:
         reqs = [GenerationRequest(mode="joint", seed=seed + i, **common) for i in range(n)]
         results = [r for r in generate_batch(reqs, models) if r is not None]
@@ -78,7 +88,11 @@ def score(models: LoadedModels, mode: Mode, base: SamplerSpec, sr: SamplerSpec |
         videos.append(video)
         audios.append(audio)
     q = evaluate(torch.cat(videos), torch.cat(audios))
-    return Score(mode=mode, label=label, n=n, quality=q, seconds_per_job=seconds)
+    names = ([prompt.strip().lower()] if prompt else []) + [c.strip().lower() for c in share_of]
+    shares = {c: prompt_share(torch.cat(videos), torch.cat(audios), COLOUR_NAMES.index(c))
+              for c in names}
+    return Score(mode=mode, label=label, n=n, quality=q, seconds_per_job=seconds, shares=shares,
+                 nfe=dict(results[-1].nfe) if results else None)
 
 
 def models_from_training(base: str, sr: str | None = None, **kwargs: object) -> LoadedModels:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from model.denoiser import Denoiser, Prediction, joint_denoiser, sr_denoiser
+from model.prompted import PromptGuidance, prompt_denoiser
 from model.samplers.common import Callback, NoiseFn
 from model.samplers.ddim import ddim_sample
 from model.samplers.ddpm import ddpm_sample
@@ -106,6 +107,7 @@ def sample_joint(
     callback: Callback | None = None,
     noise_fn: NoiseFn | None = None,
     prediction: Prediction = "eps",
+    prompt: PromptGuidance | None = None,
 ) -> AV:
     """Unconditional joint sampling from ``x_T = AV(video [B,F,C,H,W], audio [B,C,L])``.
 
@@ -114,10 +116,15 @@ def sample_joint(
     singlestep, logSNR; NFE 20). ``official_compat=True`` reproduces the audio first-order
     update defect of the official multimodal DPM-Solver (noise prediction only).
     ``prediction``: what ``eps_fn`` returns, ``"eps"`` or ``"v"`` (see model/denoiser.py).
+    ``prompt``: steer both modalities toward a prompt (model/prompted.py; every sampler, one
+    backward pass per network evaluation, counted by :func:`count_nfe` as ``backward``).
     """
     check_state(x_T, "x_T")
+    denoiser = joint_denoiser(eps_fn, prediction)
+    if prompt is not None:
+        denoiser = prompt_denoiser(denoiser, prompt)
     with torch.no_grad():
-        out = run_spec(joint_denoiser(eps_fn, prediction), x_T, spec, generator=generator,
+        out = run_spec(denoiser, x_T, spec, generator=generator,
                        callback=callback, noise_fn=noise_fn)
     assert isinstance(out, AV)
     return out
@@ -169,6 +176,7 @@ def sample_conditional(
     noise_fn: NoiseFn | None = None,
     loss_scale: float = 1.0,
     prediction: Prediction = "eps",
+    prompt: PromptGuidance | None = None,
 ) -> AV:
     """Zero-shot video-to-audio / audio-to-video (see model/conditional.py).
 
@@ -180,7 +188,8 @@ def sample_conditional(
     the official loop did (else the clean condition). ``ddim`` / ``dpm_solver(++)``: the fast
     conditional samplers (NFE = the sampler's, plus as many backward passes with gradient).
     The returned condition modality always equals ``condition`` except in the official-compat
-    DDPM case.
+    DDPM case. ``prompt``: also steer the generated modality toward a prompt (one backward
+    pass per evaluation, shared with gradient guidance; see model/conditional.py).
     """
     # imported here: model.conditional builds on this package (avoids an import cycle)
     from model.conditional import conditional_denoiser, modalities, official_conditional_loop
@@ -202,9 +211,10 @@ def sample_conditional(
             denoiser, discrete_schedule(spec), x_T, condition=condition, direction=direction,
             guidance=guidance, scale=scale, loss_scale=loss_scale, generator=generator,
             noise_fn=noise_fn, callback=callback, official_output=spec.official_compat,
+            prompt=prompt,
         )
     wrapped = conditional_denoiser(denoiser, condition=condition, z_c=z_c, direction=direction,
-                                   guidance=guidance, scale=scale)
+                                   guidance=guidance, scale=scale, prompt=prompt)
     a0, s0 = start_coefficients(spec)
     start = x_T.replace(c, a0 * condition + s0 * z_c)
     with torch.no_grad():

@@ -28,7 +28,7 @@ def demo_models():  # type: ignore[no-untyped-def]
 def test_manifest_lists_verified_fp16_files_under_20_mb() -> None:
     paths = verify()
     manifest = json.loads((WEIGHTS_DIR / MANIFEST).read_text())
-    assert set(paths) == {"base", "sr"} and manifest["model"] == "demo"
+    assert set(paths) == {"base", "sr", "aligner"} and manifest["model"] == "demo"
     assert manifest["command"] and manifest["commit"]
     assert sum(p.stat().st_size for p in paths.values()) <= 20 * 2**20
     for what, p in paths.items():
