@@ -125,6 +125,11 @@ class JobResult(Frozen):
     batch_size: int = 1  # jobs the worker ran together in one batch (MMD_MAX_BATCH)
     windows: int = 1  # model windows run (a duration_s job covers its span with several)
     input: InputMedia | None = None  # how the upload was read (None: joint generation)
+    # prompt guidance (core/prompts.py): the prompt as the aligner used it and the scale it ran
+    # with (the request's, else the aligner's default); None for an unguided job. nfe then
+    # counts the aligner's backward passes in base_backward.
+    prompt: str | None = None
+    prompt_scale: float | None = None
     # filled in by the gateway when it answers (None in the stored record): the first sample's
     # link that a browser can play without a bearer header (core/signing.py; on S3 presigned)
     signed_url: str | None = None
@@ -163,6 +168,8 @@ class JobSpec(Frozen):
     guidance_scale: float = 3.0
     start_s: float = 0.0
     duration_s: float | None = None  # None: one model window (today's single-window pipeline)
+    prompt: str | None = None  # steer toward it with the model's aligner (core/prompts.py)
+    prompt_scale: float | None = None  # None: the aligner's default scale
     input_key: str | None = None
     input_filename: str | None = None
     input_url: str | None = None
