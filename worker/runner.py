@@ -32,7 +32,7 @@ from worker.memory import batch_too_large
 from worker.muxing import mp4_sample_rate
 from worker.outputs import mux_samples, upload_samples
 from worker.progress import stage_weights, step_counter
-from worker.sampling import generation_request, spec_key
+from worker.sampling import generation_request, resolved_prompt, spec_key
 from worker.webhooks import WebhookSender
 from worker.whole_clip import (
     SpanInput,
@@ -230,6 +230,7 @@ class JobRunner:
             _, count, height, width, _ = gen.frames.shape
             fps, duration = int(gen.fps), count / gen.fps
         samples = self._stage(run, "upload", lambda: upload_samples(spec.id, paths, self.storage))
+        prompt, prompt_scale = resolved_prompt(spec, run.models)
         return JobResult(
             url=samples[0].url, bytes=samples[0].bytes, sha256=samples[0].sha256,
             duration_s=round(duration, 6), random_weights=bool(gen.random_weights),
@@ -238,6 +239,7 @@ class JobRunner:
             samples=samples, nfe={k: int(v) for k, v in gen.nfe.items()},
             stage_seconds={k: round(v, 4) for k, v in run.stage_seconds.items()},
             batch_size=int(gen.batch_size), input=run.input_media, windows=windows,
+            prompt=prompt, prompt_scale=prompt_scale,
         )
 
     # --- progress ---------------------------------------------------------------------
