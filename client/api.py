@@ -3,16 +3,16 @@
     from client import Client
 
     with Client("http://127.0.0.1:8000", api_key=None) as mmd:   # api_key: None in open mode
-        job = mmd.generate("joint", seed=1, sampler={"steps": 10})
+        job = mmd.generate("joint", seed=1, sampler={"steps": 10}, prompt="red")
         doc = job.wait(on_progress=lambda e: print(e.status, e.fraction))
         job.download("out.mp4")
 
 ``generate("video-to-audio", "clip.mp4")`` and ``generate("audio-to-video", "tone.wav")`` upload a
 file; the keyword arguments are the API's parameters (``seed``, ``preset``, ``num_samples``,
-``sampler={...}``, ``super_resolution={...}``, ``guidance_scale``, ...). ``wait`` follows the job's
-Server-Sent Events (``GET /jobs/{id}/events``), resuming with ``Last-Event-ID`` when the
-connection drops, and raises :class:`JobFailed` unless the job succeeded. Every HTTP error
-raises :class:`ServiceError` with the service's own message.
+``sampler={...}``, ``super_resolution={...}``, ``guidance_scale``, ``prompt``, ...). ``wait``
+follows the job's Server-Sent Events (``GET /jobs/{id}/events``), resuming with
+``Last-Event-ID`` when the connection drops, and raises :class:`JobFailed` unless the job
+succeeded. Every HTTP error raises :class:`ServiceError` with the service's own message.
 """
 
 from __future__ import annotations
@@ -148,12 +148,16 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
-    def generate(self, mode: str = "joint", file: str | os.PathLike[str] | None = None,
+    def generate(self, mode: str = "joint", file: str | os.PathLike[str] | None = None, *,
+                 prompt: str | None = None, prompt_scale: float | None = None,
                  **params: Any) -> Job:
         """Submit a job; returns its handle. ``file`` is the upload of the conditional modes;
-        ``params`` are the API's parameters (None values are left out)."""
+        ``prompt`` steers it with the model's aligner (``prompt_scale``: its strength, None = the
+        aligner's default); ``params`` are the API's other parameters (None values are left
+        out)."""
         if mode not in MODES:
             raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        params = {**params, "prompt": prompt, "prompt_scale": prompt_scale}
         body = {k: v for k, v in params.items() if v is not None}
         if mode == "joint":
             if file is not None:

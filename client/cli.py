@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration-s", type=float, help="seconds of the upload to cover from "
                         "--start-s (default: one model window)")
     parser.add_argument("--guidance-scale", type=float, help="conditional guidance scale")
+    parser.add_argument("--prompt", help="steer the job toward this text with the model's "
+                        "aligner (the demo model: red, green or blue)")
+    parser.add_argument("--prompt-scale", type=float, help="prompt guidance strength (default: "
+                        "the aligner's)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=JSON",
                         help="any other API parameter, dotted for nested ones "
                              "(e.g. --param sampler.order=2); repeatable")
@@ -48,7 +52,8 @@ def build_params(args: argparse.Namespace) -> dict[str, Any]:
     p: dict[str, Any] = {"seed": args.seed, "model": args.model, "preset": args.preset,
                          "num_samples": args.num_samples, "start_s": args.start_s,
                          "duration_s": args.duration_s,
-                         "guidance_scale": args.guidance_scale}
+                         "guidance_scale": args.guidance_scale, "prompt": args.prompt,
+                         "prompt_scale": args.prompt_scale}
     sampler = {k: v for k, v in (("name", args.sampler), ("steps", args.steps)) if v is not None}
     sr: dict[str, Any] = {"enabled": False} if args.no_sr else {}
     if args.sr_steps is not None:

@@ -134,6 +134,11 @@ class JobResult(Frozen):
     # whole clip: the upload's own video stream-copied, or re-encoded over the span at its own
     # size and rate; worker/media_span.py); None in a record written before the field existed
     video: Literal["generated", "resized", "copied", "reencoded"] | None = None
+    # prompt guidance (core/prompts.py): the prompt as the aligner used it and the scale it ran
+    # with (the request's, else the aligner's default); None for an unguided job. nfe then
+    # counts the aligner's backward passes in base_backward.
+    prompt: str | None = None
+    prompt_scale: float | None = None
     # filled in by the gateway when it answers (None in the stored record): the first sample's
     # link that a browser can play without a bearer header (core/signing.py; on S3 presigned)
     signed_url: str | None = None
@@ -172,6 +177,8 @@ class JobSpec(Frozen):
     guidance_scale: float = 3.0
     start_s: float = 0.0
     duration_s: float | None = None  # None: one model window (today's single-window pipeline)
+    prompt: str | None = None  # steer toward it with the model's aligner (core/prompts.py)
+    prompt_scale: float | None = None  # None: the aligner's default scale
     input_key: str | None = None
     input_filename: str | None = None
     input_url: str | None = None

@@ -21,6 +21,9 @@ from core.keys import parse_key_entry
 Precision = Literal["fp32", "fp16", "bf16"]
 StorageBackend = Literal["local", "s3"]
 SdpaBackend = Literal["auto", "math", "flash", "efficient", "cudnn"]
+# prompt aligners (model.aligners.ALIGNER_KINDS); "none" in MMD_MODELS turns a preset's off
+AlignerKind = Literal["demo", "imagebind"]
+AlignerSetting = Literal["demo", "imagebind", "none"]
 
 
 class ModelSpec(BaseModel):
@@ -45,6 +48,36 @@ class ModelSpec(BaseModel):
                                   "tiny preset, demo_sr for demo, else official")
     sr_checkpoint: str | None = Field(None, description="local path of the SR U-Net weights "
                                       "(none: as `checkpoint`)")
+    aligner: AlignerSetting | None = Field(
+        None, description="prompt aligner that lets jobs of this model take a `prompt` (docs/"
+        "api.md, Prompts): `demo` (the demo world's colour classifier, shipped with the demo "
+        "weights), `imagebind` (needs `aligner_weights`), `none`; unset = `demo` for the `demo` "
+        "preset, `none` for the others (a prompt then gets `422 prompt_unsupported`)")
+    aligner_weights: str | None = Field(
+        None, description="local path of the aligner's weights, never downloaded; required for "
+        "`imagebind`; unset for `demo` = the shipped file (in `MMD_DEMO_WEIGHTS_DIR` when set)")
+
+    @model_validator(mode="after")
+    def _aligner_weights(self) -> ModelSpec:
+        kind = self.resolved_aligner()
+        if kind == "imagebind" and not self.aligner_weights:
+            raise ValueError(
+                "aligner 'imagebind' needs aligner_weights: the local path of the ImageBind "
+                "checkpoint (never downloaded at run time); set it, or aligner 'none'")
+        if kind is None and self.aligner_weights:
+            raise ValueError("aligner_weights is set but this model has no aligner; set "
+                             "aligner ('demo' or 'imagebind') or drop aligner_weights")
+        if self.aligner_weights is not None and self.aligner_weights.startswith("s3://"):
+            raise ValueError(f"aligner_weights is {self.aligner_weights!r}: the worker loads "
+                             "local files only; download it first (`mmd fetch-weights`)")
+        return self
+
+    def resolved_aligner(self) -> AlignerKind | None:
+        """The prompt aligner this model loads, or None when it takes no prompts: ``aligner``
+        as set (``none`` -> None), else :data:`DEFAULT_ALIGNERS` of the preset."""
+        if self.aligner is None:
+            return DEFAULT_ALIGNERS.get(self.preset.lower())
+        return None if self.aligner == "none" else self.aligner
 
     def resolved_sr_preset(self) -> str | None:
         """The SR preset to build, or None when SR is off for this model (the same pairing as
@@ -63,6 +96,8 @@ class ModelSpec(BaseModel):
         return self.preset.lower() in SHIPPED_PRESETS and self.checkpoint is None
 
 
+# base preset -> the prompt aligner it loads when MMD_MODELS names none (ModelSpec.aligner)
+DEFAULT_ALIGNERS: dict[str, AlignerKind] = {"demo": "demo"}
 # base preset -> its SR preset, when not "official"
 SR_PRESETS = {"tiny": "tiny", "demo": "demo_sr"}
 # presets whose trained weights ship inside the package (model/demo/weights)
@@ -129,9 +164,10 @@ class Settings(BaseSettings):
     # --- models ---------------------------------------------------------------------------
     models: dict[str, ModelSpec] = Field(
         default_factory=_default_models,
-        description="model name -> `{preset, checkpoint, sr, sr_preset, sr_checkpoint}`; no "
-        "checkpoint = the shipped weights for `demo`, random weights for the other presets; "
-        "`sr_preset` defaults to `tiny` for `tiny`, `demo_sr` for `demo`, else `official`",
+        description="model name -> `{preset, checkpoint, sr, sr_preset, sr_checkpoint, "
+        "aligner, aligner_weights}`; no checkpoint = the shipped weights for `demo`, random "
+        "weights for the other presets; `sr_preset` defaults to `tiny` for `tiny`, `demo_sr` for "
+        "`demo`, else `official`; `aligner` (prompts) defaults to `demo` for `demo`, else none",
     )
     default_model: str = Field(
         DEFAULT_MODEL,
@@ -248,6 +284,18 @@ class Settings(BaseSettings):
         description="model windows one job may run (`422` at submit, computed from the model's "
         "window length, `core/windows.py`); 100 covers 60 s on the official (50 windows of 1.6 s), "
         "the demo model (80 windows of 1 s) and the tiny preset (100 windows of 0.8 s)",
+    )
+
+    # --- prompts ------------------------------------------------------------------------
+    prompt_max_chars: int = Field(
+        200, ge=1,
+        description="longest accepted `prompt` in characters (`422`); ImageBind's text encoder "
+        "reads 77 tokens, the demo aligner one colour name",
+    )
+    prompt_scale_max: float = Field(
+        1000.0, gt=0,
+        description="largest accepted `prompt_scale` (`422`), a bound against typos; keep it "
+        "above the configured aligners' default scales (the worker refuses to start otherwise)",
     )
 
     # --- media safety (gateway probe, worker decode) --------------------------------------

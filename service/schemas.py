@@ -28,6 +28,15 @@ class _CommonParams(Frozen):
     sampler: SamplerRequest = SamplerRequest()
     super_resolution: SuperResolutionRequest = SuperResolutionRequest()
     webhook_url: HttpUrl | None = None
+    prompt: str | None = Field(
+        None,
+        description="steer generation toward this text with the model's prompt aligner "
+        "(MMD_MODELS.<name>.aligner; the demo model takes red, green or blue); at most "
+        "MMD_PROMPT_MAX_CHARS characters; None = unguided")
+    prompt_scale: float | None = Field(
+        None, ge=0.0,
+        description="strength of the prompt guidance, at most MMD_PROMPT_SCALE_MAX; only with "
+        "a prompt; None = the aligner's default (the result records the one used)")
 
 
 class _ConditionalParams(_CommonParams):

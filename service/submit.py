@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from core.contract import JobSpec, JobStatus, result_url
 from core.netguard import UnsafeURLError, check_url
+from core.prompts import PromptRefused, check_prompt_request
 from core.sampling import Mode, Sampling, default_guidance_scale, resolve
 from core.settings import Settings
 from core.store import utcnow
@@ -72,6 +73,7 @@ def check_limits(params: Any, settings: Settings, sampling: Sampling) -> str:
         if value > limit:
             raise ApiError(422, f"{name}={value} is above the limit {limit} ({env})", field=name)
     check_duration(params, settings, settings.models[model].preset)
+    check_prompt(params, settings, str(model))
     if sampling.super_resolution.enabled and settings.models[model].resolved_sr_preset() is None:
         raise ApiError(422, f"model {model!r} has no super-resolution network; send "
                             "super_resolution.enabled=false", field="super_resolution.enabled")
@@ -95,6 +97,20 @@ def check_duration(params: Any, settings: Settings, preset: str) -> None:
         raise ApiError(422, f"duration_s={duration:g} needs {count} model windows of {each:g} s "
                             f"(preset {preset!r}), more than the limit {settings.max_windows} "
                             "(MMD_MAX_WINDOWS); ask for a shorter span", field="duration_s")
+
+
+def check_prompt(params: Any, settings: Settings, model: str) -> None:
+    """422 unless the request's ``prompt`` / ``prompt_scale`` fit ``model`` and the limits
+    (:func:`core.prompts.check_prompt_request`: ``prompt_unsupported`` naming
+    ``MMD_MODELS.<name>.aligner``, ``unknown_prompt``, or ``invalid_request``)."""
+    try:
+        check_prompt_request(params.prompt, params.prompt_scale, model=model,
+                             aligner=settings.models[model].resolved_aligner(),
+                             max_chars=settings.prompt_max_chars,
+                             scale_max=settings.prompt_scale_max,
+                             duration_s=getattr(params, "duration_s", None))
+    except PromptRefused as exc:
+        raise ApiError(422, exc.message, code=exc.code, field=exc.field) from exc
 
 
 def check_urls(params: Any, settings: Settings) -> None:
@@ -196,6 +212,8 @@ def enqueue(state: AppState, base: str, *, job_id: str, mode: Mode, model: str, 
         guidance=params.guidance, guidance_scale=guidance_scale(params, state.settings, model),
         start_s=params.start_s,
         duration_s=getattr(params, "duration_s", None),
+        prompt=params.prompt.strip() if params.prompt is not None else None,
+        prompt_scale=params.prompt_scale,
         input_key=input_key, input_filename=input_filename, input_url=input_url,
         webhook_url=str(params.webhook_url) if params.webhook_url else None,
         created_at=utcnow(),

@@ -10,6 +10,7 @@ Examples::
         --start-s 2.5 --out with_sound.mp4
     mmd generate --checkpoint landscape.pt --no-sr --mode audio-to-video --input song.mp3 --out
     v.mp4
+    mmd generate --prompt red --out red.mp4            # demo: steer the flashes and tones to red
 
 Sampler settings default to the fast preset (``core.sampling``: base DPM-Solver++ multistep order 3,
 15 steps; conditional DPM-Solver 20 steps; SR DPM-Solver++ 12, x0 clipped); ``--official`` selects
@@ -27,6 +28,7 @@ Exit status: 0 done, 2 bad arguments/input, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--sr-steps", type=int, help="SR sampler steps (default: the preset's: 12 fast, "
                    "25 official)")
     r.add_argument("--sr-chunk-frames", type=int, default=16, help="frames per SR batch")
+    q = parser.add_argument_group("prompt (docs/api.md, Prompts)")
+    q.add_argument("--prompt", help="steer generation toward this text with the model's "
+                   "aligner (demo: red, green or blue); not with --duration-s")
+    q.add_argument("--prompt-scale", type=float, help="prompt guidance strength (default: the "
+                   "aligner's)")
+    q.add_argument("--aligner", choices=("demo", "imagebind", "none"), help="the prompt aligner "
+                   "(default: demo for the demo preset, none otherwise)")
+    q.add_argument("--aligner-weights", help="the aligner's weights file (required for "
+                   "imagebind; default for demo: the shipped one)")
     parser.add_argument("--out", type=Path, default=Path("sample.mp4"), help="output MP4 path")
 
 
@@ -160,6 +171,10 @@ def run(args: argparse.Namespace) -> int:
     from model.registry import default_sr_preset, load_models, shipped_weights
 
     preset = args.preset or ("landscape" if args.checkpoint is not None else "demo")
+    try:
+        model_spec = prompt_model_spec(args, preset)
+    except ValueError as exc:
+        return _err(str(exc))
     threads = get_settings().model_copy(update={
         "torch_threads": max(args.threads, 0), "device": args.device,
         "models": {preset: ModelSpec(preset=preset)}, "default_model": preset}).cpu_threads()
@@ -182,6 +197,11 @@ def run(args: argparse.Namespace) -> int:
             sr_checkpoint=sr_checkpoint, device=args.device, precision=args.precision,
             sr=not args.no_sr,
         )
+        if args.prompt is not None:
+            from worker.loading import load_model_aligner
+
+            models = dataclasses.replace(models, aligner=load_model_aligner(
+                preset, model_spec, models.unet_cfg, get_settings(), device=args.device))
     except (ValueError, FileNotFoundError) as exc:
         return _err(str(exc))
     if models.random_weights:
@@ -215,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
             mode=args.mode, seed=args.seed, num_samples=args.num_samples, base_sampler=base_spec,
             super_resolution=not args.no_sr, sr_sampler=sr_spec,
             sr_chunk_frames=args.sr_chunk_frames, guidance=args.guidance,
-            guidance_scale=args.guidance_scale, **condition,
+            guidance_scale=args.guidance_scale, prompt=args.prompt,
+            prompt_scale=args.prompt_scale, **condition,
         )
         result = generate(request, models, progress=bars)
     except ValueError as exc:
@@ -233,8 +254,48 @@ def run(args: argparse.Namespace) -> int:
     timing = ", ".join(f"{k} {v:.2f} s" for k, v in result.stage_seconds.items())
     print(f"mmd generate: {len(paths)} file(s), {result.frames.shape[2]}x{result.frames.shape[3]} "
           f"{result.frames.shape[1]} frames, NFE {result.nfe}, {timing}"
+          + _prompt_note(args, models)
           + (" (RANDOM weights: noise)" if result.random_weights else ""), file=sys.stderr)
     return 0
+
+
+def prompt_model_spec(args: argparse.Namespace, preset: str) -> Any:
+    """The ``core.settings.ModelSpec`` of ``--preset`` / ``--aligner`` / ``--aligner-weights``,
+    with ``--prompt`` / ``--prompt-scale`` checked by the API's rules
+    (:func:`core.prompts.check_prompt_request`; limits from the ``MMD_*`` settings).
+    ValueError saying what to change."""
+    from pydantic import ValidationError
+
+    from core.prompts import PromptRefused, check_prompt_request
+    from core.settings import ModelSpec, get_settings
+
+    try:
+        spec = ModelSpec(preset=preset, aligner=args.aligner, aligner_weights=args.aligner_weights)
+    except ValidationError as exc:
+        raise ValueError("; ".join(str(e["msg"]).removeprefix("Value error, ")
+                                   for e in exc.errors())) from exc
+    settings = get_settings()
+    try:
+        check_prompt_request(args.prompt, args.prompt_scale, model=preset,
+                             aligner=spec.resolved_aligner(),
+                             max_chars=settings.prompt_max_chars,
+                             scale_max=settings.prompt_scale_max, duration_s=args.duration_s)
+    except PromptRefused as exc:
+        if exc.code == "prompt_unsupported":
+            raise ValueError(f"preset {preset!r} has no prompt aligner; pass --aligner "
+                             "imagebind --aligner-weights PATH, or leave --prompt out") from exc
+        flag = {"prompt": "--prompt", "prompt_scale": "--prompt-scale",
+                "duration_s": "--duration-s"}[exc.field]
+        raise ValueError(f"{flag}: {exc.message}") from exc
+    return spec
+
+
+def _prompt_note(args: argparse.Namespace, models: Any) -> str:
+    """``, prompt 'red' scale 20`` (the scale the aligner ran with) or nothing."""
+    if args.prompt is None or models.aligner is None:
+        return ""
+    scale = args.prompt_scale if args.prompt_scale is not None else models.aligner.default_scale
+    return f", prompt {models.aligner.check_prompt(args.prompt)!r} scale {scale:g}"
 
 
 def _whole_clip(args: argparse.Namespace, models: Any, preset: str) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import time
 from typing import Any
 
-from core.settings import Settings
+from core.settings import ModelSpec, Settings
 from worker import metrics
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,8 @@ def load_all(settings: Settings) -> dict[str, Any]:
     """``{name: LoadedModels}`` for every entry of ``MMD_MODELS`` on ``MMD_DEVICE`` /
     ``MMD_PRECISION``. A ``demo`` model without a checkpoint runs the shipped weights
     (``MMD_DEMO_WEIGHTS_DIR``, sha256 checked); other models without a checkpoint are randomly
-    initialised (logged loudly)."""
+    initialised (logged loudly). A model with a prompt aligner (``ModelSpec.aligner``) gets it
+    as ``LoadedModels.aligner`` (:func:`load_model_aligner`)."""
     from model.registry import load_models, shipped_weights
 
     loaded: dict[str, Any] = {}
@@ -54,16 +57,61 @@ def load_all(settings: Settings) -> dict[str, Any]:
                              device=settings.device, precision=settings.precision,
                              sr=sr_preset is not None, speed=speed_options(settings),
                              sr_batch_frames=settings.sr_max_batch_frames)
+        aligner = load_model_aligner(name, spec, models.unet_cfg, settings)
+        if aligner is not None:
+            models = dataclasses.replace(models, aligner=aligner)
         seconds = time.perf_counter() - t0
         metrics.MODEL_LOAD_SECONDS.labels(model=name, phase="load").set(seconds)
         if models.random_weights:
             log.warning("model %r: NO CHECKPOINT configured -> RANDOM weights of preset %r; "
                         "outputs are noise-like and every result says random_weights=true",
                         name, spec.preset)
-        log.info("model %r loaded in %.2f s (preset %s, sr %s, device %s, %s)", name, seconds,
-                 spec.preset, sr_preset, settings.device, settings.precision)
+        log.info("model %r loaded in %.2f s (preset %s, sr %s, aligner %s, device %s, %s)", name,
+                 seconds, spec.preset, sr_preset, spec.resolved_aligner(), settings.device,
+                 settings.precision)
         loaded[name] = models
     return loaded
+
+
+def aligner_weights(spec: ModelSpec, settings: Settings) -> str | os.PathLike[str] | None:
+    """The weights file of ``spec``'s aligner: ``aligner_weights`` when set; for the ``demo``
+    aligner without one, the ``aligner`` entry of ``MMD_DEMO_WEIGHTS_DIR``'s manifest when that
+    folder is set (sha256 checked), else None (the weights shipped in the package)."""
+    if spec.aligner_weights is not None:
+        return spec.aligner_weights
+    if spec.resolved_aligner() != "demo" or settings.demo_weights_dir is None:
+        return None
+    from model.registry import shipped_weights
+
+    paths = shipped_weights("demo", settings.demo_weights_dir) or {}
+    if "aligner" not in paths:
+        raise FileNotFoundError(
+            f"MMD_DEMO_WEIGHTS_DIR={settings.demo_weights_dir} has no demo aligner (no "
+            "'aligner' entry in its MANIFEST.json): export one there with `mmd train-demo "
+            "--what aligner`, or set aligner 'none' for this model")
+    return paths["aligner"]
+
+
+def load_model_aligner(name: str, spec: ModelSpec, unet_cfg: Any, settings: Settings,
+                       device: str | None = None) -> Any:
+    """The prompt aligner of model ``name`` (``model.aligners.load_aligner`` of
+    ``spec.resolved_aligner()`` for its base config ``unet_cfg``, on ``device``, default
+    ``MMD_DEVICE``), or None when it has none. Raises ValueError when the aligner's default
+    scale is above ``MMD_PROMPT_SCALE_MAX`` (a prompt without a scale could never run)."""
+    kind = spec.resolved_aligner()
+    if kind is None:
+        return None
+    from model.aligners import load_aligner
+
+    aligner = load_aligner(kind, unet_cfg, weights=aligner_weights(spec, settings),
+                           device=device or settings.device)
+    if aligner.default_scale > settings.prompt_scale_max:
+        raise ValueError(
+            f"model {name!r}: the {kind} aligner's default scale {aligner.default_scale:g} is "
+            f"above MMD_PROMPT_SCALE_MAX={settings.prompt_scale_max:g}; raise the limit")
+    log.info("model %r: %s prompt aligner (default scale %g)", name, kind,
+             aligner.default_scale)
+    return aligner
 
 
 def warm_up(models: dict[str, Any], generate_batch: Any) -> None:

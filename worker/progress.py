@@ -11,8 +11,8 @@ its running estimate. The other stages (fetch, decode, mux, upload) report 0 / 0
 weighs its network evaluations x the FLOPs of one evaluation:
 
 - base: ``sampler.steps`` evaluations of the coupled U-Net (adaptive: the steps as an estimate);
-  the gradient-guided conditional modes add a backward pass per evaluation, counted as 2
-  forwards;
+  the gradient-guided conditional modes and prompted jobs add a backward pass per evaluation
+  (one for both), counted as 2 forwards (the aligner's own cost is not counted);
 - sr: ``super_resolution.steps`` x frames evaluations of the SR U-Net on one frame.
 
 FLOPs are counted once per model config with ``torch.utils.flop_counter`` on the meta device
@@ -121,8 +121,8 @@ def stage_weights(spec: JobSpec, models: Any, sr_on: bool, span: Any = None) -> 
         windows = 1 if span.frames <= frames else 1 + -(-(span.frames - frames) // stride)
         frames = span.frames
     base_evals = float(spec.sampler.steps) * windows
-    if spec.mode != "joint" and spec.guidance == "gradient":
-        base_evals *= 1.0 + BACKWARD_COST
+    if spec.prompt is not None or (spec.mode != "joint" and spec.guidance == "gradient"):
+        base_evals *= 1.0 + BACKWARD_COST  # one backward per evaluation, prompted or guided
     base = base_evals * base_eval
     if not sr_on:
         return StageWeights(base=1.0, sr=0.0)

@@ -32,7 +32,7 @@ from worker.memory import batch_too_large
 from worker.muxing import mp4_sample_rate
 from worker.outputs import mux_samples, upload_samples
 from worker.progress import stage_weights, step_counter
-from worker.sampling import generation_request, spec_key
+from worker.sampling import generation_request, resolved_prompt, spec_key
 from worker.webhooks import WebhookSender
 from worker.whole_clip import (
     SpanInput,
@@ -232,6 +232,7 @@ class JobRunner:
             fps, duration = float(gen.fps), count / gen.fps
             video = "resized" if spec.mode == "video-to-audio" else "generated"
         samples = self._stage(run, "upload", lambda: upload_samples(spec.id, paths, self.storage))
+        prompt, prompt_scale = resolved_prompt(spec, run.models)
         return JobResult(
             url=samples[0].url, bytes=samples[0].bytes, sha256=samples[0].sha256,
             duration_s=round(duration, 6), random_weights=bool(gen.random_weights),
@@ -241,6 +242,7 @@ class JobRunner:
             stage_seconds={k: round(v, 4) for k, v in run.stage_seconds.items()},
             batch_size=int(gen.batch_size), input=run.input_media, windows=windows,
             video=video,
+            prompt=prompt, prompt_scale=prompt_scale,
         )
 
     # --- progress ---------------------------------------------------------------------

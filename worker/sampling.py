@@ -1,6 +1,6 @@
 """The model's ``SamplerSpec`` of a resolved :class:`core.sampling.SamplerParams` (field for
-field) and the ``GenerationRequest`` of a job, so a job runs exactly the sampler settings its
-stored spec shows."""
+field) and the ``GenerationRequest`` of a job, so a job runs exactly the sampler settings (and
+the prompt) its stored spec shows."""
 
 from __future__ import annotations
 
@@ -47,7 +47,21 @@ def generation_request(spec: JobSpec, sr_on: bool, cond_video: Any = None,
         sr_sampler=sampler_spec(spec.super_resolution.sampler_params()),
         guidance=spec.guidance, guidance_scale=spec.guidance_scale,
         condition_video=cond_video, condition_audio=cond_audio,
+        prompt=spec.prompt, prompt_scale=spec.prompt_scale,
     )
+
+
+def resolved_prompt(spec: JobSpec, models: Any) -> tuple[str | None, float | None]:
+    """``(prompt, prompt_scale)`` as ``spec`` ran on ``models`` (``LoadedModels``): the prompt
+    as its aligner uses it (``Aligner.check_prompt``) and the scale, the aligner's
+    ``default_scale`` when the spec has none; ``(None, None)`` for an unguided job."""
+    if spec.prompt is None:
+        return None, None
+    aligner = models.aligner
+    if aligner is None:  # validate() refuses such a job before it runs
+        return spec.prompt, spec.prompt_scale
+    scale = spec.prompt_scale if spec.prompt_scale is not None else aligner.default_scale
+    return aligner.check_prompt(spec.prompt), float(scale)
 
 
 def spec_key(spec: JobSpec) -> tuple[object, ...] | None:

@@ -40,6 +40,7 @@ function params() {
   if (int("steps") !== null) p.sampler = { steps: int("steps") };
   p.super_resolution = { enabled: $("sr-enabled").checked };
   if (int("sr-steps") !== null) p.super_resolution.steps = int("sr-steps");
+  if ($("prompt").value.trim()) p.prompt = $("prompt").value.trim();
   return p;
 }
 

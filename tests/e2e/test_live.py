@@ -334,6 +334,12 @@ def test_page_generates_and_plays_the_result(live: LiveStack, keyed: bool) -> No
             page.fill("#seed", "12")
             page.fill("#steps", "3")
             page.fill("#sr-steps", "2")
+            # a prompt is sent: the tiny model has no aligner, so the service's 422 is shown
+            page.fill("#prompt", "red")
+            page.get_by_role("button", name="Generate").click()
+            page.wait_for_selector("#job-error:not([hidden])", timeout=30_000)
+            assert "no prompt aligner" in (page.locator("#job-error").text_content() or "")
+            page.fill("#prompt", "")
             page.get_by_role("button", name="Generate").click()
             # live progress from the event stream: the status text shows a sampler stage
             page.wait_for_function(

@@ -169,3 +169,38 @@ def test_duration_s_covers_the_span_with_the_inputs_own_picture(tmp_path: Path,
     expected = decode_video_clip(clip, start_s=0.3, num_frames=25, fps=10, size=48)
     assert np.abs(np.stack(frames).astype(int) - expected.astype(int)).mean() < 12
     assert main(["generate", "--duration-s", "2", "--out", str(tmp_path / "x.mp4")]) == 2
+
+
+def test_prompt_arguments_are_checked_before_loading(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "x.mp4")
+    cases = [
+        (["--preset", "tiny", "--prompt", "red"], "pass --aligner imagebind"),
+        (["--prompt", "purple"], "red, green, blue"),
+        (["--prompt", " "], "--prompt: prompt is empty"),
+        (["--prompt-scale", "3"], "--prompt-scale: prompt_scale is only used with a prompt"),
+        (["--prompt", "red", "--prompt-scale", "-1"], "--prompt-scale"),
+        (["--preset", "tiny", "--aligner", "imagebind", "--prompt", "a dog"], "aligner_weights"),
+        (["--mode", "audio-to-video", "--input", out, "--duration-s", "2", "--prompt", "red"],
+         "--duration-s: prompt is not supported with duration_s"),
+    ]
+    for flags, says in cases:
+        assert main(["generate", *flags, "--out", out]) == 2, flags
+        assert says in capsys.readouterr().err, flags
+    assert not Path(out).exists()
+
+
+def test_prompt_on_the_demo_model_counts_backward_passes(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    """The shipped demo model and its aligner: ``--prompt red`` runs (2 DDIM steps, no SR), the
+    summary names the prompt and the scale it ran with and counts a backward pass per forward
+    one; the MP4 decodes to the demo's 8 frames."""
+    out = tmp_path / "red.mp4"
+    rc = main(["generate", "--prompt", " Red", "--no-sr", "--sampler", "ddim", "--steps", "2",
+               "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "prompt 'red' scale" in err and "'base_backward': 2" in err, err
+    frames, fps, _, _ = _read(out)
+    assert len(frames) == 8 and fps == 8.0

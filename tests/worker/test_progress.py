@@ -50,6 +50,11 @@ def test_weights_follow_evaluations_times_flops() -> None:
                      super_resolution=SuperResolutionParams(sampler="dpm_solver++", steps=12))
     wc = stage_weights(cond, models, sr_on=True)
     assert wc.base / wc.sr == pytest.approx(3 * 20 * base / (12 * 16 * sr))
+    # a prompt adds a backward per evaluation to a joint job; a guided one shares its backward
+    wp = stage_weights(spec.model_copy(update={"prompt": "red"}), models, sr_on=True)
+    assert wp.base / wp.sr == pytest.approx(3 * 15 * base / (12 * 16 * sr))
+    wcp = stage_weights(cond.model_copy(update={"prompt": "red"}), models, sr_on=True)
+    assert wcp == wc
 
 
 def test_fraction_is_monotone_across_stages() -> None:
