@@ -10,8 +10,9 @@ submit-time rules, used by the gateway (``422``) and by ``mmd generate``:
   names) takes only its words, case and surrounding spaces ignored (``unknown_prompt``);
 - ``prompt_scale`` (None = the aligner's default) is in ``[0, MMD_PROMPT_SCALE_MAX]`` and is
   only sent with a prompt;
-- a ``duration_s`` job (several model windows, ``model/whole_clip.py``) takes no prompt yet
-  (:data:`NO_PROMPT_WITH_DURATION`).
+- a ``duration_s`` job (several model windows, ``model/whole_clip.py``) takes a prompt on the
+  fast samplers only: the official DDPM loop runs its windows one by one without prompt
+  guidance (:data:`NO_PROMPT_WITH_DDPM_WINDOWS`).
 
 The worker still runs the aligner's own ``check_prompt`` (``model.pipeline.validate``), so a
 prompt the aligner refuses fails the job with ``invalid_request`` and the aligner's message.
@@ -25,9 +26,10 @@ from __future__ import annotations
 # "demo": model.demo.world.COLOUR_NAMES (the demo aligner classifies colour and pitch).
 PROMPT_VOCABULARY: dict[str, tuple[str, ...]] = {"demo": ("red", "green", "blue")}
 
-NO_PROMPT_WITH_DURATION = (
-    "prompt is not supported with duration_s yet (whole-clip generation over several model "
-    "windows runs without prompt guidance); send one model window (no duration_s) or no prompt")
+NO_PROMPT_WITH_DDPM_WINDOWS = (
+    "a prompt with duration_s needs a fast sampler (ddim, dpm_solver, dpm_solver++): the official "
+    "DDPM loop (preset official, or sampler.name ddpm) runs whole clips window by window without "
+    "prompt guidance; send preset fast, another sampler.name, or no prompt")
 
 # 422 codes of the prompt rules besides invalid_request
 PROMPT_ERROR_CODES: dict[str, str] = {
@@ -49,10 +51,11 @@ class PromptRefused(ValueError):
 
 def check_prompt_request(prompt: str | None, prompt_scale: float | None, *, model: str,
                          aligner: str | None, max_chars: int, scale_max: float,
-                         duration_s: float | None = None) -> str | None:
+                         duration_s: float | None = None,
+                         sampler: str | None = None) -> str | None:
     """Apply the rules above to a request for ``model`` (whose aligner kind is ``aligner``,
-    None = it has none); returns the prompt stripped (None without one). Raises
-    :class:`PromptRefused`."""
+    None = it has none) whose resolved base sampler is named ``sampler``; returns the prompt
+    stripped (None without one). Raises :class:`PromptRefused`."""
     if prompt is None:
         if prompt_scale is not None:
             raise PromptRefused("invalid_request", "prompt_scale",
@@ -82,6 +85,6 @@ def check_prompt_request(prompt: str | None, prompt_scale: float | None, *, mode
         raise PromptRefused("invalid_request", "prompt_scale",
                             f"prompt_scale={prompt_scale:g} is outside [0, {scale_max:g}] "
                             "(MMD_PROMPT_SCALE_MAX); leave it out for the aligner's default")
-    if duration_s is not None:
-        raise PromptRefused("invalid_request", "duration_s", NO_PROMPT_WITH_DURATION)
+    if duration_s is not None and sampler == "ddpm":
+        raise PromptRefused("invalid_request", "duration_s", NO_PROMPT_WITH_DDPM_WINDOWS)
     return text

@@ -73,7 +73,7 @@ def check_limits(params: Any, settings: Settings, sampling: Sampling) -> str:
         if value > limit:
             raise ApiError(422, f"{name}={value} is above the limit {limit} ({env})", field=name)
     check_duration(params, settings, settings.models[model].preset)
-    check_prompt(params, settings, str(model))
+    check_prompt(params, settings, str(model), sampling.sampler.name)
     if sampling.super_resolution.enabled and settings.models[model].resolved_sr_preset() is None:
         raise ApiError(422, f"model {model!r} has no super-resolution network; send "
                             "super_resolution.enabled=false", field="super_resolution.enabled")
@@ -99,7 +99,7 @@ def check_duration(params: Any, settings: Settings, preset: str) -> None:
                             "(MMD_MAX_WINDOWS); ask for a shorter span", field="duration_s")
 
 
-def check_prompt(params: Any, settings: Settings, model: str) -> None:
+def check_prompt(params: Any, settings: Settings, model: str, sampler: str) -> None:
     """422 unless the request's ``prompt`` / ``prompt_scale`` fit ``model`` and the limits
     (:func:`core.prompts.check_prompt_request`: ``prompt_unsupported`` naming
     ``MMD_MODELS.<name>.aligner``, ``unknown_prompt``, or ``invalid_request``)."""
@@ -108,7 +108,7 @@ def check_prompt(params: Any, settings: Settings, model: str) -> None:
                              aligner=settings.models[model].resolved_aligner(),
                              max_chars=settings.prompt_max_chars,
                              scale_max=settings.prompt_scale_max,
-                             duration_s=getattr(params, "duration_s", None))
+                             duration_s=getattr(params, "duration_s", None), sampler=sampler)
     except PromptRefused as exc:
         raise ApiError(422, exc.message, code=exc.code, field=exc.field) from exc
 

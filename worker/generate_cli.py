@@ -279,7 +279,8 @@ def prompt_model_spec(args: argparse.Namespace, preset: str) -> Any:
         check_prompt_request(args.prompt, args.prompt_scale, model=preset,
                              aligner=spec.resolved_aligner(),
                              max_chars=settings.prompt_max_chars,
-                             scale_max=settings.prompt_scale_max, duration_s=args.duration_s)
+                             scale_max=settings.prompt_scale_max, duration_s=args.duration_s,
+                             sampler=sampler_specs(args)[0].name)
     except PromptRefused as exc:
         if exc.code == "prompt_unsupported":
             raise ValueError(f"preset {preset!r} has no prompt aligner; pass --aligner "

@@ -15,8 +15,9 @@ pipeline unchanged.
   ``MMD_DECODE_TIMEOUT_S`` bound each decode as for one window.
 - **generate**: windows x steps reported as the ``base`` stage's progress (cancel within one
   step), ``MMD_MAX_BATCH`` rows per network call, ``MMD_MAX_WINDOWS`` checked again against the
-  plan of the loaded model. No prompt guidance yet: a job with a ``prompt`` fails with
-  ``invalid_request`` (the gateway refuses it at submit, ``core.prompts``).
+  plan of the loaded model. A ``prompt`` guides every window (``model/prompted.py``) on the
+  fast samplers; with the DDPM loop it fails with ``invalid_request`` (the gateway refuses it
+  at submit, ``core.prompts``).
 - **results**: video-to-audio: the upload's own picture over the span, stream-copied when the
   span is the whole video, else re-encoded at its geometry and frame rate
   (:mod:`worker.media_span` says why), with the
@@ -37,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 
 from core.contract import InputMedia, JobSpec
-from core.prompts import NO_PROMPT_WITH_DURATION
+from core.prompts import NO_PROMPT_WITH_DDPM_WINDOWS
 from core.settings import Settings
 from core.windows import clip_frames, span_sample_rate
 from worker.errors import JobFailed
@@ -160,8 +161,8 @@ def run_whole_clip(spec: JobSpec, models: Any, span: SpanInput, settings: Settin
     from model.whole_clip import generate_whole_clip
     from worker.sampling import sampler_spec
 
-    if spec.prompt is not None:  # refused at submit too (core.prompts)
-        raise JobFailed("invalid_request", NO_PROMPT_WITH_DURATION)
+    if spec.prompt is not None and spec.sampler.name == "ddpm":  # refused at submit too
+        raise JobFailed("invalid_request", NO_PROMPT_WITH_DDPM_WINDOWS)
     rate, out_rate = model_rate(models.unet_cfg), result_rate(models.unet_cfg)
     assert spec.duration_s is not None
     seconds: dict[str, float] = {}
@@ -172,6 +173,7 @@ def run_whole_clip(spec: JobSpec, models: Any, span: SpanInput, settings: Settin
         duration_s=span.duration_s, fps=span.fps, sample_rate=rate, seed=spec.seed,
         sampler=sampler_spec(spec.sampler), guidance=spec.guidance,
         guidance_scale=spec.guidance_scale, num_samples=spec.num_samples,
+        prompt=spec.prompt, prompt_scale=spec.prompt_scale,
         max_batch=settings.max_batch * spec.num_samples, max_windows=settings.max_windows,
         progress=progress)
     seconds["base"] = time.perf_counter() - t0

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from core.prompts import (
-    NO_PROMPT_WITH_DURATION,
+    NO_PROMPT_WITH_DDPM_WINDOWS,
     PROMPT_VOCABULARY,
     PromptRefused,
     check_prompt_request,
@@ -22,10 +22,10 @@ LIMITS = {"max_chars": 10, "scale_max": 20.0}
 
 
 def _refused(prompt: str | None, scale: float | None, aligner: str | None = "demo",
-             duration_s: float | None = None) -> PromptRefused:
+             duration_s: float | None = None, sampler: str | None = None) -> PromptRefused:
     with pytest.raises(PromptRefused) as info:
         check_prompt_request(prompt, scale, model="m", aligner=aligner, duration_s=duration_s,
-                             **LIMITS)
+                             sampler=sampler, **LIMITS)
     assert isinstance(info.value, ValueError)
     return info.value
 
@@ -54,9 +54,12 @@ def test_each_rule_names_its_field_and_code() -> None:
         assert "MMD_PROMPT_SCALE_MAX" in e.message
     e = _refused(None, 1.0, aligner=None)
     assert (e.code, e.field) == ("invalid_request", "prompt_scale")
-    e = _refused("red", None, duration_s=2.0)
+    e = _refused("red", None, duration_s=2.0, sampler="ddpm")
     assert (e.code, e.field, e.message) == ("invalid_request", "duration_s",
-                                            NO_PROMPT_WITH_DURATION)
+                                            NO_PROMPT_WITH_DDPM_WINDOWS)
+    for sampler in ("ddim", "dpm_solver", "dpm_solver++"):  # whole clips on the fast samplers
+        assert check_prompt_request("red", None, model="m", aligner="demo", duration_s=2.0,
+                                    sampler=sampler, **LIMITS) == "red"
 
 
 def test_model_spec_resolves_its_aligner() -> None:

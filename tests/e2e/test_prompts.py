@@ -87,6 +87,20 @@ def test_a_prompted_video_to_audio_job(demo_stack: Stack, tmp_path: Path) -> Non
     _check_prompted(demo_stack.wait(r.json()["id"], timeout=600), "blue", "blue")
 
 
+def test_a_prompted_whole_clip(demo_stack: Stack, tmp_path: Path) -> None:
+    """``duration_s`` with a prompt: every window is guided (fused fast sampler), the result
+    records the prompt, and the soundtrack covers the span."""
+    clip = tmp_path / "clip.mp4"
+    demo_clip(str(clip), 8, seconds=2.5)
+    with demo_stack.client() as c, open(clip, "rb") as fh:
+        r = c.post("/video-to-audio", files={"file": ("clip.mp4", fh)},
+                   data={"prompt": "green", "seed": "1", "sampler.steps": "3",
+                         "duration_s": "2", "super_resolution.enabled": "false"})
+    assert r.status_code == 202, r.text
+    result = _check_prompted(demo_stack.wait(r.json()["id"], timeout=600), "green", "green")
+    assert result["windows"] >= 2 and abs(result["duration_s"] - 2.0) < 0.2, result
+
+
 def test_an_unknown_word_is_refused_at_submit(demo_stack: Stack) -> None:
     with demo_stack.client() as c:
         r = c.post("/generate", json={"prompt": "purple"})

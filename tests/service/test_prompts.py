@@ -117,11 +117,16 @@ def test_conditional_routes_take_prompt_fields(prompted: TestClient, store: JobS
            "prompt_unsupported", "prompt")
     _error(*post("audio-to-video", "a.wav", wav, prompt="red", prompt_scale="x"),
            "invalid_request", "prompt_scale")
-    message = _error(*post("audio-to-video", "a.wav", wav, prompt="red", duration_s="1.5"),
+    status, body = post("audio-to-video", "a.wav", wav, prompt="red", duration_s="1.5")
+    assert status == 202, body  # a whole clip on the fast sampler takes a prompt
+    assert _stored(prompted, store, body["id"]).prompt == "red"
+    message = _error(*post("audio-to-video", "a.wav", wav, prompt="red", duration_s="1.5",
+                           preset="official"),
                      "invalid_request", "duration_s")
-    assert "not supported with duration_s" in message
+    assert "needs a fast sampler" in message
     _error(*_generate(prompted, model="demo", mode="audio-to-video", upload_id="x",
-                      prompt="red", duration_s=1.5), "invalid_request", "duration_s")
+                      prompt="red", duration_s=1.5, sampler={"name": "ddpm", "steps": 10}),
+           "invalid_request", "duration_s")
 
 
 def test_the_form_schema_advertises_the_prompt_fields() -> None:

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from core.contract import JobStatus
-from core.prompts import NO_PROMPT_WITH_DURATION
+from core.prompts import NO_PROMPT_WITH_DDPM_WINDOWS
+from core.sampling import SamplerParams
 from core.settings import ModelSpec, Settings
 from core.storage import LocalStorage
 from core.store import JobStore
@@ -111,12 +112,13 @@ def test_a_prompt_without_an_aligner_fails_the_job_cleanly(settings: Settings, s
     assert view.error.code == "invalid_request" and "no prompt aligner" in view.error.message
 
 
-def test_a_prompt_is_refused_by_a_whole_clip_job(settings: Settings) -> None:
-    spec = make_spec("audio-to-video", duration_s=2.0, prompt="red", input_key="k")
+def test_a_prompt_is_refused_by_a_ddpm_whole_clip_job(settings: Settings) -> None:
+    spec = make_spec("audio-to-video", duration_s=2.0, prompt="red", input_key="k",
+                     sampler=SamplerParams(name="ddpm", steps=10))
     span = SpanInput(np.zeros(100, np.float32), None, Path("x"), 20, 10)  # type: ignore[arg-type]
     with pytest.raises(JobFailed) as info:
         run_whole_clip(spec, fake_models(), span, settings, None, sr_on=False)
-    assert (info.value.code, str(info.value)) == ("invalid_request", NO_PROMPT_WITH_DURATION)
+    assert (info.value.code, str(info.value)) == ("invalid_request", NO_PROMPT_WITH_DDPM_WINDOWS)
 
 
 def test_aligner_weights_follow_the_settings(tmp_path: Path) -> None:
