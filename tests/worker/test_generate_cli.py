@@ -181,8 +181,10 @@ def test_prompt_arguments_are_checked_before_loading(tmp_path: Path,
         (["--prompt-scale", "3"], "--prompt-scale: prompt_scale is only used with a prompt"),
         (["--prompt", "red", "--prompt-scale", "-1"], "--prompt-scale"),
         (["--preset", "tiny", "--aligner", "imagebind", "--prompt", "a dog"], "aligner_weights"),
-        (["--mode", "audio-to-video", "--input", out, "--duration-s", "2", "--prompt", "red"],
-         "--duration-s: prompt is not supported with duration_s"),
+        (["--mode", "audio-to-video", "--input", out, "--duration-s", "2", "--prompt", "red",
+          "--official"], "--duration-s: a prompt with duration_s needs a fast sampler"),
+        (["--mode", "audio-to-video", "--input", out, "--duration-s", "2", "--prompt", "red",
+          "--sampler", "ddpm", "--steps", "10"], "needs a fast sampler"),
     ]
     for flags, says in cases:
         assert main(["generate", *flags, "--out", out]) == 2, flags
