@@ -70,6 +70,10 @@ def test_sigterm_finishes_current_job_and_takes_no_new_one(s3_stack: Stack) -> N
         while ready_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not ready_file.exists()
+        # the signal handler removes the file at once; the Redis entry goes from the readiness
+        # thread when it next wakes (no Redis call inside a signal handler), so poll for it
+        while c.get("/readyz").status_code != 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert c.get("/readyz").status_code == 503
         done = s3_stack.wait(first, timeout=120)
         assert done["status"] == "succeeded", s3_stack.log_tail()
