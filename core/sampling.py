@@ -16,7 +16,7 @@ pass of gradient guidance.
 
 Guidance is the same in both: ``gradient``, with the model's scale when a request sends none
 (:func:`default_guidance_scale`: 3.0, the official scripts' classifier_scale, for the official
-models; 300 for ``demo``, measured).
+models; 450 for ``demo``, measured).
 A field the client sends (``sampler.steps``, ``super_resolution.sampler``, ...) replaces the
 preset's value for that field only; the others come from the preset (a preset's multistep order
 is capped at the steps: ``{"steps": 2}`` runs order 2).
@@ -32,7 +32,7 @@ on untrained weights); multistep o3 12 steps passes on every case and x_T draw m
 the 2x edge on the golden weights; DDIM-10 fails the own-error bound (2.4x on the stand-ins). The
 fast conditional sampler is DDIM 20 forward + 20 backward instead of the official 1000-step DDPM
 loop (``tests/model/test_conditional_fast.py``). It was DPM-Solver singlestep o3 20 until the
-trained demo model judged it (``bench/guidance.py``, 16 audio-to-video jobs at scale 300):
+trained demo model judged it (``bench/guidance.py``, audio-to-video jobs at scale 300):
 DPM-Solver 20 sync 0.62 / colour-pitch 0.80 (8 jobs), DDIM 20 0.84 / 0.90 at the same NFE;
 DPM-Solver's third-order steps amplify the guidance gradient (pixels lit 12-14 % vs 6 % in real
 clips at larger scales), DDIM clips x0 every step. Video-to-audio scored the same with either.
@@ -185,7 +185,7 @@ PRESETS: dict[tuple[Preset, Kind], tuple[SamplerParams, SuperResolutionParams]] 
 # official ones) get DEFAULT_GUIDANCE_SCALE. Mirrors model.config.UNetConfig.guidance_scale
 # (tests/model/test_guidance_defaults.py holds them equal; the measurements are there).
 DEFAULT_GUIDANCE_SCALE = 3.0
-GUIDANCE_SCALES: dict[str, float] = {"demo": 300.0}
+GUIDANCE_SCALES: dict[str, float] = {"demo": 450.0}
 
 
 def default_guidance_scale(preset: str) -> float:
