@@ -31,11 +31,13 @@ from model.demo.world import COLOUR_NAMES
 __all__ = ["DEFAULT_SCALE", "DemoAligner", "DemoAlignerNet", "load_demo_aligner"]
 
 ALIGNER_FILE = "demo_aligner.pt"
-# Chosen from the sweep in docs/demo-model.md ("Prompt guidance"; joint, fast preset, no SR,
-# 16 jobs per prompt): at 1.5 the share of events in the prompted colour was 0.857-0.875 for
-# every colour with synchrony 0.906-0.913 (unguided 0.932); at 1 blue reached only 0.783, at 2
-# green fell to 0.727 and at 4 synchrony fell to 0.79-0.80.
-DEFAULT_SCALE = 1.5
+# Chosen by measurement (docs/demo-model.md, "Prompt guidance"). Joint, fast preset, SR on,
+# 32 jobs per prompt (`bench/quality.py --modes "" --prompts red,green,blue --prompt-scales
+# 1.5,2,3 --prompt-samples 32`): share of events in the prompted colour red / green / blue and
+# sync (unguided 0.938): 1.5 -> 0.729 / 0.750 / 0.895, sync 0.916-0.931; 2 -> 0.796 / 0.778 /
+# 0.897, sync 0.897-0.936; 3 -> 0.769 / 0.732 / 0.857, sync 0.844-0.913 (more than 0.05 down).
+# An earlier 16-job sweep without SR had 1.5 ahead (0.857-0.875); the larger run picked 2.
+DEFAULT_SCALE = 2.0
 
 
 class DemoAlignerNet(nn.Module):
