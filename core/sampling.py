@@ -188,8 +188,11 @@ DEFAULT_GUIDANCE_SCALE = 3.0
 GUIDANCE_SCALES: dict[str, float] = {"demo": 450.0}
 
 
-def default_guidance_scale(preset: str) -> float:
-    """The guidance scale a conditional job on base preset ``preset`` gets when it sends none."""
+def default_guidance_scale(preset: str, given: float | None = None) -> float:
+    """The guidance scale a conditional job on base preset ``preset`` runs with: ``given`` (the
+    request's), else the preset's default."""
+    if given is not None:
+        return float(given)
     return GUIDANCE_SCALES.get(preset.lower(), DEFAULT_GUIDANCE_SCALE)
 
 

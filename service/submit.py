@@ -193,10 +193,8 @@ def replay(state: AppState, base: str, job_id: str) -> JSONResponse:
 def guidance_scale(params: Any, settings: Settings, model: str) -> float:
     """The request's ``guidance_scale``, or the model's default when it sends none
     (:func:`core.sampling.default_guidance_scale` of its base preset)."""
-    given = getattr(params, "guidance_scale", None)
-    if given is not None:
-        return float(given)
-    return default_guidance_scale(settings.models[model].preset)
+    return default_guidance_scale(settings.models[model].preset,
+                                  getattr(params, "guidance_scale", None))
 
 
 def enqueue(state: AppState, base: str, *, job_id: str, mode: Mode, model: str, params: Any,

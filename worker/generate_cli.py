@@ -324,8 +324,7 @@ def _whole_clip(args: argparse.Namespace, models: Any, preset: str) -> int:
                        num_samples=args.num_samples, sampler=sampling.sampler,
                        super_resolution=sampling.super_resolution, preset=sampling.preset,
                        guidance=args.guidance,
-                       guidance_scale=(default_guidance_scale(preset)
-                                       if args.guidance_scale is None else args.guidance_scale),
+                       guidance_scale=default_guidance_scale(preset, args.guidance_scale),
                        start_s=args.start_s, duration_s=args.duration_s, created_at=utcnow())
         span = decode_span(spec, args.input, models.unet_cfg, settings)
         out = run_whole_clip(spec, models, span, settings, bars,

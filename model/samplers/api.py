@@ -21,7 +21,7 @@ from model.samplers.ddpm import ddpm_sample
 from model.samplers.dpm_methods import adaptive, multistep, singlestep
 from model.samplers.dpm_solver import Solver
 from model.samplers.spec import SamplerSpec
-from model.schedule import TRAIN_STEPS, ContinuousSchedule, DiscreteSchedule, space_timesteps
+from model.schedule import TRAIN_STEPS, ContinuousSchedule, DiscreteSchedule
 from model.state import AV, State, check_state
 
 JointEps = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -38,10 +38,9 @@ def discrete_schedule(spec: SamplerSpec) -> DiscreteSchedule:
         return base
     if spec.name == "ddim":
         try:
-            space_timesteps(TRAIN_STEPS, f"ddim{spec.steps}")
-        except ValueError:
-            return base.respaced(str(spec.steps))
-        return base.respaced(f"ddim{spec.steps}")
+            return base.respaced(f"ddim{spec.steps}")
+        except ValueError:  # no integer stride keeps exactly spec.steps (space_timesteps)
+            pass
     return base.respaced(str(spec.steps))
 
 

@@ -37,7 +37,7 @@ def test_a_request_without_a_scale_runs_the_models_scale() -> None:
     """None = ``UNetConfig.guidance_scale``: equal to passing it, unlike passing another."""
     models = load_models("tiny", preset="tiny", sr=False)
     cfg = models.unet_cfg
-    models.unet_cfg = UNetConfig(**{**cfg.__dict__, "guidance_scale": 50.0})
+    models.unet_cfg = cfg.with_(guidance_scale=50.0)
     audio = np.sin(np.linspace(0, 200, cfg.audio_size[1])).astype(np.float32) * 0.5
 
     def run(scale: float | None) -> torch.Tensor:
