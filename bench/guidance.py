@@ -32,9 +32,12 @@ from model.samplers import SamplerSpec
 
 
 def sampler(text: str) -> SamplerSpec:
-    """``name:steps`` -> the spec (DPM-Solver: the fast presets' singlestep order 3)."""
+    """``name:steps`` or ``ddim:STEPSxR`` (DDIM with ``resample=R``) -> the spec (DPM-Solver:
+    the fast presets' singlestep order 3)."""
     name, steps = text.split(":")
-    return SamplerSpec(name=name, steps=int(steps))  # type: ignore[arg-type]
+    steps, _, resample = steps.partition("x")
+    return SamplerSpec(name=name, steps=int(steps),  # type: ignore[arg-type]
+                       resample=int(resample or 1))
 
 
 def run(models: object, direction: str, spec: SamplerSpec, scale: float, n: int,
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--directions", default="audio-to-video,video-to-audio")
     p.add_argument("--samplers", default="ddim:20,dpm_solver:20",
-                   help="comma-separated name:steps (default ddim:20,dpm_solver:20)")
+                   help="comma-separated name:steps, ddim:STEPSxR for DDIM with resample R "
+                        "(default ddim:20,dpm_solver:20)")
     p.add_argument("--scales", default="3,100,300,1000")
     p.add_argument("--samples", type=int, default=16, help="jobs per row (16)")
     p.add_argument("--seed", type=int, default=1000)

@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             base, sr = preset_specs(preset, mode, steps)  # type: ignore[arg-type]
             s: Score = score(models, mode, base, sr if sr_on else None, n=n,  # type: ignore[arg-type]
                              seed=args.seed, label=preset)
-            print(_row(preset, mode, f"{base.name[:6]} {base.steps}", n, s.quality,
+            nfe = f"{base.name[:6]} {base.steps}" + (f"x{base.resample}" if base.resample > 1
+                                                     else "")
+            print(_row(preset, mode, nfe, n, s.quality,
                        s.seconds_per_job), flush=True)
     prompts = [c.strip() for c in args.prompts.split(",") if c.strip()]
     if prompts:

@@ -8,15 +8,16 @@ what runs.
 |---|---|---|---|---|
 | fast | joint | DPM-Solver++ multistep o3 15 | DPM-Solver++ multistep o3 12 (clip) | 15 + 12 |
 | official | joint | DPM-Solver singlestep o3 20 | DDIM 25 | 20 + 25 |
-| fast | conditional | DDIM 20 | DPM-Solver++ multistep o3 12 (clip) | 40 + 12 |
+| fast | conditional | DDIM 10 x 2 (resampled) | DPM-Solver++ multistep o3 12 (clip) | 38 + 12 |
 | official | conditional | DDPM 1000 (official loop) | DDIM 25 | 2000 + 25 |
 
 (clip): x0 clipped to [-1, 1] like DDIM. Conditional NFE count the forward and the backward
-pass of gradient guidance.
+pass of gradient guidance. x 2 (``resample=2``): each DDIM step but the last runs twice, the
+first result re-noised back to the step's level in between (19 evaluations for 10 steps).
 
 Guidance is the same in both: ``gradient``, with the model's scale when a request sends none
 (:func:`default_guidance_scale`: 3.0, the official scripts' classifier_scale, for the official
-models; 450 for ``demo``, measured).
+models; 800 for ``demo``, measured).
 A field the client sends (``sampler.steps``, ``super_resolution.sampler``, ...) replaces the
 preset's value for that field only; the others come from the preset (a preset's multistep order
 is capped at the steps: ``{"steps": 2}`` runs order 2).
@@ -30,12 +31,16 @@ the official's. SR DPM-Solver++ needs x0 clipped like DDIM (``clip_x0``; unclipp
 on untrained weights); multistep o3 12 steps passes on every case and x_T draw measured (worst
 1.9x), and on the smooth stand-in ODE it is 3x MORE accurate than DDIM-25 itself. 10 steps is at
 the 2x edge on the golden weights; DDIM-10 fails the own-error bound (2.4x on the stand-ins). The
-fast conditional sampler is DDIM 20 forward + 20 backward instead of the official 1000-step DDPM
-loop (``tests/model/test_conditional_fast.py``). It was DPM-Solver singlestep o3 20 until the
-trained demo model judged it (``bench/guidance.py``, audio-to-video jobs at scale 300):
-DPM-Solver 20 sync 0.62 / colour-pitch 0.80 (8 jobs), DDIM 20 0.84 / 0.90 at the same NFE;
-DPM-Solver's third-order steps amplify the guidance gradient (pixels lit 12-14 % vs 6 % in real
-clips at larger scales), DDIM clips x0 every step. Video-to-audio scored the same with either.
+fast conditional sampler is DDIM 10 x 2 (19 forward + 19 backward passes) instead of the
+official 1000-step DDPM loop (``tests/model/test_conditional_fast.py``). It was DPM-Solver
+singlestep o3 20 until the trained demo model judged it (``bench/guidance.py``, audio-to-video
+jobs at scale 300): DPM-Solver 20 sync 0.62 / colour-pitch 0.80 (8 jobs), DDIM 20 0.84 / 0.90 at
+the same NFE; DPM-Solver's third-order steps amplify the guidance gradient (pixels lit 12-14 %
+vs 6 % in real clips at larger scales), DDIM clips x0 every step. Video-to-audio scored the same
+with either. DDIM 20 then lost audio-to-video clips to one-frame misplaced flashes (64 jobs,
+seeds 1000.. / 5000..: sync 0.814 / 0.744, colour-pitch 0.766 / 0.701 at scale 450); resampling
+each step once more at half the steps, the same cost, gave 0.893 / 0.892 and 0.856 / 0.882 at
+scale 800 (docs/demo-model.md has the sweep).
 """
 
 from __future__ import annotations
@@ -84,6 +89,10 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+RESAMPLE_HELP = ("DDIM only: runs of each step but the last, re-noised back between runs "
+                 "(RePaint's resampling; 1 = plain DDIM; bounded by MMD_MAX_RESAMPLE)")
+
+
 class SamplerParams(Frozen):
     """A resolved sampler: every field the worker passes on to the model's ``SamplerSpec``
     (``JobSpec.sampler``, and :meth:`SuperResolutionParams.sampler_params`). Defaults: the
@@ -94,6 +103,7 @@ class SamplerParams(Frozen):
     order: int = Field(3, ge=1, le=3)
     method: Method = "singlestep"
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (0 = deterministic)")
+    resample: int = Field(1, ge=1, description=RESAMPLE_HELP)
     skip_type: SkipType = Field("logSNR", description="DPM-Solver time grid")
     clip_x0: bool = Field(False, description="DPM-Solver++: clip the data prediction to [-1, 1]")
 
@@ -150,6 +160,7 @@ class SamplerRequest(Frozen):
     order: int | None = Field(None, ge=1, le=3)
     method: Method | None = None
     eta: float | None = Field(None, ge=0.0, le=1.0, description="DDIM eta (0 = deterministic)")
+    resample: int | None = Field(None, ge=1, description=RESAMPLE_HELP)
 
 
 class SuperResolutionRequest(Frozen):
@@ -171,7 +182,7 @@ PRESETS: dict[tuple[Preset, Kind], tuple[SamplerParams, SuperResolutionParams]] 
         SuperResolutionParams(sampler="ddim", steps=25),
     ),
     ("fast", "conditional"): (
-        SamplerParams(name="ddim", steps=20),
+        SamplerParams(name="ddim", steps=10, resample=2),
         SuperResolutionParams(sampler="dpm_solver++", steps=12),
     ),
     ("official", "conditional"): (
@@ -185,7 +196,7 @@ PRESETS: dict[tuple[Preset, Kind], tuple[SamplerParams, SuperResolutionParams]] 
 # official ones) get DEFAULT_GUIDANCE_SCALE. Mirrors model.config.UNetConfig.guidance_scale
 # (tests/model/test_guidance_defaults.py holds them equal; the measurements are there).
 DEFAULT_GUIDANCE_SCALE = 3.0
-GUIDANCE_SCALES: dict[str, float] = {"demo": 450.0}
+GUIDANCE_SCALES: dict[str, float] = {"demo": 800.0}
 
 
 def default_guidance_scale(preset: str, given: float | None = None) -> float:
@@ -224,6 +235,8 @@ def resolve(mode: Mode, preset: Preset, sampler: SamplerRequest | None = None,
     merged = _merge(base_sampler, sampler)
     if sampler.order is None and merged["method"] == "multistep":
         merged["order"] = min(merged["order"], merged["steps"])  # the preset's order, capped
+    if sampler.resample is None and merged["name"] != "ddim":
+        merged["resample"] = 1  # the preset's resampling is DDIM's; another sampler runs once
     resolved = SamplerParams(**merged)
     sr_given = _given(super_resolution)
     sr = SuperResolutionParams(enabled=super_resolution.enabled,
@@ -234,7 +247,10 @@ def resolve(mode: Mode, preset: Preset, sampler: SamplerRequest | None = None,
 
 
 def check_runnable(sampler: SamplerParams) -> None:
-    """ValueError for resolved DPM-Solver settings the sampler would refuse at run time."""
+    """ValueError for resolved settings the sampler would refuse at run time."""
+    if sampler.resample > 1 and sampler.name != "ddim":
+        raise ValueError(f"sampler.resample={sampler.resample} needs sampler.name='ddim' (got "
+                         f"{sampler.name!r}): send resample 1 or leave it out")
     if not sampler.name.startswith("dpm_solver"):
         return
     if sampler.method == "multistep" and sampler.steps < sampler.order:

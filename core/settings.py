@@ -267,11 +267,16 @@ class Settings(BaseSettings):
         description="base sampler steps after the preset is applied (`422`); 1000 keeps the "
         "official conditional DDPM loop allowed",
     )
+    max_resample: int = Field(
+        4, ge=1,
+        description="largest DDIM `sampler.resample` (`422`): a job runs about `steps x resample` "
+        "network evaluations (the fast conditional preset: 10 x 2)",
+    )
     max_sr_steps: int = Field(250, ge=1, description="super-resolution steps (`422`)")
     max_guidance_scale: float = Field(
         10000.0, ge=0,
         description="largest `guidance_scale` (`422`); the guidance loss is a per-element mean, "
-        "so useful scales grow with the model's size (demo: 450)",
+        "so useful scales grow with the model's size (demo: 800)",
     )
     max_start_s: float = Field(3600.0, ge=0, description="largest `start_s` (`422`)")
     max_duration_s: float = Field(

@@ -155,6 +155,8 @@ def _evals_per_step(spec: SamplerSpec) -> list[int]:
     """Network evaluations in each sampler step (callback) of a fixed-step fast sampler."""
     if spec.is_dpm and spec.method == "singlestep":
         return singlestep_orders(spec.steps, spec.order)
+    if spec.name == "ddim" and spec.resample > 1:  # every step but the last runs resample times
+        return [spec.resample] * (spec.steps - 1) + [1]
     return [1] * spec.steps
 
 

@@ -22,8 +22,8 @@ class _CommonParams(Frozen):
     preset: Preset | None = Field(
         None,
         description="sampler defaults: 'fast' (DPM-Solver++ 15 + SR DPM-Solver++ 12; conditional: "
-        "DDIM 20) or 'official' (DPM-Solver 20 + SR DDIM 25; conditional: DDPM 1000); "
-        "None = MMD_SAMPLING_PRESET. Fields given in sampler / super_resolution override it",
+        "DDIM 10 x 2, resampled) or 'official' (DPM-Solver 20 + SR DDIM 25; conditional: DDPM "
+        "1000); None = MMD_SAMPLING_PRESET. Fields given in sampler / super_resolution override it",
     )
     sampler: SamplerRequest = SamplerRequest()
     super_resolution: SuperResolutionRequest = SuperResolutionRequest()
@@ -44,7 +44,7 @@ class _ConditionalParams(_CommonParams):
     guidance_scale: float | None = Field(
         None, ge=0.0,
         description="gradient-guidance weight (at most MMD_MAX_GUIDANCE_SCALE); None = the "
-        "model's: 450 for demo, 3.0 (the official scripts') for the official models")
+        "model's: 800 for demo, 3.0 (the official scripts') for the official models")
     start_s: float = Field(0.0, ge=0.0, description="where the covered span (by default the "
                          "model's window: 1 s for demo, 1.6 s for the official models) starts in "
                          "the upload")

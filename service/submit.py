@@ -47,7 +47,7 @@ def resolve_sampling(params: Any, mode: Mode, settings: Settings) -> Sampling:
 
 def _sampler_field(message: str) -> str | None:
     """The field a :func:`core.sampling.resolve` error is about (its message names it)."""
-    for name in ("sampler.order", "sampler.steps", "preset"):
+    for name in ("sampler.resample", "sampler.order", "sampler.steps", "preset"):
         if name in message:
             return name
     return None
@@ -63,6 +63,8 @@ def check_limits(params: Any, settings: Settings, sampling: Sampling) -> str:
     checks = [
         ("num_samples", params.num_samples, settings.max_num_samples, "MMD_MAX_NUM_SAMPLES"),
         ("sampler.steps", sampling.sampler.steps, settings.max_steps, "MMD_MAX_STEPS"),
+        ("sampler.resample", sampling.sampler.resample, settings.max_resample,
+         "MMD_MAX_RESAMPLE"),
         ("super_resolution.steps", sampling.super_resolution.steps, settings.max_sr_steps,
          "MMD_MAX_SR_STEPS"),
         ("start_s", params.start_s, settings.max_start_s, "MMD_MAX_START_S"),

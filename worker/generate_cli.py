@@ -13,10 +13,11 @@ Examples::
     mmd generate --prompt red --out red.mp4            # demo: steer the flashes and tones to red
 
 Sampler settings default to the fast preset (``core.sampling``: base DPM-Solver++ multistep order 3,
-15 steps; conditional DPM-Solver 20 steps; SR DPM-Solver++ 12, x0 clipped); ``--official`` selects
-the official ones
+15 steps; conditional DDIM 10 steps, each resampled once; SR DPM-Solver++ 12, x0 clipped);
+``--official`` selects the official ones
 (base DPM-Solver 20 steps order 3 singlestep; conditional the 1000-step DDPM loop; SR DDIM 25).
-``--sampler/--steps/--order/--method/--sr-sampler/--sr-steps`` override single fields of either.
+``--sampler/--steps/--order/--method/--resample/--sr-sampler/--sr-steps`` override single
+fields of either.
 
 Without ``--checkpoint`` the ``demo`` preset runs the weights shipped in the package
 (``MMD_DEMO_WEIGHTS_DIR`` replaces their folder; sha256 checked); another preset without
@@ -79,10 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--order", type=int, choices=(1, 2, 3), help="DPM-Solver order")
     r.add_argument("--method", choices=METHODS,
                    help="DPM-Solver method")
+    r.add_argument("--resample", type=int, help="DDIM: runs of each step, re-noised back "
+                   "between runs (default: the preset's, 2 for the fast conditional one)")
     r.add_argument("--guidance", default="gradient", choices=("gradient", "replacement"),
                    help="conditional modes: gradient guidance or replacement")
     r.add_argument("--guidance-scale", type=float, default=None,
-                   help="conditional guidance scale (default: the model's, 450 for demo, 3.0 "
+                   help="conditional guidance scale (default: the model's, 800 for demo, 3.0 "
                    "for the official models)")
     r.add_argument("--no-sr", action="store_true", help="skip super-resolution (64x64 output)")
     r.add_argument("--sr-sampler", choices=SAMPLER_NAMES, help="SR sampler (default: the preset's)")
@@ -101,14 +104,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("sample.mp4"), help="output MP4 path")
 
 
+def sampler_request(args: argparse.Namespace) -> SamplerRequest:
+    """The base sampler fields the flags set (the others: the preset's)."""
+    return SamplerRequest(name=args.sampler, steps=args.steps, order=args.order,
+                          method=args.method, resample=args.resample)
+
+
 def sampler_specs(args: argparse.Namespace) -> tuple[Any, Any]:
     """``(base SamplerSpec, SR SamplerSpec)``: the preset's (``--official`` or fast, by
     ``--mode``) with the sampler flags given on top, resolved as the API resolves a request
     (:func:`core.sampling.resolve`). ValueError for an invalid combination."""
     from worker.sampling import sampling_specs
 
-    sampler = SamplerRequest(name=args.sampler, steps=args.steps, order=args.order,
-                             method=args.method)
+    sampler = sampler_request(args)
     sr = SuperResolutionRequest(sampler=args.sr_sampler, steps=args.sr_steps)
     preset: Preset = "official" if args.official else "fast"
     return sampling_specs(resolve(args.mode, preset, sampler, sr))
@@ -312,8 +320,7 @@ def _whole_clip(args: argparse.Namespace, models: Any, preset: str) -> int:
     from worker.media import MediaError
     from worker.whole_clip import decode_span, mux_whole_clip, run_whole_clip
 
-    sampler = SamplerRequest(name=args.sampler, steps=args.steps, order=args.order,
-                             method=args.method)
+    sampler = sampler_request(args)
     sr = SuperResolutionRequest(sampler=args.sr_sampler, steps=args.sr_steps,
                                 enabled=not args.no_sr)
     settings = Settings()

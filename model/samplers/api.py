@@ -78,7 +78,8 @@ def run_spec(
                            noise_fn=noise_fn, callback=callback)
     if spec.name == "ddim":
         return ddim_sample(denoiser, discrete_schedule(spec), x_T, eta=spec.eta,
-                           generator=generator, noise_fn=noise_fn, callback=callback)
+                           resample=spec.resample, generator=generator, noise_fn=noise_fn,
+                           callback=callback)
     solver = Solver(
         denoiser=denoiser,
         ns=continuous_schedule(acp_dtype),

@@ -54,24 +54,49 @@ def ddim_step(
     return tmap(lambda xt, x0_: one(xt, x0_, None), x, x0), x0
 
 
+def renoise(sched: DiscreteSchedule, x_prev: State, index: Tensor, noise: State) -> State:
+    """Take a state at respaced level ``index - 1`` back to level ``index`` (the forward
+    process between the two): ``sqrt(r) x_prev + sqrt(1 - r) noise``,
+    ``r = abar_index / abar_(index-1)`` (``alphas_cumprod / alphas_cumprod_prev``)."""
+    def one(xp: Tensor, z: Tensor) -> Tensor:
+        ratio = gather(sched, "alphas_cumprod", index, xp) / gather(
+            sched, "alphas_cumprod_prev", index, xp)
+        return torch.sqrt(ratio) * xp + torch.sqrt(1 - ratio) * z
+
+    return tmap(one, x_prev, noise)
+
+
 def ddim_sample(
     denoiser: Denoiser,
     sched: DiscreteSchedule,
     x_T: State,
     *,
     eta: float = 0.0,
+    resample: int = 1,
     generator: torch.Generator | None = None,
     noise_fn: NoiseFn | None = None,
     callback: Callback | None = None,
     clip: bool = True,
 ) -> State:
     """DDIM loop over ``k = K-1 .. 0``. With ``eta = 0`` no noise is drawn (the official loop
-    drew and discarded one ``randn_like`` per step; the result is identical)."""
+    drew and discarded one ``randn_like`` per step; the result is identical).
+
+    ``resample > 1``: each step with ``k > 0`` runs ``resample`` times; after all but the last
+    run its result is taken back to level ``k`` by :func:`renoise` with a fresh draw (RePaint's
+    resampling: under guidance, the step's decision is redone from a state that already agrees
+    with the condition). Draws per repeat: the step's (``eta > 0``), then the re-noising's.
+    ``callback`` fires once per step, after its last run."""
+    if resample < 1:
+        raise ValueError(f"resample must be >= 1, got {resample}")
     draw = noise_fn if noise_fn is not None else generator_noise(generator)
     x = x_T
     total = sched.num_steps
     for step, k in enumerate(range(total - 1, -1, -1)):
-        noise = draw(step, x) if eta > 0 else None
-        x, _ = ddim_step(denoiser, sched, x, index_tensor(k, x), eta=eta, noise=noise, clip=clip)
+        index = index_tensor(k, x)
+        runs = resample if k > 0 else 1
+        for run in range(runs):
+            noise = draw(step, x) if eta > 0 else None
+            x_prev, _ = ddim_step(denoiser, sched, x, index, eta=eta, noise=noise, clip=clip)
+            x = renoise(sched, x_prev, index, draw(step, x_prev)) if run < runs - 1 else x_prev
         notify(callback, step + 1, total, x)
     return x

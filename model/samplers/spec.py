@@ -27,6 +27,11 @@ class SamplerSpec:
         only; the same correction DDIM applies to its x0, so a fast SR solver lands where the
         official clipped DDIM does). Exclusive with ``thresholding`` (both bound x0).
     :param eta: DDIM stochasticity (0 = deterministic).
+    :param resample: DDIM only: every step but the last runs ``resample`` times; between runs the
+        step's result is re-noised back to the step's start level with fresh noise ("time
+        travel", RePaint's resampling), so gradient guidance gets several chances to agree with
+        what the model sees at that level. 1 = plain DDIM; network evaluations
+        ``resample * (steps - 1) + 1``. The fast conditional preset runs DDIM 10 x 2.
     :param official_compat: reproduce the official implementation's defects where we fixed
         them (audio first-order DPM-Solver update, float16 alphas_cumprod in the SR solver,
         the conditional DDPM loop returning the reconstructed condition); see the samplers.
@@ -42,6 +47,7 @@ class SamplerSpec:
     thresholding: bool = False
     clip_x0: bool = False
     eta: float = 0.0
+    resample: int = 1
     official_compat: bool = False
 
     def __post_init__(self) -> None:
@@ -55,6 +61,11 @@ class SamplerSpec:
             raise ValueError(f"steps must be in 1..1000, got {self.steps}")
         if self.order not in (1, 2, 3):
             raise ValueError(f"order must be 1, 2 or 3, got {self.order}")
+        if self.resample < 1:
+            raise ValueError(f"resample must be >= 1, got {self.resample}")
+        if self.resample > 1 and self.name != "ddim":
+            raise ValueError(f"resample={self.resample} needs name='ddim' (got {self.name!r}); "
+                             "the other samplers run each step once")
         if self.eta < 0:
             raise ValueError(f"eta must be >= 0, got {self.eta}")
         if self.thresholding and self.name != "dpm_solver++":

@@ -1,13 +1,13 @@
 """The per-model guidance scale: the gateway's torch-free table (``core.sampling``) equals the
 model presets' ``UNetConfig.guidance_scale``, and a request without a scale runs the model's.
 
-Why demo's is 450 (``bench/guidance.py``, shipped weights, fast conditional preset DDIM 20,
-base only): audio-to-video sync / colour-pitch over 8 jobs were 0.24 / 0.36 at scale 3,
-0.45 / 0.36 at 100, 0.84 / 0.90 at 300, 0.82 / 0.75 at 1000; over 64 jobs 0.774 / 0.787 at
-300, 0.814 / 0.766 at 450, 0.825 / 0.767 at 600; video-to-audio was 0.95 / 0.94 at both 3 and
-300 (8 jobs) and 0.928 / 0.985 at 450 (32). The loss is a per-element mean, so the demo's
-2,048-sample condition needs a far larger scale than the official scripts' 3.0 (which their fp16
-loss scale made act as 3 * 2**20).
+Why demo's is 800 (``bench/guidance.py``, shipped weights, fast conditional preset DDIM 10 x 2,
+base only; the numbers are in ``model/config.py``): audio-to-video over 64 jobs on seeds
+1000.. and 5000.. scored sync / colour-pitch 0.893 / 0.856 and 0.892 / 0.882 at 800, with sync
+falling at smaller scales and colour-pitch at larger ones; video-to-audio barely moves with the
+scale. Under the earlier preset (DDIM 20) 450 was best. The loss is a per-element mean, so the
+demo's 2,048-sample condition needs a far larger scale than the official scripts' 3.0 (which
+their fp16 loss scale made act as 3 * 2**20).
 """
 
 from __future__ import annotations

@@ -91,12 +91,47 @@ def test_conditional_presets(settings: Settings, store: JobStore, tmp_path: Path
         assert r.status_code == 202, r.text
         specs[preset] = store.spec(r.json()["id"])
     fast, official = specs["fast"], specs["official"]
-    assert fast.preset == "fast" and fast.sampler == SamplerParams(name="ddim", steps=20)
+    assert fast.preset == "fast" and fast.sampler == SamplerParams(name="ddim", steps=10,
+                                                                   resample=2)
     assert official.sampler.name == "ddpm" and official.sampler.steps == 1000
     for spec in (fast, official):  # the tiny preset's scale: the official models' 3.0
         assert (spec.guidance, spec.guidance_scale) == ("gradient", 3.0)
         assert spec.super_resolution.enabled is False
     assert official.super_resolution.steps == 25 and fast.super_resolution.steps == 12
+
+
+def test_resample_is_a_ddim_field_with_a_limit(settings: Settings, store: JobStore,
+                                               tmp_path: Path) -> None:
+    """The fast conditional preset resamples (DDIM 10 x 2); a request may set ``resample`` on
+    DDIM (JSON or a multipart form field), a non-DDIM sampler runs once per step unless it asks
+    for resampling, which is a 422 naming the field; above MMD_MAX_RESAMPLE is a 422."""
+    client = TestClient(create_app(settings.model_copy(update={"max_resample": 3})))
+    spec = _spec(client, store, {"sampler": {"name": "ddim", "resample": 3}})
+    assert (spec.sampler.name, spec.sampler.resample) == ("ddim", 3)
+    assert _spec(client, store, {}).sampler.resample == 1  # joint fast: DPM-Solver++
+    for body, field, words in (
+            ({"sampler": {"name": "ddim", "resample": 4}}, "sampler.resample",
+             ("sampler.resample=4 is above the limit 3", "MMD_MAX_RESAMPLE")),
+            ({"sampler": {"resample": 2}}, "sampler.resample",
+             ("sampler.resample=2 needs sampler.name='ddim'",))):
+        r = client.post("/generate", json=body)
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["field"] == field
+        assert all(w in r.json()["error"]["message"] for w in words)
+    clip = write_clip(tmp_path / "clip.mp4")
+
+    def post(**data: str) -> JobSpec:
+        with open(clip, "rb") as fh:
+            r = client.post("/video-to-audio", files={"file": ("clip.mp4", fh, "video/mp4")},
+                            data={"super_resolution.enabled": "false", **data})
+        assert r.status_code == 202, r.text
+        got = store.spec(r.json()["id"])
+        assert got is not None
+        return got
+
+    assert post().sampler == SamplerParams(name="ddim", steps=10, resample=2)
+    assert post(**{"sampler.resample": "1"}).sampler.resample == 1
+    assert post(**{"sampler.name": "dpm_solver"}).sampler.resample == 1
 
 
 def test_default_limits_allow_the_official_conditional_loop() -> None:
@@ -127,7 +162,7 @@ def test_preset_order_is_capped_at_the_steps_but_a_given_order_is_not(
 
 def test_guidance_scale_defaults_to_the_models_and_is_limited(
         settings: Settings, store: JobStore, tmp_path: Path) -> None:
-    """No ``guidance_scale``: the job stores its model's default (demo 450, tiny 3.0); one that
+    """No ``guidance_scale``: the job stores its model's default (demo 800, tiny 3.0); one that
     is sent is kept; above MMD_MAX_GUIDANCE_SCALE is a 422 naming the field."""
     models = {"default": ModelSpec(preset="tiny"), "demo": ModelSpec(preset="demo")}
     client = TestClient(create_app(settings.model_copy(update={
@@ -149,7 +184,7 @@ def test_guidance_scale_defaults_to_the_models_and_is_limited(
     assert scales == {("demo", False): default_guidance_scale("demo"),
                       ("default", False): default_guidance_scale("tiny"),
                       ("demo", True): 7.5}
-    assert default_guidance_scale("demo") == 450.0 and default_guidance_scale("tiny") == 3.0
+    assert default_guidance_scale("demo") == 800.0 and default_guidance_scale("tiny") == 3.0
     r = post(model="demo", guidance_scale="501")
     assert r.status_code == 422, r.text
     assert r.json()["error"]["field"] == "guidance_scale"
