@@ -17,7 +17,7 @@ first result re-noised back to the step's level in between (19 evaluations for 1
 
 Guidance is the same in both: ``gradient``, with the model's scale when a request sends none
 (:func:`default_guidance_scale`: 3.0, the official scripts' classifier_scale, for the official
-models; 800 for ``demo``, measured).
+models; 1100 for ``demo``, measured).
 A field the client sends (``sampler.steps``, ``super_resolution.sampler``, ...) replaces the
 preset's value for that field only; the others come from the preset (a preset's multistep order
 is capped at the steps: ``{"steps": 2}`` runs order 2).
@@ -39,8 +39,8 @@ the same NFE; DPM-Solver's third-order steps amplify the guidance gradient (pixe
 vs 6 % in real clips at larger scales), DDIM clips x0 every step. Video-to-audio scored the same
 with either. DDIM 20 then lost audio-to-video clips to one-frame misplaced flashes (64 jobs,
 seeds 1000.. / 5000..: sync 0.814 / 0.744, colour-pitch 0.766 / 0.701 at scale 450); resampling
-each step once more at half the steps, the same cost, gave 0.893 / 0.892 and 0.856 / 0.882 at
-scale 800 (docs/demo-model.md has the sweep).
+each step once more at half the steps, the same cost, gave 0.911 / 0.945 and 0.867 / 0.879 at
+scale 1100 (docs/demo-model.md has the sweep).
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ PRESETS: dict[tuple[Preset, Kind], tuple[SamplerParams, SuperResolutionParams]] 
 # official ones) get DEFAULT_GUIDANCE_SCALE. Mirrors model.config.UNetConfig.guidance_scale
 # (tests/model/test_guidance_defaults.py holds them equal; the measurements are there).
 DEFAULT_GUIDANCE_SCALE = 3.0
-GUIDANCE_SCALES: dict[str, float] = {"demo": 800.0}
+GUIDANCE_SCALES: dict[str, float] = {"demo": 1100.0}
 
 
 def default_guidance_scale(preset: str, given: float | None = None) -> float:

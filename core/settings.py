@@ -276,7 +276,7 @@ class Settings(BaseSettings):
     max_guidance_scale: float = Field(
         10000.0, ge=0,
         description="largest `guidance_scale` (`422`); the guidance loss is a per-element mean, "
-        "so useful scales grow with the model's size (demo: 800)",
+        "so useful scales grow with the model's size (demo: 1100)",
     )
     max_start_s: float = Field(3600.0, ge=0, description="largest `start_s` (`422`)")
     max_duration_s: float = Field(

@@ -34,7 +34,7 @@ class GenerationRequest:
     the model's audio length (audio-to-video). Frame rate and sample rate are the model
     preset's (``UNetConfig.fps`` / ``sample_rate``). Official settings are the defaults (base
     DPM-Solver 20 steps order 3, SR DDIM 25 steps, gradient guidance with the model's scale,
-    ``UNetConfig.guidance_scale``: 3.0 for the official models, 800 for demo).
+    ``UNetConfig.guidance_scale``: 3.0 for the official models, 1100 for demo).
     """
 
     mode: Mode = "joint"

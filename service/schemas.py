@@ -44,7 +44,7 @@ class _ConditionalParams(_CommonParams):
     guidance_scale: float | None = Field(
         None, ge=0.0,
         description="gradient-guidance weight (at most MMD_MAX_GUIDANCE_SCALE); None = the "
-        "model's: 800 for demo, 3.0 (the official scripts') for the official models")
+        "model's: 1100 for demo, 3.0 (the official scripts') for the official models")
     start_s: float = Field(0.0, ge=0.0, description="where the covered span (by default the "
                          "model's window: 1 s for demo, 1.6 s for the official models) starts in "
                          "the upload")

@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--guidance", default="gradient", choices=("gradient", "replacement"),
                    help="conditional modes: gradient guidance or replacement")
     r.add_argument("--guidance-scale", type=float, default=None,
-                   help="conditional guidance scale (default: the model's, 800 for demo, 3.0 "
+                   help="conditional guidance scale (default: the model's, 1100 for demo, 3.0 "
                    "for the official models)")
     r.add_argument("--no-sr", action="store_true", help="skip super-resolution (64x64 output)")
     r.add_argument("--sr-sampler", choices=SAMPLER_NAMES, help="SR sampler (default: the preset's)")

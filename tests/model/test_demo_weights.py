@@ -56,7 +56,7 @@ def test_loaded_models_are_the_trained_demo(demo_models) -> None:  # type: ignor
 # 1000.. . Measured on the shipped weights (base step 843, unshifted cross-attention; SR step
 # 2500) with these exact settings (2026-12-05, the same code path from a script): joint 16 jobs
 # sync 0.938, colour-pitch 1.000 over 30 events. Conditional, DDIM 10 x 2 (resampled) at the
-# demo's guidance scale 800: video-to-audio 8 jobs sync 0.959, colour-pitch 1.000 over 15
+# demo's guidance scale 1100: video-to-audio 8 jobs sync 0.959, colour-pitch 1.000 over 15
 # events; audio-to-video 8 jobs sync 0.928, colour-pitch 0.933 (14 of 15 events). Before
 # resampling (DDIM 20, scale 450) they were 0.950 / 0.938 and 0.819 / 0.8125, and with
 # DPM-Solver 20 at scale 3 audio-to-video was 0.222 / 0.143. Margins: sync 0.15 (joint 0.14);

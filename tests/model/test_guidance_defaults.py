@@ -1,9 +1,9 @@
 """The per-model guidance scale: the gateway's torch-free table (``core.sampling``) equals the
 model presets' ``UNetConfig.guidance_scale``, and a request without a scale runs the model's.
 
-Why demo's is 800 (``bench/guidance.py``, shipped weights, fast conditional preset DDIM 10 x 2,
+Why demo's is 1100 (``bench/guidance.py``, shipped weights, fast conditional preset DDIM 10 x 2,
 base only; the numbers are in ``model/config.py``): audio-to-video over 64 jobs on seeds
-1000.. and 5000.. scored sync / colour-pitch 0.893 / 0.856 and 0.892 / 0.882 at 800, with sync
+1000.. and 5000.. scored sync / colour-pitch 0.911 / 0.867 and 0.945 / 0.879 at 1100, with sync
 falling at smaller scales and colour-pitch at larger ones; video-to-audio barely moves with the
 scale. Under the earlier preset (DDIM 20) 450 was best. The loss is a per-element mean, so the
 demo's 2,048-sample condition needs a far larger scale than the official scripts' 3.0 (which

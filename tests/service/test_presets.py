@@ -162,7 +162,7 @@ def test_preset_order_is_capped_at_the_steps_but_a_given_order_is_not(
 
 def test_guidance_scale_defaults_to_the_models_and_is_limited(
         settings: Settings, store: JobStore, tmp_path: Path) -> None:
-    """No ``guidance_scale``: the job stores its model's default (demo 800, tiny 3.0); one that
+    """No ``guidance_scale``: the job stores its model's default (demo 1100, tiny 3.0); one that
     is sent is kept; above MMD_MAX_GUIDANCE_SCALE is a 422 naming the field."""
     models = {"default": ModelSpec(preset="tiny"), "demo": ModelSpec(preset="demo")}
     client = TestClient(create_app(settings.model_copy(update={
@@ -184,7 +184,7 @@ def test_guidance_scale_defaults_to_the_models_and_is_limited(
     assert scales == {("demo", False): default_guidance_scale("demo"),
                       ("default", False): default_guidance_scale("tiny"),
                       ("demo", True): 7.5}
-    assert default_guidance_scale("demo") == 800.0 and default_guidance_scale("tiny") == 3.0
+    assert default_guidance_scale("demo") == 1100.0 and default_guidance_scale("tiny") == 3.0
     r = post(model="demo", guidance_scale="501")
     assert r.status_code == 422, r.text
     assert r.json()["error"]["field"] == "guidance_scale"
