@@ -10,6 +10,12 @@ when self-started, with ``MMD_WARMUP=false`` and 1 torch thread per worker). A c
 share, then polls its oldest unfinished job (the queue is FIFO) every ``poll_interval_s`` until
 all are terminal. Every loop is bounded in count and in time (``--timeout``): a job still not
 terminal at the end is reported as lost.
+
+Every submission carries an ``Idempotency-Key``; one whose connection drops before an answer
+(``httpx.TransportError``: e.g. the server closing an idle keep-alive connection just as the
+request goes out) is sent again with the same key, up to ``SUBMIT_TRIES`` times, as a careful
+client does: the gateway answers a repeat with the job the first attempt made, if it made one,
+so a retry never creates a second job. Retries are counted and printed.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import asyncio
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 TERMINAL = ("succeeded", "failed", "canceled")
 CHEAP_JOB: dict[str, Any] = {"sampler": {"name": "dpm_solver", "steps": 1, "order": 1},
                              "super_resolution": {"enabled": False}}
+SUBMIT_TRIES = 3  # attempts per submission on a dropped connection (same Idempotency-Key)
 
 
 @dataclass
@@ -37,6 +45,7 @@ class LoadReport:
     poll_s: list[float] = field(default_factory=list)  # latency of each GET /jobs/{id}
     statuses: dict[str, str] = field(default_factory=dict)  # job id -> last status seen
     submit_errors: list[str] = field(default_factory=list)
+    retries: list[str] = field(default_factory=list)  # submissions resent after a dropped one
     failures: dict[str, str] = field(default_factory=dict)  # error code -> one message
     wall_s: float = 0.0
 
@@ -61,9 +70,11 @@ def percentile(values: list[float], q: float) -> float:
 def table(report: LoadReport, n: int, concurrency: int) -> str:
     lines = [f"load: {n} submissions, {concurrency} concurrent clients, "
              f"{report.wall_s:.1f} s wall, outcomes {report.counts()}, "
-             f"lost {len(report.lost)}, submit errors {len(report.submit_errors)}",
+             f"lost {len(report.lost)}, submit errors {len(report.submit_errors)}, "
+             f"resent after a dropped connection {len(report.retries)}",
              *(f"  failed with {code}: {msg[:200]}" for code, msg in report.failures.items()),
              *(f"  submit error {e[:200]}" for e in report.submit_errors[:3]),
+             *(f"  resent {e[:200]}" for e in report.retries[:3]),
              f"{'request':<18}{'count':>7}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
              f"{'max ms':>9}{'req/s':>8}"]
     for name, values in (("POST /generate", report.submit_s), ("GET /jobs/{id}", report.poll_s)):
@@ -76,18 +87,36 @@ def table(report: LoadReport, n: int, concurrency: int) -> str:
     return "\n".join(lines)
 
 
+async def _submit(c: httpx.AsyncClient, body: dict[str, Any], key: str, label: str,
+                  report: LoadReport) -> httpx.Response | None:
+    """POST /generate with ``key`` as its Idempotency-Key, resent on a dropped connection (at
+    most ``SUBMIT_TRIES`` attempts); None (an error recorded) when no attempt got an answer."""
+    for attempt in range(1, SUBMIT_TRIES + 1):
+        try:
+            return await c.post("/generate", json=body, headers={"Idempotency-Key": key})
+        except httpx.TransportError as exc:
+            if attempt == SUBMIT_TRIES:
+                report.submit_errors.append(f"{label}: {type(exc).__name__}: {exc} "
+                                            f"({SUBMIT_TRIES} attempts)")
+                return None
+            report.retries.append(f"{label}: {type(exc).__name__}: {exc}")
+            await asyncio.sleep(0.2 * attempt)
+        except httpx.HTTPError as exc:  # not a dropped connection: no retry
+            report.submit_errors.append(f"{label}: {type(exc).__name__}: {exc}")
+            return None
+    return None
+
+
 async def _client(c: httpx.AsyncClient, indices: range, body: dict[str, Any], report: LoadReport,
-                  deadline: float, poll_interval_s: float) -> None:
+                  deadline: float, poll_interval_s: float, run: str) -> None:
     mine: list[str] = []
     for i in indices:  # bounded: this client's share of the submissions
         if time.monotonic() > deadline:
             report.submit_errors.append(f"#{i}: not submitted before the deadline")
             continue
         t0 = time.perf_counter()
-        try:
-            r = await c.post("/generate", json={**body, "seed": i})
-        except httpx.HTTPError as exc:
-            report.submit_errors.append(f"#{i}: {type(exc).__name__}: {exc}")
+        r = await _submit(c, {**body, "seed": i}, f"{run}-{i}", f"#{i}", report)
+        if r is None:
             continue
         report.submit_s.append(time.perf_counter() - t0)
         if r.status_code != 202:
@@ -124,6 +153,7 @@ async def run_load(base: str, *, n: int, concurrency: int, timeout_s: float,
     if n < 1 or concurrency < 1:
         raise ValueError(f"n and concurrency must be >= 1, got n={n}, concurrency={concurrency}")
     report = LoadReport()
+    run = uuid.uuid4().hex[:12]  # Idempotency-Keys of this run: f"{run}-{i}"
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     started = time.monotonic()
     deadline = started + timeout_s
@@ -131,7 +161,7 @@ async def run_load(base: str, *, n: int, concurrency: int, timeout_s: float,
                                  headers=headers or {}) as c:
         await asyncio.gather(*(
             _client(c, range(k, n, concurrency), body or CHEAP_JOB, report, deadline,
-                    poll_interval_s) for k in range(concurrency)))
+                    poll_interval_s, run) for k in range(concurrency)))
     report.wall_s = time.monotonic() - started
     return report
 

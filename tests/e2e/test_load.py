@@ -1,7 +1,9 @@
 """Load on loopback: 1,000 submissions from 50 concurrent clients against a real gateway and
 3 real workers (random ``tiny`` preset, DPM-Solver 1 step, SR off, 1 torch thread each): every
-job reaches a terminal status, none is lost, and each has exactly one result object. Prints the
-submit / poll latency table of ``bench/load.py``."""
+job reaches a terminal status, none is lost, and each has exactly one result object (a
+submission resent after a dropped connection carries the same Idempotency-Key, so it cannot make
+a second job: ``len(report.statuses) == N`` counts distinct job ids). Prints the submit / poll
+latency table of ``bench/load.py``."""
 
 from __future__ import annotations
 
@@ -48,6 +50,10 @@ def test_thousand_submissions_none_lost(load_stack: Stack) -> None:
     report = asyncio.run(run_load(stack.base, n=N, concurrency=CONCURRENCY, timeout_s=TIMEOUT_S))
     print(f"\n{table(report, N, CONCURRENCY)}\n({time.monotonic() - t0:.1f} s)")
     assert report.submit_errors == []
+    # A dropped connection is resent with the same Idempotency-Key (bench/load.py): a CI run on
+    # a loaded 2-core machine saw 5 of 1,000 submissions drop (httpx ReadError, no gateway log
+    # line). More than 2 % dropping would be a gateway problem, not a race.
+    assert len(report.retries) <= N // 50, report.retries[:10]
     assert len(report.statuses) == N and len(report.submit_s) == N
     assert report.lost == [], f"{len(report.lost)} jobs not terminal\n{stack.log_tail()}"
     assert report.counts() == {"succeeded": N}, (report.counts(), report.failures)
