@@ -83,6 +83,7 @@ from model.pipeline_noise import cpu_generator, cpu_noise, derive_seed
 from model.prompted import PromptGuidance
 from model.samplers.api import run_spec, start_coefficients
 from model.samplers.common import NoiseFn
+from model.samplers.ddim import step_runs
 from model.samplers.dpm_methods import singlestep_orders
 from model.samplers.spec import SamplerSpec
 from model.state import AV, State
@@ -155,8 +156,8 @@ def _evals_per_step(spec: SamplerSpec) -> list[int]:
     """Network evaluations in each sampler step (callback) of a fixed-step fast sampler."""
     if spec.is_dpm and spec.method == "singlestep":
         return singlestep_orders(spec.steps, spec.order)
-    if spec.name == "ddim" and spec.resample > 1:  # every step but the last runs resample times
-        return [spec.resample] * (spec.steps - 1) + [1]
+    if spec.name == "ddim":
+        return step_runs(spec.steps, spec.resample)
     return [1] * spec.steps
 
 

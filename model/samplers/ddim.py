@@ -66,6 +66,12 @@ def renoise(sched: DiscreteSchedule, x_prev: State, index: Tensor, noise: State)
     return tmap(one, x_prev, noise)
 
 
+def step_runs(steps: int, resample: int) -> list[int]:
+    """Network evaluations of each of ``steps`` DDIM steps with ``resample``: every step but
+    the last runs ``resample`` times (:func:`ddim_sample`)."""
+    return [resample] * (steps - 1) + [1]
+
+
 def ddim_sample(
     denoiser: Denoiser,
     sched: DiscreteSchedule,
@@ -91,9 +97,10 @@ def ddim_sample(
     draw = noise_fn if noise_fn is not None else generator_noise(generator)
     x = x_T
     total = sched.num_steps
+    plan = step_runs(total, resample)
     for step, k in enumerate(range(total - 1, -1, -1)):
         index = index_tensor(k, x)
-        runs = resample if k > 0 else 1
+        runs = plan[step]
         for run in range(runs):
             noise = draw(step, x) if eta > 0 else None
             x_prev, _ = ddim_step(denoiser, sched, x, index, eta=eta, noise=noise, clip=clip)
